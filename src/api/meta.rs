@@ -1,0 +1,88 @@
+//! The daemon's self-description: `api-version`, `health`, `capabilities`.
+
+use super::wire::{self, Capability};
+use super::Api;
+use crate::http::Reply;
+
+pub const API_VERSION: &str = "v1";
+pub const CONTRACT: &str = "coven.daemon.v1";
+
+/// The capability catalog, in the contract's order.
+pub const CATALOG: &[Capability] = &[
+    Capability {
+        id: "coven.sessions",
+        label: "Project-scoped harness sessions",
+        adapter: "coven-daemon",
+        status: "available",
+        policy: "allow",
+        actions: &[],
+    },
+    Capability {
+        id: "coven.control.actions",
+        label: "Coven control-plane action router",
+        adapter: "coven-daemon",
+        status: "available",
+        policy: "allow",
+        actions: &["coven.capabilities.refresh"],
+    },
+    Capability {
+        id: "desktop.automation",
+        label: "Desktop automation adapters",
+        adapter: "desktop-use",
+        status: "planned",
+        policy: "requiresApproval",
+        actions: &[],
+    },
+];
+
+const OK: Reply = Reply {
+    status: 200,
+    allow: None,
+};
+
+pub fn on_api_version(body: &mut Vec<u8>) -> Reply {
+    wire::write_json(
+        body,
+        &wire::ApiVersion {
+            api_version: API_VERSION,
+            supported_api_versions: [API_VERSION],
+        },
+    );
+    OK
+}
+
+pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
+    let stats = &api.stats;
+    wire::write_json(
+        body,
+        &wire::Health {
+            ok: true,
+            api_version: CONTRACT,
+            coven_version: env!("CARGO_PKG_VERSION"),
+            capabilities: wire::HealthCapabilities {
+                sessions: true,
+                events: true,
+                event_cursor: "sequence",
+                structured_errors: true,
+            },
+            daemon: api.daemon.as_ref(),
+            stats: wire::HealthStats {
+                open_connections: stats.open_connections,
+                accepted_connections: stats.accepted_connections,
+                refused_connections: stats.refused_connections,
+                requests: stats.requests,
+            },
+        },
+    );
+    OK
+}
+
+pub fn on_capabilities(body: &mut Vec<u8>) -> Reply {
+    wire::write_json(
+        body,
+        &wire::Capabilities {
+            capabilities: CATALOG,
+        },
+    );
+    OK
+}

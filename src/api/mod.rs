@@ -1,0 +1,91 @@
+//! The API: routing, handlers, the error envelope and every JSON shape of
+//! the `coven.daemon.v1` contract. Handlers are plain functions over the
+//! daemon's state that write a response body; they never touch sockets or
+//! file descriptors.
+
+pub mod actions;
+pub mod error;
+pub mod meta;
+pub mod router;
+pub mod wire;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::http::{self, Reply, Request, Service};
+use error::ApiError;
+
+/// Counters reported under `stats` in health.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub open_connections: usize,
+    pub accepted_connections: u64,
+    /// Closed at accept: over the connection limit, or another user's peer.
+    pub refused_connections: u64,
+    pub requests: u64,
+}
+
+/// The daemon state handlers see.
+#[derive(Debug)]
+pub struct Api {
+    /// `None` only when the daemon's metadata is unknown (unit tests).
+    pub daemon: Option<wire::DaemonInfo>,
+    pub stats: Stats,
+}
+
+impl Api {
+    pub fn new(daemon: Option<wire::DaemonInfo>) -> Api {
+        Api {
+            daemon,
+            stats: Stats::default(),
+        }
+    }
+}
+
+impl Service for Api {
+    fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        self.stats.requests += 1;
+        // A bug in a handler must cost one request, not the daemon.
+        let result = catch_unwind(AssertUnwindSafe(|| router::dispatch(self, req, body)));
+        match result {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(err)) => {
+                body.clear();
+                err.write(body)
+            }
+            Err(_) => {
+                log::error!(
+                    "handler panicked on {:?}",
+                    String::from_utf8_lossy(req.path)
+                );
+                body.clear();
+                ApiError::internal().write(body)
+            }
+        }
+    }
+
+    fn framing_error(&mut self, err: http::Error, body: &mut Vec<u8>) -> Reply {
+        self.stats.requests += 1;
+        ApiError::from(err).write(body)
+    }
+}
+
+/// The whole canned answer (head and body) for a client turned away at the
+/// connection limit.
+pub fn busy_response(max_connections: usize) -> Vec<u8> {
+    use crate::http::encode;
+    let mut body = Vec::new();
+    let reply = ApiError::new(503, "runtime_unavailable", "Connection limit reached.")
+        .with_details(serde_json::json!({ "maxConnections": max_connections }))
+        .write(&mut body);
+    let mut out = Vec::new();
+    encode::head(
+        &mut out,
+        reply.status,
+        encode::JSON,
+        body.len(),
+        encode::Persist::Close,
+        None,
+    );
+    out.extend_from_slice(&body);
+    out
+}

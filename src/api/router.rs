@@ -1,0 +1,174 @@
+//! Version prefix → route → handler.
+//!
+//! `/api/v1/<route>` and the legacy `/<route>` reach the same handler;
+//! `/api/<other>/…` fails closed. Path segments are split first, then
+//! percent-decoded, so an encoded `/` never changes the route.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{actions, meta, Api};
+use crate::http::{Method, Reply, Request};
+
+/// Path segments beyond this many match no route.
+const MAX_SEGMENTS: usize = 8;
+
+/// Every route the daemon knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    ApiVersion,
+    Health,
+    Capabilities,
+    Actions,
+}
+
+impl Route {
+    /// The methods this route answers, as an `Allow` value.
+    fn allow(self) -> &'static str {
+        match self {
+            Route::ApiVersion | Route::Health | Route::Capabilities => "GET, HEAD",
+            Route::Actions => "POST",
+        }
+    }
+
+    fn accepts(self, method: Method) -> bool {
+        match self.allow() {
+            "GET, HEAD" => matches!(method, Method::Get | Method::Head),
+            _ => method == Method::Post,
+        }
+    }
+}
+
+/// Percent-decodes one path segment or query component.
+pub fn decode(raw: &[u8]) -> Result<Cow<'_, str>, ApiError> {
+    percent_decode(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::invalid("Request target is not valid UTF-8 once decoded."))
+}
+
+/// Splits and decodes the path (without its leading `/`).
+fn segments(path: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
+    let path = path.strip_prefix(b"/").unwrap_or(path);
+    let mut segs = Vec::with_capacity(4);
+    for raw in path.split(|&b| b == b'/') {
+        if segs.len() == MAX_SEGMENTS {
+            return Ok(None);
+        }
+        segs.push(decode(raw)?);
+    }
+    Ok(Some(segs))
+}
+
+/// Resolves a path to a route, or the error a client should see.
+pub fn resolve(path: &[u8]) -> Result<Route, ApiError> {
+    let Some(segs) = segments(path)? else {
+        return Err(ApiError::not_found());
+    };
+    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
+    let rest = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["api", version, ..] if !version.is_empty() => {
+            return Err(
+                ApiError::new(404, "invalid_request", "Unsupported API version.").with_details(
+                    json!({
+                        "apiVersion": version,
+                        "supportedApiVersions": [meta::API_VERSION],
+                    }),
+                ),
+            )
+        }
+        rest => rest,
+    };
+    match rest {
+        ["api-version"] => Ok(Route::ApiVersion),
+        ["health"] => Ok(Route::Health),
+        ["capabilities"] => Ok(Route::Capabilities),
+        ["actions"] => Ok(Route::Actions),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let route = resolve(req.path)?;
+    if !route.accepts(req.method) {
+        return Err(ApiError::method_not_allowed(route.allow()));
+    }
+    Ok(match route {
+        Route::ApiVersion => meta::on_api_version(body),
+        Route::Health => meta::on_health(api, body),
+        Route::Capabilities => meta::on_capabilities(body),
+        Route::Actions => actions::on_action(req.body, body),
+    })
+}
+
+/// The first value of query parameter `name`, percent-decoded.
+pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, ApiError> {
+    for pair in query.split(|&b| b == b'&') {
+        let (key, value) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if decode(key)? == name {
+            return decode(value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, expect: Result<Route, (u16, &str)>) {
+        let got = resolve(path.as_bytes()).map_err(|e| (e.status, e.code));
+        assert_eq!(got, expect, "{path}");
+    }
+
+    #[test]
+    fn routes() {
+        use Route::*;
+        check("/api/v1/health", Ok(Health));
+        check("/health", Ok(Health));
+        check("/api/v1/api-version", Ok(ApiVersion));
+        check("/api-version", Ok(ApiVersion));
+        check("/api/v1/capabilities", Ok(Capabilities));
+        check("/capabilities", Ok(Capabilities));
+        check("/api/v1/actions", Ok(Actions));
+        check("/actions", Ok(Actions));
+        check("/api/v1/%68ealth", Ok(Health));
+        check("/api/v1", Err((404, "not_found")));
+        check("/api/v1/", Err((404, "not_found")));
+        check("/", Err((404, "not_found")));
+        check("/api", Err((404, "not_found")));
+        check("/api/", Err((404, "not_found")));
+        check("/api/v1/nope", Err((404, "not_found")));
+        check("/api/v1/health/", Err((404, "not_found")));
+        check("/api/v2/health", Err((404, "invalid_request")));
+        check("/api/v0", Err((404, "invalid_request")));
+        check("/api/v1%2Fhealth", Err((404, "invalid_request")));
+        check("/a/b/c/d/e/f/g/h/i", Err((404, "not_found")));
+        check("/api/v1/%ff", Err((400, "invalid_request")));
+    }
+
+    #[test]
+    fn unknown_version_details() {
+        let e = resolve(b"/api/v9/health").unwrap_err();
+        assert_eq!(
+            e.details,
+            Some(json!({"apiVersion": "v9", "supportedApiVersions": ["v1"]}))
+        );
+    }
+
+    #[test]
+    fn query() {
+        let q = b"sessionId=a%20b&afterSeq=3&flag&afterSeq=4";
+        assert_eq!(query_param(q, "sessionId").unwrap().as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "afterSeq").unwrap().as_deref(), Some("3"));
+        assert_eq!(query_param(q, "flag").unwrap().as_deref(), Some(""));
+        assert_eq!(query_param(q, "limit").unwrap(), None);
+        assert!(query_param(b"x=%ff", "x").is_err());
+    }
+}

@@ -1,0 +1,505 @@
+//! One client connection: its buffers, its state machine and its readiness.
+//!
+//! `Conn` reads, frames requests with `http::parse`, hands each complete one
+//! to a `Service` and queues the encoded answer, in order. It never touches
+//! `Poll`: the reactor records readiness into it and calls `on_ready`, which
+//! drives the socket until it would block, a budget runs out, or output
+//! backpressure says stop. Buffers come from `Pools` and go back when the
+//! connection falls idle, so an idle keep-alive connection holds none.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::http::encode::{self, Persist};
+use crate::http::parse::{self, ChunkStatus, Chunked, Framing, Head, HeadStatus};
+use crate::http::{Method, Request, Service};
+
+/// A byte stream the connection can run over (a Unix socket, or a test double).
+pub trait Socket: Read + Write {
+    /// Half-closes the write side, so the peer sees EOF after our last byte.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Socket for mio::net::UnixStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Limits a connection enforces (from `config::Limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub http: parse::Limits,
+    /// Queued response bytes past which no further pipelined request is
+    /// dispatched and nothing more is read.
+    pub max_queued_bytes: usize,
+    /// From a head's first byte to its blank line.
+    pub head_timeout: Duration,
+    /// Without any progress, read or write.
+    pub idle_timeout: Duration,
+    /// After a final response, how long unread input is still discarded
+    /// before closing (so the client reads our answer, not a reset).
+    pub linger: Duration,
+}
+
+/// Bytes read per `read` call at least, and a fresh input buffer's size.
+const READ_CHUNK: usize = 4 * 1024;
+/// Pooled buffers larger than this are freed instead of kept.
+const MAX_POOLED_BYTES: usize = 64 * 1024;
+/// Buffers kept in each pool at most.
+const MAX_POOLED: usize = 16;
+/// Reads per `on_ready` before yielding to other sources.
+const READS_PER_TURN: usize = 16;
+/// Discarded bytes while lingering before giving up on the peer.
+const MAX_LINGER_BYTES: usize = 1024 * 1024;
+
+/// Free buffers shared by all connections.
+#[derive(Default)]
+pub struct Pools {
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<Vec<u8>>,
+}
+
+impl Pools {
+    fn take_input(&mut self) -> Vec<u8> {
+        self.inputs.pop().unwrap_or_else(|| vec![0; READ_CHUNK])
+    }
+    fn take_output(&mut self) -> Vec<u8> {
+        self.outputs.pop().unwrap_or_default()
+    }
+    fn give_input(&mut self, buf: Vec<u8>) {
+        if buf.len() <= MAX_POOLED_BYTES && self.inputs.len() < MAX_POOLED {
+            self.inputs.push(buf);
+        }
+    }
+    fn give_output(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= MAX_POOLED_BYTES && self.outputs.len() < MAX_POOLED {
+            buf.clear();
+            self.outputs.push(buf);
+        }
+    }
+    /// Frees every pooled buffer (when no client is connected).
+    pub fn clear(&mut self) {
+        *self = Pools::default();
+    }
+}
+
+/// Input bytes: `data` is always fully initialized (`len` is the capacity in
+/// use), the unconsumed bytes are `start..end`.
+#[derive(Default)]
+struct Input {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Input {
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+    fn filled_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+    fn truncate(&mut self, len: usize) {
+        self.end = self.start + len;
+    }
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+    /// Room to read into: at least `READ_CHUNK` bytes, compacting or
+    /// growing as needed.
+    fn spare(&mut self, pools: &mut Pools) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = pools.take_input();
+        }
+        if self.data.len() - self.end < READ_CHUNK {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.data.len() - self.end < READ_CHUNK {
+                let grown = (self.data.len() * 2).max(self.end + READ_CHUNK);
+                self.data.resize(grown, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+}
+
+enum State {
+    /// Waiting for a complete head; `scanned` bytes were already searched.
+    Head { scanned: usize },
+    /// Head parsed; waiting for its body.
+    Body { head: Head, chunked: Chunked },
+    /// A final response is queued: write it, then linger and close.
+    Closing,
+    /// Write side shut; discarding input until EOF or `until`.
+    Draining { until: Instant, discarded: usize },
+}
+
+/// What the reactor should do with the connection after `on_ready`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Wait for readiness or the deadline.
+    Wait,
+    /// Ready work remains (the read budget ran out): call again soon.
+    Yield,
+    /// Close and forget the connection.
+    Close,
+}
+
+/// Everything a connection borrows from the reactor while it runs.
+pub struct Cx<'a, S: Service> {
+    pub service: &'a mut S,
+    pub pools: &'a mut Pools,
+    pub limits: &'a ConnLimits,
+    /// Scratch for a response body, reused across requests.
+    pub body: &'a mut Vec<u8>,
+    pub now: Instant,
+}
+
+pub struct Conn<T> {
+    pub sock: T,
+    input: Input,
+    output: Vec<u8>,
+    /// Bytes of `output` already written.
+    written: usize,
+    state: State,
+    /// Readiness as last reported and not yet used up (edge-triggered: only
+    /// `WouldBlock` clears these).
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer shut its write side: no more requests will come.
+    peer_eof: bool,
+    /// Dispatch stopped at the output cap with requests still buffered.
+    stalled: bool,
+    /// When the first byte of a still-incomplete head arrived.
+    head_started: Option<Instant>,
+    /// Last read or write progress.
+    last_active: Instant,
+    /// The deadline this connection has in the reactor's timer set, if any.
+    pub armed: Option<Instant>,
+}
+
+impl<T: Socket> Conn<T> {
+    pub fn new(sock: T, now: Instant) -> Self {
+        Conn {
+            sock,
+            input: Input::default(),
+            output: Vec::new(),
+            written: 0,
+            state: State::Head { scanned: 0 },
+            readable: false,
+            writable: false,
+            peer_eof: false,
+            stalled: false,
+            head_started: None,
+            last_active: now,
+            armed: None,
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// When this connection must be looked at again, whatever happens.
+    pub fn deadline(&self, limits: &ConnLimits) -> Instant {
+        match self.state {
+            State::Draining { until, .. } => until,
+            _ => match self.head_started {
+                Some(t) => t + limits.head_timeout,
+                None => self.last_active + limits.idle_timeout,
+            },
+        }
+    }
+
+    /// Bytes this connection holds in buffers (for accounting and tests).
+    pub fn buffer_bytes(&self) -> usize {
+        self.input.data.len() + self.output.capacity()
+    }
+
+    /// The daemon is stopping: finish the response in flight, take no more.
+    pub fn begin_shutdown(&mut self) -> Step {
+        if self.queued() == 0 {
+            return Step::Close;
+        }
+        self.state = State::Closing;
+        self.peer_eof = true;
+        Step::Wait
+    }
+
+    pub fn on_ready<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
+        let mut reads = 0;
+        let step = loop {
+            if self.queued() > 0 && self.writable {
+                if let Err(_e) = self.flush(cx.now) {
+                    break Step::Close;
+                }
+            }
+            if self.queued() == 0 {
+                if matches!(self.state, State::Closing) {
+                    if self.peer_eof {
+                        break Step::Close;
+                    }
+                    // Best effort: an error here means the peer is gone too.
+                    let _ = self.sock.shutdown_write();
+                    self.state = State::Draining {
+                        until: cx.now + cx.limits.linger,
+                        discarded: 0,
+                    };
+                }
+                if self.peer_eof {
+                    break Step::Close;
+                }
+            }
+            if let State::Draining { discarded, .. } = &mut self.state {
+                if !self.readable {
+                    break Step::Wait;
+                }
+                let mut sink = [0u8; 4096];
+                match self.sock.read(&mut sink) {
+                    Ok(0) => break Step::Close,
+                    Ok(n) => {
+                        *discarded += n;
+                        if *discarded > MAX_LINGER_BYTES {
+                            break Step::Close;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break Step::Close,
+                }
+                continue;
+            }
+            if self.stalled && self.queued() < cx.limits.max_queued_bytes {
+                self.process(cx);
+                continue;
+            }
+            let accepting = matches!(self.state, State::Head { .. } | State::Body { .. });
+            if !self.readable || self.peer_eof || self.stalled || !accepting {
+                break Step::Wait;
+            }
+            if reads == READS_PER_TURN {
+                break Step::Yield;
+            }
+            reads += 1;
+            let spare = self.input.spare(cx.pools);
+            match self.sock.read(spare) {
+                Ok(0) => {
+                    self.peer_eof = true;
+                    // An unfinished request can never complete now.
+                    if !self.input.is_empty() || matches!(self.state, State::Body { .. }) {
+                        // (Complete requests are never left behind here: only
+                        // a stalled connection keeps them, and it doesn't read.)
+                        self.input.clear();
+                        self.state = State::Closing;
+                    }
+                }
+                Ok(n) => {
+                    self.input.end += n;
+                    self.last_active = cx.now;
+                    self.process(cx);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break Step::Close,
+            }
+        };
+        if step != Step::Close {
+            self.release_idle(cx.pools);
+        }
+        step
+    }
+
+    /// Writes queued output until done or `WouldBlock`.
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        while self.written < self.output.len() {
+            match self.sock.write(&self.output[self.written..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.last_active = now;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Returns empty buffers to the pools.
+    fn release_idle(&mut self, pools: &mut Pools) {
+        if self.input.is_empty() && !self.input.data.is_empty() {
+            pools.give_input(std::mem::take(&mut self.input.data));
+            self.input.clear();
+        }
+        if self.queued() == 0 && self.output.capacity() > 0 {
+            pools.give_output(std::mem::take(&mut self.output));
+            self.written = 0;
+        }
+    }
+
+    /// Frames and dispatches every complete request in the input, in order,
+    /// until the input runs out or the output cap is reached.
+    fn process<S: Service>(&mut self, cx: &mut Cx<'_, S>) {
+        self.stalled = false;
+        loop {
+            if self.queued() >= cx.limits.max_queued_bytes {
+                self.stalled = !self.input.is_empty();
+                return;
+            }
+            match &mut self.state {
+                State::Head { scanned } => {
+                    if self.input.is_empty() {
+                        self.head_started = None;
+                        return;
+                    }
+                    self.head_started.get_or_insert(cx.now);
+                    match parse::parse_head(self.input.filled(), *scanned, &cx.limits.http) {
+                        Ok(HeadStatus::Partial(at)) => {
+                            *scanned = at;
+                            return;
+                        }
+                        Err(err) => return self.fail(cx, err),
+                        Ok(HeadStatus::Complete(head)) => {
+                            self.head_started = None;
+                            if head.framing == Framing::None {
+                                let len = head.len;
+                                self.respond(cx, &head, len..len);
+                                self.input.consume(len);
+                            } else {
+                                if head.expect_continue && self.input.filled().len() == head.len {
+                                    self.output_buf(cx.pools)
+                                        .extend_from_slice(encode::CONTINUE);
+                                }
+                                self.state = State::Body {
+                                    head,
+                                    chunked: Chunked::default(),
+                                };
+                            }
+                        }
+                    }
+                }
+                State::Body { head, chunked } => {
+                    let limits = &cx.limits.http;
+                    let (body, end) = match head.framing {
+                        Framing::Length(n) => {
+                            if self.input.filled().len() < head.len + n {
+                                return;
+                            }
+                            (head.len..head.len + n, head.len + n)
+                        }
+                        _ => match chunked.decode(
+                            self.input.filled_mut(),
+                            head.len,
+                            limits.max_body_bytes,
+                            limits.max_head_bytes,
+                        ) {
+                            Err(err) => return self.fail(cx, err),
+                            Ok(ChunkStatus::Partial { end }) => {
+                                self.input.truncate(end);
+                                return;
+                            }
+                            Ok(ChunkStatus::Done { len, end }) => (head.len..head.len + len, end),
+                        },
+                    };
+                    let head = head.clone();
+                    self.respond(cx, &head, body);
+                    self.input.consume(end);
+                    if matches!(self.state, State::Body { .. }) {
+                        self.state = State::Head { scanned: 0 };
+                    }
+                }
+                State::Closing | State::Draining { .. } => return,
+            }
+            if matches!(self.state, State::Head { .. }) {
+                self.state = State::Head { scanned: 0 };
+            }
+        }
+    }
+
+    fn output_buf(&mut self, pools: &mut Pools) -> &mut Vec<u8> {
+        if self.output.capacity() == 0 {
+            self.output = pools.take_output();
+        }
+        &mut self.output
+    }
+
+    fn respond<S: Service>(
+        &mut self,
+        cx: &mut Cx<'_, S>,
+        head: &Head,
+        body: std::ops::Range<usize>,
+    ) {
+        let buf = self.input.filled();
+        let req = Request {
+            method: head.method,
+            path: &buf[head.path.clone()],
+            query: &buf[head.query.clone()],
+            last_event_id: head.last_event_id.clone().map(|r| &buf[r]),
+            body: &buf[body],
+        };
+        cx.body.clear();
+        let reply = cx.service.call(&req, cx.body);
+        let persist = if !head.keep_alive {
+            Persist::Close
+        } else if head.minor == 0 {
+            Persist::KeepAlive
+        } else {
+            Persist::Default
+        };
+        let out = self.output_buf(cx.pools);
+        encode::head(
+            out,
+            reply.status,
+            encode::JSON,
+            cx.body.len(),
+            persist,
+            reply.allow,
+        );
+        if head.method != Method::Head {
+            out.extend_from_slice(cx.body);
+        }
+        if persist == Persist::Close {
+            self.state = State::Closing;
+        }
+    }
+
+    /// Answers a framing error and closes: the stream's framing is lost.
+    fn fail<S: Service>(&mut self, cx: &mut Cx<'_, S>, err: crate::http::Error) {
+        cx.body.clear();
+        let reply = cx.service.framing_error(err, cx.body);
+        let out = self.output_buf(cx.pools);
+        encode::head(
+            out,
+            reply.status,
+            encode::JSON,
+            cx.body.len(),
+            Persist::Close,
+            None,
+        );
+        out.extend_from_slice(cx.body);
+        self.input.clear();
+        self.head_started = None;
+        self.state = State::Closing;
+    }
+}

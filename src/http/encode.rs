@@ -1,0 +1,86 @@
+//! Response heads written straight into a connection's output buffer:
+//! static strings and `itoa` digits, no formatting machinery.
+
+/// How the response tells the client about the connection's future.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// HTTP/1.1 default: no header.
+    Default,
+    /// `Connection: close` — the server closes after this response.
+    Close,
+    /// `Connection: keep-alive` — an HTTP/1.0 client asked to keep it open.
+    KeepAlive,
+}
+
+pub const JSON: &str = "application/json";
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Appends a response head announcing `content_length` body bytes.
+pub fn head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    content_length: usize,
+    persist: Persist,
+    allow: Option<&str>,
+) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(digits.format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(digits.format(content_length).as_bytes());
+    match persist {
+        Persist::Default => {}
+        Persist::Close => out.extend_from_slice(b"\r\nConnection: close"),
+        Persist::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive"),
+    }
+    if let Some(allow) = allow {
+        out.extend_from_slice(b"\r\nAllow: ");
+        out.extend_from_slice(allow.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads() {
+        let mut out = Vec::new();
+        head(&mut out, 200, JSON, 12, Persist::Default, None);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n"
+        );
+        out.clear();
+        head(&mut out, 405, JSON, 0, Persist::Close, Some("GET, HEAD"));
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"[..]
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! HTTP/1.1 framing: parsing request heads and bodies (`parse`) and writing
+//! response heads (`encode`). No I/O and no serde here: the connection feeds
+//! bytes in, the API layer decides what the bytes mean.
+
+pub mod encode;
+pub mod parse;
+
+/// A framing failure. `Copy` with static text so that producing one never
+/// allocates; the connection answers it with an error envelope and closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The HTTP status that answers it: 400, 413 or 431.
+    pub status: u16,
+    /// Human-readable cause, quoted in the envelope's `message`.
+    pub message: &'static str,
+}
+
+impl Error {
+    pub const fn bad(message: &'static str) -> Error {
+        Error {
+            status: 400,
+            message,
+        }
+    }
+    pub const HEAD_TOO_LARGE: Error = Error {
+        status: 431,
+        message: "Request header section is too large.",
+    };
+    pub const TOO_MANY_HEADERS: Error = Error {
+        status: 431,
+        message: "Request has too many header fields.",
+    };
+    pub const BODY_TOO_LARGE: Error = Error {
+        status: 413,
+        message: "Request body is too large.",
+    };
+}
+
+/// Request methods the router distinguishes; anything else is `Other` and
+/// answers 405 on a known path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// One request as handed to a service: everything borrowed from the
+/// connection's read buffer.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: Method,
+    /// The path part of the request target, still percent-encoded.
+    pub path: &'a [u8],
+    /// The query string without its `?`, still percent-encoded; empty if none.
+    pub query: &'a [u8],
+    /// The `Last-Event-ID` header's value, if sent.
+    pub last_event_id: Option<&'a [u8]>,
+    /// The whole body (de-chunked).
+    pub body: &'a [u8],
+}
+
+/// What a service answers: status and extra head fields. The body was
+/// written by the service into the buffer it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Value of an `Allow` header (405 answers).
+    pub allow: Option<&'static str>,
+}
+
+/// The application behind the HTTP layer. The connection calls it once per
+/// complete request; `body` is empty on entry and receives the response body.
+pub trait Service {
+    fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply;
+    /// The envelope for a framing error (written to `body`).
+    fn framing_error(&mut self, err: Error, body: &mut Vec<u8>) -> Reply;
+}

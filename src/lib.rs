@@ -1,0 +1,12 @@
+//! The Coven daemon as a library: the binary, the tests, the benches and the
+//! fuzz targets all drive this same code. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod daemon;
+pub mod home;
+pub mod http;
+pub mod logger;
+pub mod reactor;

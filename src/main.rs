@@ -1,0 +1,57 @@
+//! The `coven` binary: parse arguments, read the environment once, build the
+//! configuration, and hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use coven::cli::{self, Command};
+use coven::{config::Config, daemon, logger};
+
+fn coven_home() -> Result<PathBuf, String> {
+    match std::env::var_os("COVEN_HOME") {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home)),
+        _ => match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".coven")),
+            _ => Err("neither COVEN_HOME nor HOME is set".into()),
+        },
+    }
+}
+
+fn serve() -> Result<(), String> {
+    let level = logger::parse_level(std::env::var("COVEN_LOG").ok().as_deref())?;
+    logger::init(level);
+    let mut home = coven_home()?;
+    if home.is_relative() {
+        let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+        home = cwd.join(home);
+    }
+    let config = Config::load(home).map_err(|e| e.to_string())?;
+    daemon::serve(&config).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coven: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("coven {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve => match serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("coven: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,413 @@
+//! The event loop: one `mio::Poll` over the listener, the signal pipe and
+//! every connection, with timers folded into the poll timeout.
+//!
+//! This is the only module that calls `poll`, `register` or `deregister`.
+//! It knows nothing of routes or JSON: connections run a `Service`.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::api::Api;
+use crate::config::Limits;
+use crate::conn::{Conn, ConnLimits, Cx, Pools, Step};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// Slab-keyed sources carry a tag in the token's top bits.
+const TAG_SHIFT: u32 = usize::BITS - 4;
+const TAG_CONN: usize = 1;
+
+/// Connections accepted per loop turn before other sources get a go.
+const ACCEPTS_PER_TURN: usize = 128;
+/// Readiness events taken per `poll`.
+const EVENTS_CAPACITY: usize = 256;
+/// The response-body scratch buffer is freed past this size once idle.
+const MAX_IDLE_SCRATCH_BYTES: usize = 64 * 1024;
+
+/// What a token stands for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Source {
+    Listener,
+    Signals,
+    Conn(usize),
+}
+
+pub fn conn_token(key: usize) -> Token {
+    Token((TAG_CONN << TAG_SHIFT) | key)
+}
+
+pub fn decode(token: Token) -> Option<Source> {
+    match token {
+        LISTENER => Some(Source::Listener),
+        SIGNALS => Some(Source::Signals),
+        Token(t) => match t >> TAG_SHIFT {
+            TAG_CONN => Some(Source::Conn(t & ((1 << TAG_SHIFT) - 1))),
+            _ => None,
+        },
+    }
+}
+
+/// The signal self-pipe: handlers set a flag, then write a byte that wakes
+/// the loop (signal-hook does both, in that order).
+struct Signals {
+    pipe: UnixStream,
+    stop: Arc<AtomicBool>,
+    hangup: Arc<AtomicBool>,
+    child: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+        let (read, write) = StdUnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let signals = Signals {
+            pipe: UnixStream::from_std(read),
+            stop: Arc::default(),
+            hangup: Arc::default(),
+            child: Arc::default(),
+        };
+        for (sig, flag) in [
+            (SIGTERM, &signals.stop),
+            (SIGINT, &signals.stop),
+            (SIGHUP, &signals.hangup),
+            (SIGCHLD, &signals.child),
+        ] {
+            signal_hook::flag::register(sig, Arc::clone(flag))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(signals)
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.pipe.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<UnixListener>,
+    socket_path: std::path::PathBuf,
+    signals: Signals,
+    conns: Slab<Conn<UnixStream>>,
+    /// `(deadline, connection key)`; each connection has at most one entry,
+    /// recorded in `Conn::armed`.
+    timers: BTreeSet<(Instant, usize)>,
+    /// Connections that yielded with work left.
+    ready: VecDeque<usize>,
+    accept_pending: bool,
+    pools: Pools,
+    body: Vec<u8>,
+    pub api: Api,
+    conn_limits: ConnLimits,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    /// The canned answer at the connection limit.
+    busy_response: Vec<u8>,
+    uid: u32,
+    /// Set once stopping: the deadline for in-flight responses.
+    stopping: Option<Instant>,
+}
+
+impl Reactor {
+    pub fn new(
+        mut listener: UnixListener,
+        socket_path: std::path::PathBuf,
+        limits: &Limits,
+        api: Api,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let mut signals = Signals::install()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals.pipe, SIGNALS, Interest::READABLE)?;
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            socket_path,
+            signals,
+            conns: Slab::new(),
+            timers: BTreeSet::new(),
+            ready: VecDeque::new(),
+            accept_pending: false,
+            pools: Pools::default(),
+            body: Vec::new(),
+            api,
+            conn_limits: limits.conn(),
+            max_connections: limits.max_connections,
+            shutdown_grace: limits.shutdown_grace,
+            busy_response: crate::api::busy_response(limits.max_connections),
+            uid: nix::unistd::geteuid().as_raw(),
+            stopping: None,
+        })
+    }
+
+    /// Runs until a stop signal and the drain that follows it.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match decode(event.token()) {
+                    Some(Source::Listener) => self.accept_pending = true,
+                    Some(Source::Signals) => self.on_signals(now),
+                    Some(Source::Conn(key)) => {
+                        let Some(conn) = self.conns.get_mut(key) else {
+                            continue;
+                        };
+                        let failed = event.is_error();
+                        conn.readable |= event.is_readable() || event.is_read_closed() || failed;
+                        conn.writable |= event.is_writable() || event.is_write_closed() || failed;
+                        self.drive(key, now);
+                    }
+                    None => {}
+                }
+            }
+            for _ in 0..self.ready.len() {
+                if let Some(key) = self.ready.pop_front() {
+                    if self.conns.contains(key) {
+                        self.drive(key, now);
+                    }
+                }
+            }
+            if self.accept_pending {
+                self.accept(now);
+            }
+            self.fire_timers(now);
+            if let Some(deadline) = self.stopping {
+                if self.conns.is_empty() || now >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: until the next deadline, or not at all if
+    /// work is queued, or forever when nothing is pending (idle = no wakeups).
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || self.accept_pending {
+            return Some(Duration::ZERO);
+        }
+        let next = self.timers.first().map(|&(t, _)| t);
+        let next = match (next, self.stopping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Round up so that we never wake a hair early and spin.
+        next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        self.signals.drain();
+        if self.signals.hangup.swap(false, Ordering::SeqCst) {
+            log::info!("SIGHUP ignored (use SIGTERM to stop the daemon)");
+        }
+        // SIGCHLD: no children yet; reaping arrives with sessions.
+        self.signals.child.store(false, Ordering::SeqCst);
+        if self.signals.stop.swap(false, Ordering::SeqCst) {
+            self.begin_stop(now);
+        }
+    }
+
+    /// Stops accepting, removes the socket, and lets in-flight responses
+    /// finish within the grace period. A second stop signal ends at once.
+    pub fn begin_stop(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            log::info!("second stop signal: exiting now");
+            self.stopping = Some(now);
+            return;
+        }
+        log::info!("stopping");
+        self.stopping = Some(now + self.shutdown_grace);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            let _ = std::fs::remove_file(&self.socket_path);
+        }
+        self.accept_pending = false;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.conns[key].begin_shutdown() {
+                Step::Close => self.close(key),
+                _ => self.drive(key, now),
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                self.accept_pending = false;
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.admit(stream, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: leave the client in the
+                    // backlog and retry when a connection closes.
+                    log::warn!("accept failed: {e}");
+                    self.accept_pending = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: UnixStream, now: Instant) {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        match getsockopt(&stream, PeerCredentials) {
+            Ok(cred) if cred.uid() == self.uid => {}
+            _ => {
+                self.api.stats.refused_connections += 1;
+                return;
+            }
+        }
+        if self.conns.len() >= self.max_connections {
+            self.api.stats.refused_connections += 1;
+            // Best effort: a fresh socket's send buffer takes this at once.
+            let _ = stream.write(&self.busy_response);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            conn_token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a connection: {e}");
+            return;
+        }
+        entry.insert(Conn::new(stream, now));
+        self.api.stats.accepted_connections += 1;
+        self.api.stats.open_connections = self.conns.len();
+        self.arm(key);
+    }
+
+    fn drive(&mut self, key: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        let mut cx = Cx {
+            service: &mut self.api,
+            pools: &mut self.pools,
+            limits: &self.conn_limits,
+            body: &mut self.body,
+            now,
+        };
+        match conn.on_ready(&mut cx) {
+            Step::Wait => self.arm(key),
+            Step::Yield => {
+                self.ready.push_back(key);
+                self.arm(key);
+            }
+            Step::Close => self.close(key),
+        }
+    }
+
+    /// Keeps the connection's timer entry no later than its deadline. An
+    /// entry that is earlier than needed stays: when it fires, the real
+    /// deadline is recomputed and re-armed, so busy connections cost no
+    /// timer churn.
+    fn arm(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let deadline = conn.deadline(&self.conn_limits);
+        match conn.armed {
+            Some(t) if t <= deadline => {}
+            Some(t) => {
+                self.timers.remove(&(t, key));
+                self.timers.insert((deadline, key));
+                conn.armed = Some(deadline);
+            }
+            None => {
+                self.timers.insert((deadline, key));
+                conn.armed = Some(deadline);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.armed = None;
+            if conn.deadline(&self.conn_limits) <= now {
+                log::debug!("connection {key} timed out");
+                self.close(key);
+            } else {
+                self.arm(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        if let Some(t) = conn.armed {
+            self.timers.remove(&(t, key));
+        }
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        drop(conn);
+        self.api.stats.open_connections = self.conns.len();
+        if self.listener.is_some() {
+            // A slot (and a descriptor) is free: retry a deferred accept.
+            self.accept_pending = true;
+        }
+        if self.conns.is_empty() {
+            self.pools.clear();
+            if self.body.capacity() > MAX_IDLE_SCRATCH_BYTES {
+                self.body = Vec::new();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        assert_eq!(decode(LISTENER), Some(Source::Listener));
+        assert_eq!(decode(SIGNALS), Some(Source::Signals));
+        for key in [0, 1, 4095, (1 << TAG_SHIFT) - 1] {
+            assert_eq!(decode(conn_token(key)), Some(Source::Conn(key)));
+        }
+        assert_eq!(decode(Token(7 << TAG_SHIFT)), None);
+    }
+}
