@@ -1,0 +1,175 @@
+//! The daemon's life on disk: COVEN_HOME and socket modes, the one-daemon
+//! lock, signals, cleanup, and restart after a crash.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use nix::sys::signal::Signal;
+use support::*;
+
+#[test]
+fn home_and_socket_are_private() {
+    let d = Daemon::start();
+    assert_eq!(mode(&d.home), 0o700);
+    assert_eq!(mode(&d.socket), 0o600);
+    assert_eq!(mode(&d.home.join("daemon.json")), 0o600);
+    let meta = std::fs::symlink_metadata(&d.socket).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+}
+
+#[test]
+fn loose_home_is_tightened() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut d = Daemon {
+        socket: home.join("coven.sock"),
+        home,
+        dir,
+        child: None,
+    };
+    d.spawn();
+    assert_eq!(mode(&d.home), 0o700);
+    assert!(d.log().contains("tightened"), "{}", d.log());
+}
+
+#[test]
+fn second_daemon_is_refused() {
+    let d = Daemon::start();
+    let before = std::fs::read(d.home.join("daemon.json")).unwrap();
+    let out = d
+        .command()
+        .args(["daemon", "serve"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", d.pid())), "{err}");
+    assert!(err.contains(&d.socket.display().to_string()), "{err}");
+    // The first daemon's files are untouched and it still serves.
+    assert_eq!(std::fs::read(d.home.join("daemon.json")).unwrap(), before);
+    d.assert_alive();
+    assert_eq!(d.get("/health").json()["daemon"]["pid"], d.pid());
+}
+
+#[test]
+fn sigterm_cleans_up() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut d = Daemon::start();
+        let mut client = d.connect();
+        client.write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut client).unwrap().status, 200);
+        d.signal(sig);
+        let status = d.wait_exit();
+        assert!(status.success(), "{sig}: {status}");
+        assert!(!d.socket.exists(), "{sig}: socket removed");
+        assert!(
+            !d.home.join("daemon.json").exists(),
+            "{sig}: daemon.json removed"
+        );
+        assert!(closed_by_peer(&mut client), "{sig}: idle client closed");
+        let log = d.log();
+        assert!(log.contains("stopping") && log.contains("stopped"), "{log}");
+    }
+}
+
+#[test]
+fn sighup_does_not_stop_the_daemon() {
+    let d = Daemon::start();
+    d.signal(Signal::SIGHUP);
+    wait_for("the SIGHUP log line", || {
+        d.log().contains("SIGHUP").then_some(())
+    });
+    d.assert_alive();
+}
+
+#[test]
+fn restart_after_sigkill_replaces_stale_socket() {
+    let mut d = Daemon::start();
+    d.signal(Signal::SIGKILL);
+    d.wait_exit();
+    assert!(
+        d.socket.exists(),
+        "a killed daemon leaves its socket behind"
+    );
+    d.spawn();
+    d.assert_alive();
+    assert_eq!(mode(&d.socket), 0o600);
+    assert_eq!(d.get("/health").json()["daemon"]["pid"], d.pid());
+}
+
+#[test]
+fn bad_config_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(
+        home.join("config.json"),
+        r#"{"limits":{"maxHeaders":"lots"}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(coven_bin())
+        .args(["daemon", "serve"])
+        .env("COVEN_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.json") && err.contains("limits.maxHeaders"),
+        "{err}"
+    );
+    assert!(!home.join("coven.sock").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = std::process::Command::new(coven_bin())
+        .arg("bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = std::process::Command::new(coven_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("daemon serve"));
+}
+
+#[test]
+fn sigterm_finishes_queued_responses() {
+    let mut d = Daemon::start();
+    let mut s = d.connect();
+    // Queue answers the client does not read yet.
+    let burst = b"GET /api/v1/capabilities HTTP/1.1\r\n\r\n".repeat(2000);
+    s.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    while sent < burst.len() {
+        match s.write(&burst[sent..]) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    // Let the daemon take in what it can before the signal.
+    wait_for("requests to be answered", || {
+        let stats = d.get("/health").json()["stats"].clone();
+        (stats["requests"].as_u64().unwrap() > 10).then_some(())
+    });
+    d.signal(Signal::SIGTERM);
+    // Every answer that arrives is whole; the stream then ends cleanly.
+    let mut answered = 0;
+    while let Some(r) = read_response(&mut s) {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["capabilities"].as_array().unwrap().len(), 3);
+        answered += 1;
+    }
+    assert!(answered > 0);
+    assert!(d.wait_exit().success());
+}

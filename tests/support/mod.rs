@@ -1,0 +1,275 @@
+//! Test support: a real daemon on a real socket in a temporary COVEN_HOME,
+//! and a minimal HTTP/1.1 client that reads exactly one response at a time.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub socket: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub fn coven_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coven")
+}
+
+/// Polls `f` until it returns `Some`, failing the test past `DEADLINE`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with_config(None)
+    }
+
+    pub fn start_with_config(config: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        if let Some(config) = config {
+            std::fs::create_dir(&home).unwrap();
+            std::fs::write(home.join("config.json"), config).unwrap();
+        }
+        let mut d = Daemon {
+            socket: home.join("coven.sock"),
+            home,
+            dir,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(coven_bin());
+        cmd.env("COVEN_HOME", &self.home).env("COVEN_LOG", "debug");
+        cmd
+    }
+
+    /// Starts `coven daemon serve` and waits until it answers health.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
+        let child = self
+            .command()
+            .args(["daemon", "serve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for("the daemon to answer", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited at start: {status}\n{}", self.log());
+            }
+            let mut s = UnixStream::connect(&self.socket).ok()?;
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\n\r\n").ok()?;
+            let r = read_response(&mut s)?;
+            (r.status == 200).then_some(())
+        });
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.socket).expect("connect to the daemon");
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.set_write_timeout(Some(DEADLINE)).unwrap();
+        s
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Response {
+        let mut s = self.connect();
+        send(&mut s, method, path, body);
+        read_response(&mut s).expect("a response")
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Response {
+        self.request("POST", path, Some(body))
+    }
+
+    /// The daemon is alive and serving.
+    pub fn assert_alive(&self) {
+        let r = self.get("/api/v1/health");
+        assert_eq!(r.status, 200, "{}", self.log());
+        assert_eq!(r.json()["ok"], true);
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for the daemon process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for("the daemon to exit", || child.try_wait().unwrap());
+        self.child = None;
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn send(s: &mut UnixStream, method: &str, path: &str, body: Option<&[u8]>) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: coven\r\n");
+    if let Some(body) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes).unwrap();
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The envelope's `error.code`.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// Reads one response (head, then `Content-Length` bytes of body). `None`
+/// if the connection ends before a whole head.
+pub fn read_response(s: &mut impl Read) -> Option<Response> {
+    read_response_opts(s, true)
+}
+
+/// Reads a response to a HEAD request: no body follows the head.
+pub fn read_head_response(s: &mut impl Read) -> Option<Response> {
+    read_response_opts(s, false)
+}
+
+fn read_response_opts(s: &mut impl Read, with_body: bool) -> Option<Response> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    let text = String::from_utf8(head).expect("response head is UTF-8");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let mut r = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if with_body && status >= 200 {
+        let len: usize = r
+            .header("content-length")
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
+        r.body = vec![0; len];
+        s.read_exact(&mut r.body).ok()?;
+    }
+    Some(r)
+}
+
+/// Reads until EOF; true if the peer closed (as opposed to timing out).
+pub fn closed_by_peer(s: &mut UnixStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// VmRSS of a process, from /proc.
+pub fn vm_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
