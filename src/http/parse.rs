@@ -104,10 +104,12 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
 }
 
 fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    // Uninitialized: zeroing 256 headers would cost more than the parse.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
+        MAX_HEADERS_CEILING];
     let n = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut req = httparse::Request::new(&mut headers[..n]);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers[..n]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Error::TOO_MANY_HEADERS),
