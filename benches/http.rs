@@ -22,10 +22,12 @@ fn parsing(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_head");
     g.throughput(Throughput::Bytes(CURL.len() as u64));
     g.bench_function("whole", |b| {
-        b.iter(|| match parse_head(std::hint::black_box(CURL), 0, &LIMITS) {
-            Ok(HeadStatus::Complete(h)) => h.len,
-            _ => unreachable!(),
-        })
+        b.iter(
+            || match parse_head(std::hint::black_box(CURL), 0, &LIMITS) {
+                Ok(HeadStatus::Complete(h)) => h.len,
+                _ => unreachable!(),
+            },
+        )
     });
     g.bench_function("split_in_two", |b| {
         let mid = CURL.len() / 2;

@@ -28,7 +28,8 @@ fn read_one(s: &mut UnixStream, buf: &mut Vec<u8>, filled: &mut usize) -> bool {
                 .lines()
                 .find_map(|l| {
                     let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().unwrap())
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
                 })
                 .unwrap_or(0);
             let total = end + 4 + len;
@@ -99,10 +100,15 @@ fn main() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let total = done.load(Ordering::Relaxed);
-    println!("requests: {total} in {elapsed:.2} s = {:.0} req/s", total as f64 / elapsed);
+    println!(
+        "requests: {total} in {elapsed:.2} s = {:.0} req/s",
+        total as f64 / elapsed
+    );
     if let (Some(pid), Some(cpu0)) = (pid, cpu0) {
         let ticks = cpu_ticks(pid) - cpu0;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as f64;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64;
         let cpu = ticks as f64 / hz;
         println!(
             "server cpu: {cpu:.2} s = {:.2} us/request",

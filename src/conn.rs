@@ -181,6 +181,9 @@ pub struct Conn<T> {
     /// `WouldBlock` clears these).
     pub readable: bool,
     pub writable: bool,
+    /// The poller reported the peer's write side closed (the EOF is queued
+    /// behind any data).
+    pub read_closed: bool,
     /// The peer shut its write side: no more requests will come.
     peer_eof: bool,
     /// Dispatch stopped at the output cap with requests still buffered.
@@ -203,6 +206,7 @@ impl<T: Socket> Conn<T> {
             state: State::Head { scanned: 0 },
             readable: false,
             writable: false,
+            read_closed: false,
             peer_eof: false,
             stalled: false,
             head_started: None,
@@ -297,6 +301,7 @@ impl<T: Socket> Conn<T> {
             }
             reads += 1;
             let spare = self.input.spare(cx.pools);
+            let room = spare.len();
             match self.sock.read(spare) {
                 Ok(0) => {
                     self.peer_eof = true;
@@ -309,6 +314,14 @@ impl<T: Socket> Conn<T> {
                     }
                 }
                 Ok(n) => {
+                    // A short read took all the socket had; edge-triggered
+                    // readiness reports whatever arrives next, so the read
+                    // that would only say `WouldBlock` is skipped.
+                    // Not when the peer's FIN was already reported: that
+                    // edge is spent, and only a read can see the EOF.
+                    if n < room && !self.read_closed {
+                        self.readable = false;
+                    }
                     self.input.end += n;
                     self.last_active = cx.now;
                     self.process(cx);

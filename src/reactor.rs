@@ -183,6 +183,7 @@ impl Reactor {
                         let failed = event.is_error();
                         conn.readable |= event.is_readable() || event.is_read_closed() || failed;
                         conn.writable |= event.is_writable() || event.is_write_closed() || failed;
+                        conn.read_closed |= event.is_read_closed() || failed;
                         self.drive(key, now);
                     }
                     None => {}

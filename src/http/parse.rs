@@ -105,8 +105,8 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
 
 fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     // Uninitialized: zeroing 256 headers would cost more than the parse.
-    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
-        MAX_HEADERS_CEILING];
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let n = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut headers[..n]) {
