@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 use support::*;
@@ -475,7 +475,6 @@ fn timeouts_close_idle_and_slow_connections() {
 
 #[test]
 fn other_users_are_refused() {
-    use std::os::unix::process::CommandExt;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root to connect as another user");
         return;
@@ -488,37 +487,66 @@ fn other_users_are_refused() {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_helper", "--nocapture", "--test-threads=1"])
-        .env("COVEN_PEER_HELPER", &d.socket)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("PEER-RESULT: closed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        connect_as_nobody(&d.socket),
+        0,
+        "the peer must be closed without an answer"
     );
     let stats = d.get("/health").json()["stats"].clone();
     assert_eq!(stats["refusedConnections"], 1);
 }
 
-/// Runs as another user for `other_users_are_refused`; does nothing otherwise.
-#[test]
-fn peer_helper() {
-    let Some(path) = std::env::var_os("COVEN_PEER_HELPER") else {
-        return;
-    };
-    let mut s = UnixStream::connect(path).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    let _ = s.write_all(HEALTH);
-    let mut buf = Vec::new();
-    let result = match s.read_to_end(&mut buf) {
-        Ok(_) if buf.is_empty() => "closed",
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "closed",
-        _ => "answered",
-    };
-    println!("PEER-RESULT: {result}");
+/// Forks a child that becomes uid/gid 65534, connects, sends a request and
+/// reads. Exit code: 0 closed without a byte, 1 answered, 2 could not connect.
+/// Everything the child needs is prepared before the fork; the child makes
+/// raw system calls only (no allocation in a forked multi-threaded process).
+fn connect_as_nobody(socket: &std::path::Path) -> i32 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(socket.as_os_str().as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the child only calls async-signal-safe functions, then _exit.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            let code = (|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return 3;
+                }
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) != 0 {
+                    return 2;
+                }
+                libc::write(fd, HEALTH.as_ptr().cast(), HEALTH.len());
+                let mut buf = [0u8; 64];
+                let tv = libc::timeval {
+                    tv_sec: 20,
+                    tv_usec: 0,
+                };
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                if n > 0 {
+                    1
+                } else {
+                    0
+                }
+            })();
+            libc::_exit(code)
+        },
+        pid if pid > 0 => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            libc::WEXITSTATUS(status)
+        }
+        _ => panic!("fork failed"),
+    }
 }
