@@ -516,3 +516,216 @@ impl<T: Socket> Conn<T> {
         self.state = State::Closing;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Error, Reply};
+
+    /// A socket fed from a script of reads; writes are collected.
+    struct Script {
+        reads: std::collections::VecDeque<Vec<u8>>,
+        eof: bool,
+        written: Vec<u8>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.reads.front_mut() {
+                Some(chunk) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    chunk.drain(..n);
+                    if chunk.is_empty() {
+                        self.reads.pop_front();
+                    }
+                    Ok(n)
+                }
+                None if self.eof => Ok(0),
+                None => Err(ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Socket for Script {
+        fn shutdown_write(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Answers every request with `<method> <path>?<query> <body>`.
+    struct Echo;
+
+    impl Service for Echo {
+        fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+            body.extend_from_slice(format!("{:?} ", req.method).as_bytes());
+            body.extend_from_slice(req.path);
+            body.push(b'?');
+            body.extend_from_slice(req.query);
+            body.push(b' ');
+            body.extend_from_slice(req.body);
+            Reply {
+                status: 200,
+                allow: None,
+            }
+        }
+        fn framing_error(&mut self, err: Error, body: &mut Vec<u8>) -> Reply {
+            body.extend_from_slice(err.message.as_bytes());
+            Reply {
+                status: err.status,
+                allow: None,
+            }
+        }
+    }
+
+    fn limits() -> ConnLimits {
+        crate::config::Limits::default().conn()
+    }
+
+    /// Runs a connection over `reads` (then EOF) and returns what it wrote.
+    fn run(reads: Vec<Vec<u8>>) -> Vec<u8> {
+        let now = Instant::now();
+        let limits = limits();
+        let mut pools = Pools::default();
+        let mut body = Vec::new();
+        let mut service = Echo;
+        let mut conn = Conn::new(
+            Script {
+                reads: reads.into(),
+                eof: true,
+                written: Vec::new(),
+            },
+            now,
+        );
+        conn.readable = true;
+        conn.writable = true;
+        for _ in 0..1000 {
+            let mut cx = Cx {
+                service: &mut service,
+                pools: &mut pools,
+                limits: &limits,
+                body: &mut body,
+                now,
+            };
+            match conn.on_ready(&mut cx) {
+                Step::Yield => continue,
+                Step::Wait => {
+                    // Draining waits for more input: there is none.
+                    conn.readable = true;
+                    if matches!(conn.state, State::Draining { .. }) && conn.sock.reads.is_empty() {
+                        break;
+                    }
+                }
+                Step::Close => break,
+            }
+        }
+        conn.sock.written
+    }
+
+    const STREAM: &[u8] = b"GET /a?x=1 HTTP/1.1\r\n\r\n\
+        POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+        POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;e=1\r\nde\r\n0\r\nT: 1\r\n\r\n\
+        POST /d HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok\
+        HEAD /e HTTP/1.1\r\n\r\n\
+        GET /f HTTP/1.1\r\nConnection: close\r\n\r\n\
+        GET /never HTTP/1.1\r\n\r\n";
+
+    #[test]
+    fn pipelined_stream() {
+        let out = String::from_utf8(run(vec![STREAM.to_vec()])).unwrap();
+        let bodies: Vec<&str> = out
+            .split("\r\n\r\n")
+            .skip(1)
+            .map(|s| s.split("HTTP/1.1").next().unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                "Get /a?x=1 ",
+                "Post /b? hello",
+                "Post /c? abcde",
+                "Post /d? ok",
+                "",
+                "Get /f? "
+            ]
+        );
+        assert!(out.contains("Connection: close"));
+        // The Expect's body arrived with the head: no 100 Continue.
+        assert!(!out.contains("100 Continue"));
+        assert!(!out.contains("never"));
+    }
+
+    /// Every split of the stream into two reads answers exactly as one read.
+    #[test]
+    fn every_split_point() {
+        let whole = run(vec![STREAM.to_vec()]);
+        for at in 1..STREAM.len() {
+            let out = run(vec![STREAM[..at].to_vec(), STREAM[at..].to_vec()]);
+            // A split inside the Expect request's head sends 100 Continue first.
+            let out = String::from_utf8(out)
+                .unwrap()
+                .replace("HTTP/1.1 100 Continue\r\n\r\n", "");
+            assert_eq!(out.as_bytes(), &whole[..], "split at {at}");
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let whole = run(vec![STREAM.to_vec()]);
+        let out = run(STREAM.iter().map(|&b| vec![b]).collect());
+        let out = String::from_utf8(out)
+            .unwrap()
+            .replace("HTTP/1.1 100 Continue\r\n\r\n", "");
+        assert_eq!(out.as_bytes(), &whole[..]);
+    }
+
+    #[test]
+    fn framing_error_closes_after_answer() {
+        let out = run(vec![
+            b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        ]);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("Connection: close"));
+        assert_eq!(out.matches("HTTP/1.1").count(), 1);
+    }
+
+    #[test]
+    fn idle_connection_holds_no_buffers() {
+        let now = Instant::now();
+        let limits = limits();
+        let mut pools = Pools::default();
+        let mut body = Vec::new();
+        let mut conn = Conn::new(
+            Script {
+                reads: vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()].into(),
+                eof: false,
+                written: Vec::new(),
+            },
+            now,
+        );
+        conn.readable = true;
+        conn.writable = true;
+        let mut cx = Cx {
+            service: &mut Echo,
+            pools: &mut pools,
+            limits: &limits,
+            body: &mut body,
+            now,
+        };
+        assert_eq!(conn.on_ready(&mut cx), Step::Wait);
+        assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
+        assert_eq!(conn.buffer_bytes(), 0);
+        assert_eq!(conn.deadline(&limits), now + limits.idle_timeout);
+    }
+}

@@ -316,6 +316,12 @@ fn careless_clients() {
     let mut s = d.connect();
     s.write_all(&[0xAB; 3000]).unwrap();
     drop(s);
+    // Blank lines before a request are skipped (this once hung the loop).
+    let mut s = d.connect();
+    s.write_all(b"\n\n\r\n\r\n").unwrap();
+    s.write_all(HEALTH).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    drop(s);
     // A body cut short.
     let mut s = d.connect();
     s.write_all(b"POST /actions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"a")

@@ -59,16 +59,20 @@ pub enum HeadStatus {
     Partial(usize),
 }
 
-/// Finds the end of the head (the byte after the blank line), scanning from
-/// `from` (a previous `Partial` value).
+/// Finds the end of the head (the byte after the blank line) among the
+/// terminators that end past `from`: every one ending at or before it was
+/// already seen (a terminator may straddle `from`, hence the look-back).
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(2);
     for i in memchr::memchr_iter(b'\n', &buf[start.min(buf.len())..]) {
         let i = start + i;
-        match buf.get(i + 1) {
-            Some(b'\n') => return Some(i + 2),
-            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
-            _ => {}
+        let end = match buf.get(i + 1) {
+            Some(b'\n') => i + 2,
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => i + 3,
+            _ => continue,
+        };
+        if end > from {
+            return Some(end);
         }
     }
     None
@@ -411,6 +415,12 @@ mod tests {
         assert_eq!(h.last_event_id, Some(30..32));
         let h = complete(b"\r\nGET / HTTP/1.1\r\n\r\n");
         assert_eq!(h.len, 20);
+        // Blank lines only: partial, and never a loop (found by fuzzing).
+        for blank in [&b"\n\n"[..], b"\r\n\r\n", b"\n\n\n\r\n"] {
+            assert_eq!(head(blank), Ok(HeadStatus::Partial(blank.len())));
+        }
+        let h = complete(b"\n\nGET / HTTP/1.1\n\n");
+        assert_eq!(h.len, 18);
     }
 
     #[test]
