@@ -46,7 +46,7 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn routing(c: &mut Criterion) {
-    let mut api = Api::new(None);
+    let mut api = Api::standalone();
     let mut body = Vec::with_capacity(4096);
     let mut g = c.benchmark_group("dispatch");
     for (name, path) in [("health", "/api/v1/health"), ("not_found", "/api/v1/nope")] {

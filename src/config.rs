@@ -9,7 +9,11 @@
 //! ```json
 //! { "limits": { "maxHeadBytes": 16384, "maxHeaders": 64, "maxBodyBytes": 1048576,
 //!               "headTimeoutMs": 10000, "idleTimeoutMs": 60000, "maxConnections": 1024,
-//!               "maxQueuedResponseBytes": 262144, "shutdownGraceMs": 2000 } }
+//!               "maxQueuedResponseBytes": 262144, "shutdownGraceMs": 2000,
+//!               "maxLiveSessions": 256, "ringBytes": 262144, "inputQueueBytes": 262144,
+//!               "killGraceMs": 3000 },
+//!   "harnesses": [ { "id": "sh", "label": "Shell", "command": "/bin/sh",
+//!                    "args": ["-c", "{prompt}"], "env": { "FOO": "bar" } } ] }
 //! ```
 
 use std::fmt;
@@ -33,6 +37,14 @@ pub struct Limits {
     pub max_queued_response_bytes: usize,
     /// How long in-flight responses may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Sessions running at once; the next launch is a 503.
+    pub max_live_sessions: usize,
+    /// Per-session budget of events held in memory.
+    pub ring_bytes: usize,
+    /// Per-session input waiting for the PTY; past it, input is a 503.
+    pub input_queue_bytes: usize,
+    /// Default time between a kill's signal and SIGKILL.
+    pub kill_grace: Duration,
 }
 
 impl Default for Limits {
@@ -46,11 +58,24 @@ impl Default for Limits {
             max_connections: 1024,
             max_queued_response_bytes: 256 * 1024,
             shutdown_grace: Duration::from_secs(2),
+            max_live_sessions: 256,
+            ring_bytes: 256 * 1024,
+            input_queue_bytes: 256 * 1024,
+            kill_grace: Duration::from_secs(3),
         }
     }
 }
 
 impl Limits {
+    pub fn sessions(&self) -> crate::session::Limits {
+        crate::session::Limits {
+            max_live: self.max_live_sessions,
+            ring_bytes: self.ring_bytes,
+            input_queue_bytes: self.input_queue_bytes,
+            kill_grace: self.kill_grace,
+        }
+    }
+
     pub fn conn(&self) -> ConnLimits {
         ConnLimits {
             http: parse::Limits {
@@ -66,11 +91,30 @@ impl Limits {
     }
 }
 
+/// A harness declared in `config.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HarnessSpec {
+    /// `[A-Za-z0-9._-]{1,64}`.
+    pub id: String,
+    pub label: String,
+    /// An absolute path, or a name looked up on `PATH` at launch.
+    pub command: String,
+    /// Arguments; `{prompt}` anywhere in one is replaced by the prompt.
+    pub args: Vec<String>,
+    /// Added to the daemon's environment.
+    pub env: Vec<(String, String)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `COVEN_HOME`.
     pub home: PathBuf,
     pub limits: Limits,
+    /// Declared harnesses, in file order (built-ins are added by
+    /// `session::harness`).
+    pub harnesses: Vec<HarnessSpec>,
+    /// The daemon's `PATH`, where harness commands are looked up.
+    pub path: std::ffi::OsString,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -115,6 +159,8 @@ impl Config {
         let mut config = Config {
             home,
             limits: Limits::default(),
+            harnesses: Vec::new(),
+            path: std::ffi::OsString::new(),
         };
         if let Some(text) = text {
             let value: Value = serde_json::from_slice(&text)
@@ -131,6 +177,7 @@ impl Config {
         for (key, value) in top {
             match key.as_str() {
                 "limits" => self.limits = parse_limits(path, value)?,
+                "harnesses" => self.harnesses = parse_harnesses(path, value)?,
                 _ => return Err(error(path, key, "unknown field".into())),
             }
         }
@@ -178,10 +225,110 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
                 limits.max_queued_response_bytes = int(4096, 64 * MIB)? as usize
             }
             "shutdownGraceMs" => limits.shutdown_grace = ms(int(0, 60_000)?),
+            "maxLiveSessions" => limits.max_live_sessions = int(1, 100_000)? as usize,
+            "ringBytes" => limits.ring_bytes = int(4096, 1024 * MIB)? as usize,
+            "inputQueueBytes" => limits.input_queue_bytes = int(1024, 64 * MIB)? as usize,
+            "killGraceMs" => limits.kill_grace = ms(int(0, 60_000)?),
             _ => return Err(error(path, &field, "unknown field".into())),
         }
     }
     Ok(limits)
+}
+
+pub fn valid_harness_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn parse_harnesses(path: &Path, value: &Value) -> Result<Vec<HarnessSpec>, ConfigError> {
+    let Some(list) = value.as_array() else {
+        return Err(error(path, "harnesses", "must be an array".into()));
+    };
+    let mut out: Vec<HarnessSpec> = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let at = |field: &str| format!("harnesses[{i}]{field}");
+        let Some(obj) = entry.as_object() else {
+            return Err(error(path, &at(""), "must be an object".into()));
+        };
+        let string = |field: &str| -> Result<Option<String>, ConfigError> {
+            match obj.get(field) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(error(
+                    path,
+                    &at(&format!(".{field}")),
+                    "must be a string".into(),
+                )),
+            }
+        };
+        for key in obj.keys() {
+            if !["id", "label", "command", "args", "env"].contains(&key.as_str()) {
+                return Err(error(path, &at(&format!(".{key}")), "unknown field".into()));
+            }
+        }
+        let id = string("id")?.unwrap_or_default();
+        if !valid_harness_id(&id) {
+            return Err(error(
+                path,
+                &at(".id"),
+                "required: 1 to 64 characters of A-Z a-z 0-9 . _ -".into(),
+            ));
+        }
+        if out.iter().any(|h| h.id == id) {
+            return Err(error(
+                path,
+                &at(".id"),
+                format!("duplicate harness id {id:?}"),
+            ));
+        }
+        let command = string("command")?.unwrap_or_default();
+        if command.trim().is_empty() || command.contains('\0') {
+            return Err(error(path, &at(".command"), "required, non-blank".into()));
+        }
+        let args = match obj.get("args") {
+            None => vec!["{prompt}".to_owned()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|a| a.as_str().filter(|s| !s.contains('\0')).map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| error(path, &at(".args"), "must be an array of strings".into()))?,
+            Some(_) => {
+                return Err(error(
+                    path,
+                    &at(".args"),
+                    "must be an array of strings".into(),
+                ))
+            }
+        };
+        let env = match obj.get("env") {
+            None => Vec::new(),
+            Some(Value::Object(vars)) => vars
+                .iter()
+                .map(|(k, v)| {
+                    let ok = !k.is_empty() && !k.contains('=') && !k.contains('\0');
+                    match v.as_str() {
+                        Some(v) if ok && !v.contains('\0') => Ok((k.clone(), v.to_owned())),
+                        _ => Err(error(
+                            path,
+                            &at(&format!(".env.{k}")),
+                            "must be a string (and a valid variable name)".into(),
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(error(path, &at(".env"), "must be an object".into())),
+        };
+        out.push(HarnessSpec {
+            label: string("label")?.unwrap_or_else(|| id.clone()),
+            id,
+            command,
+            args,
+            env,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -227,5 +374,54 @@ mod tests {
         assert!(e.contains("invalid JSON"), "{e}");
         let e = load("[]").unwrap_err();
         assert!(e.contains("must be a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn harnesses_are_read_and_checked() {
+        let c = load(
+            r#"{"harnesses":[{"id":"sh","command":"/bin/sh","args":["-c","{prompt}"],"env":{"A":"b"}},
+                             {"id":"cat","label":"Cat","command":"cat","args":[]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.harnesses.len(), 2);
+        assert_eq!(c.harnesses[0].label, "sh");
+        assert_eq!(c.harnesses[0].env, [("A".to_owned(), "b".to_owned())]);
+        assert_eq!(c.harnesses[1].args, Vec::<String>::new());
+        let cases = [
+            (r#"{"harnesses":{}}"#, "harnesses: must be an array"),
+            (r#"{"harnesses":[1]}"#, "harnesses[0]: must be an object"),
+            (
+                r#"{"harnesses":[{"command":"x"}]}"#,
+                "harnesses[0].id: required",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a b","command":"x"}]}"#,
+                "harnesses[0].id",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a"}]}"#,
+                "harnesses[0].command: required",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a","command":"x","args":[1]}]}"#,
+                "harnesses[0].args",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a","command":"x","env":{"K":1}}]}"#,
+                "harnesses[0].env.K",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a","command":"x","nope":1}]}"#,
+                "harnesses[0].nope: unknown",
+            ),
+            (
+                r#"{"harnesses":[{"id":"a","command":"x"},{"id":"a","command":"y"}]}"#,
+                "harnesses[1].id: duplicate",
+            ),
+        ];
+        for (text, expect) in cases {
+            let e = load(text).unwrap_err();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::api::Api;
 use crate::config::Config;
 use crate::home::{self, LockError};
 use crate::reactor::Reactor;
+use crate::session::{harness, Sessions};
 
 #[derive(Debug)]
 pub enum ServeError {
@@ -70,7 +71,14 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             listener,
             socket.clone(),
             &config.limits,
-            Api::new(Some(info.clone())),
+            Api::new(
+                Some(info.clone()),
+                Sessions::new(
+                    config.limits.sessions(),
+                    harness::registry(&config.harnesses),
+                    config.path.clone(),
+                ),
+            ),
         )
         .map_err(|e| ServeError::Io("starting the event loop", e))?;
         log::info!(

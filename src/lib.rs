@@ -10,3 +10,5 @@ pub mod home;
 pub mod http;
 pub mod logger;
 pub mod reactor;
+pub mod ring;
+pub mod session;

@@ -25,7 +25,8 @@ fn serve() -> Result<(), String> {
         let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
         home = cwd.join(home);
     }
-    let config = Config::load(home).map_err(|e| e.to_string())?;
+    let mut config = Config::load(home).map_err(|e| e.to_string())?;
+    config.path = std::env::var_os("PATH").unwrap_or_default();
     daemon::serve(&config).map_err(|e| e.to_string())
 }
 

@@ -24,6 +24,7 @@ const SIGNALS: Token = Token(1);
 /// Slab-keyed sources carry a tag in the token's top bits.
 const TAG_SHIFT: u32 = usize::BITS - 4;
 const TAG_CONN: usize = 1;
+const TAG_PTY: usize = 2;
 
 /// Connections accepted per loop turn before other sources get a go.
 const ACCEPTS_PER_TURN: usize = 128;
@@ -38,10 +39,15 @@ pub enum Source {
     Listener,
     Signals,
     Conn(usize),
+    Pty(usize),
 }
 
 pub fn conn_token(key: usize) -> Token {
     Token((TAG_CONN << TAG_SHIFT) | key)
+}
+
+pub fn pty_token(key: usize) -> Token {
+    Token((TAG_PTY << TAG_SHIFT) | key)
 }
 
 pub fn decode(token: Token) -> Option<Source> {
@@ -50,6 +56,7 @@ pub fn decode(token: Token) -> Option<Source> {
         SIGNALS => Some(Source::Signals),
         Token(t) => match t >> TAG_SHIFT {
             TAG_CONN => Some(Source::Conn(t & ((1 << TAG_SHIFT) - 1))),
+            TAG_PTY => Some(Source::Pty(t & ((1 << TAG_SHIFT) - 1))),
             _ => None,
         },
     }
@@ -186,9 +193,17 @@ impl Reactor {
                         conn.read_closed |= event.is_read_closed() || failed;
                         self.drive(key, now);
                     }
+                    Some(Source::Pty(key)) => {
+                        let failed = event.is_error();
+                        let readable = event.is_readable() || event.is_read_closed() || failed;
+                        let writable = event.is_writable() || failed;
+                        self.api.sessions.on_pty(key, readable, writable, now);
+                    }
                     None => {}
                 }
             }
+            self.api.sessions.on_pending(now);
+            self.api.sessions.on_timers(now);
             for _ in 0..self.ready.len() {
                 if let Some(key) = self.ready.pop_front() {
                     if self.conns.contains(key) {
@@ -200,8 +215,16 @@ impl Reactor {
                 self.accept(now);
             }
             self.fire_timers(now);
+            self.register_masters();
             if let Some(deadline) = self.stopping {
-                if self.conns.is_empty() || now >= deadline {
+                let idle = self.conns.is_empty() && self.api.sessions.live() == 0;
+                if idle || now >= deadline {
+                    if self.api.sessions.live() > 0 {
+                        log::warn!(
+                            "exiting with {} session(s) still running",
+                            self.api.sessions.live()
+                        );
+                    }
                     return Ok(());
                 }
             }
@@ -211,10 +234,14 @@ impl Reactor {
     /// How long `poll` may sleep: until the next deadline, or not at all if
     /// work is queued, or forever when nothing is pending (idle = no wakeups).
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || self.accept_pending {
+        if !self.ready.is_empty() || self.accept_pending || self.api.sessions.has_pending() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.first().map(|&(t, _)| t);
+        let next = match (next, self.api.sessions.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let next = match (next, self.stopping) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -228,8 +255,9 @@ impl Reactor {
         if self.signals.hangup.swap(false, Ordering::SeqCst) {
             log::info!("SIGHUP ignored (use SIGTERM to stop the daemon)");
         }
-        // SIGCHLD: no children yet; reaping arrives with sessions.
-        self.signals.child.store(false, Ordering::SeqCst);
+        if self.signals.child.swap(false, Ordering::SeqCst) {
+            self.api.sessions.reap(now);
+        }
         if self.signals.stop.swap(false, Ordering::SeqCst) {
             self.begin_stop(now);
         }
@@ -244,7 +272,16 @@ impl Reactor {
             return;
         }
         log::info!("stopping");
-        self.stopping = Some(now + self.shutdown_grace);
+        // Sessions get their kill grace (then SIGKILL) plus the response
+        // grace to report their exit.
+        let sessions = self.api.sessions.live();
+        self.api.sessions.kill_all(now);
+        let grace = if sessions > 0 {
+            self.api.sessions.limits().kill_grace + self.shutdown_grace
+        } else {
+            self.shutdown_grace
+        };
+        self.stopping = Some(now + grace);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
             let _ = std::fs::remove_file(&self.socket_path);
@@ -316,6 +353,23 @@ impl Reactor {
         self.api.stats.accepted_connections += 1;
         self.api.stats.open_connections = self.conns.len();
         self.arm(key);
+    }
+
+    /// Registers PTY masters opened by handlers since the last turn.
+    fn register_masters(&mut self) {
+        for key in self.api.sessions.take_new_masters() {
+            let Some(fd) = self.api.sessions.master_fd(key) else {
+                continue;
+            };
+            let mut source = mio::unix::SourceFd(&fd);
+            if let Err(e) = self.poll.registry().register(
+                &mut source,
+                pty_token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::error!("cannot register a PTY: {e}");
+            }
+        }
     }
 
     fn drive(&mut self, key: usize, now: Instant) {
@@ -408,6 +462,7 @@ mod tests {
         assert_eq!(decode(SIGNALS), Some(Source::Signals));
         for key in [0, 1, 4095, (1 << TAG_SHIFT) - 1] {
             assert_eq!(decode(conn_token(key)), Some(Source::Conn(key)));
+            assert_eq!(decode(pty_token(key)), Some(Source::Pty(key)));
         }
         assert_eq!(decode(Token(7 << TAG_SHIFT)), None);
     }

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         last_event_id: None,
         body,
     };
-    let mut api = Api::new(None);
+    let mut api = Api::standalone();
     let mut out = Vec::new();
     let reply = api.call(&req, &mut out);
     assert!((200..600).contains(&reply.status));

@@ -71,6 +71,9 @@ pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
                 accepted_connections: stats.accepted_connections,
                 refused_connections: stats.refused_connections,
                 requests: stats.requests,
+                live_sessions: api.sessions.live(),
+                sessions: api.sessions.len(),
+                ring_bytes: api.sessions.ring_bytes(),
             },
         },
     );

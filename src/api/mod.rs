@@ -5,13 +5,16 @@
 
 pub mod actions;
 pub mod error;
+pub mod events;
 pub mod meta;
 pub mod router;
+pub mod sessions;
 pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::http::{self, Reply, Request, Service};
+use crate::session::Sessions;
 use error::ApiError;
 
 /// Counters reported under `stats` in health.
@@ -25,18 +28,33 @@ pub struct Stats {
 }
 
 /// The daemon state handlers see.
-#[derive(Debug)]
 pub struct Api {
     /// `None` only when the daemon's metadata is unknown (unit tests).
     pub daemon: Option<wire::DaemonInfo>,
     pub stats: Stats,
+    pub sessions: Sessions,
 }
 
 impl Api {
-    pub fn new(daemon: Option<wire::DaemonInfo>) -> Api {
+    /// An API with default limits, the built-in harnesses and no daemon
+    /// metadata: for benches, fuzzing and unit tests.
+    pub fn standalone() -> Api {
+        let limits = crate::config::Limits::default();
+        Api::new(
+            None,
+            Sessions::new(
+                limits.sessions(),
+                crate::session::harness::registry(&[]),
+                std::ffi::OsString::new(),
+            ),
+        )
+    }
+
+    pub fn new(daemon: Option<wire::DaemonInfo>, sessions: Sessions) -> Api {
         Api {
             daemon,
             stats: Stats::default(),
+            sessions,
         }
     }
 }

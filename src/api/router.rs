@@ -10,7 +10,7 @@ use percent_encoding::percent_decode;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{actions, meta, Api};
+use super::{actions, events, meta, sessions, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -23,21 +23,39 @@ pub enum Route {
     Health,
     Capabilities,
     Actions,
+    Harnesses,
+    Sessions,
+    Session,
+    SessionInput,
+    SessionKill,
+    SessionResize,
+    SessionEvents,
+    Events,
 }
 
 impl Route {
     /// The methods this route answers, as an `Allow` value.
     fn allow(self) -> &'static str {
         match self {
-            Route::ApiVersion | Route::Health | Route::Capabilities => "GET, HEAD",
-            Route::Actions => "POST",
+            Route::ApiVersion
+            | Route::Health
+            | Route::Capabilities
+            | Route::Harnesses
+            | Route::Session
+            | Route::SessionEvents
+            | Route::Events => "GET, HEAD",
+            Route::Sessions => "GET, HEAD, POST",
+            Route::Actions | Route::SessionInput | Route::SessionKill | Route::SessionResize => {
+                "POST"
+            }
         }
     }
 
     fn accepts(self, method: Method) -> bool {
-        match self.allow() {
-            "GET, HEAD" => matches!(method, Method::Get | Method::Head),
-            _ => method == Method::Post,
+        match method {
+            Method::Get | Method::Head => self.allow().starts_with("GET"),
+            Method::Post => self.allow().ends_with("POST"),
+            _ => false,
         }
     }
 }
@@ -62,8 +80,9 @@ fn segments(path: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
     Ok(Some(segs))
 }
 
-/// Resolves a path to a route, or the error a client should see.
-pub fn resolve(path: &[u8]) -> Result<Route, ApiError> {
+/// Resolves a path to a route and its session id parameter, or the error a
+/// client should see.
+pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
     let Some(segs) = segments(path)? else {
         return Err(ApiError::not_found());
     };
@@ -82,25 +101,50 @@ pub fn resolve(path: &[u8]) -> Result<Route, ApiError> {
         }
         rest => rest,
     };
-    match rest {
-        ["api-version"] => Ok(Route::ApiVersion),
-        ["health"] => Ok(Route::Health),
-        ["capabilities"] => Ok(Route::Capabilities),
-        ["actions"] => Ok(Route::Actions),
-        _ => Err(ApiError::not_found()),
-    }
+    let route = match rest {
+        ["api-version"] => Route::ApiVersion,
+        ["health"] => Route::Health,
+        ["capabilities"] => Route::Capabilities,
+        ["actions"] => Route::Actions,
+        ["harnesses"] => Route::Harnesses,
+        ["sessions"] => Route::Sessions,
+        ["events"] => Route::Events,
+        ["sessions", id, tail @ ..] if !id.is_empty() => {
+            let route = match tail {
+                [] => Route::Session,
+                ["input"] => Route::SessionInput,
+                ["kill"] => Route::SessionKill,
+                ["resize"] => Route::SessionResize,
+                ["events"] => Route::SessionEvents,
+                _ => return Err(ApiError::not_found()),
+            };
+            return Ok((route, Some((*id).to_owned())));
+        }
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok((route, None))
 }
 
 pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let route = resolve(req.path)?;
+    let (route, id) = resolve(req.path)?;
     if !route.accepts(req.method) {
         return Err(ApiError::method_not_allowed(route.allow()));
     }
+    let id = id.as_deref().unwrap_or("");
     Ok(match route {
         Route::ApiVersion => meta::on_api_version(body),
         Route::Health => meta::on_health(api, body),
         Route::Capabilities => meta::on_capabilities(body),
         Route::Actions => actions::on_action(req.body, body),
+        Route::Harnesses => sessions::on_harnesses(api, body),
+        Route::Sessions if req.method == Method::Post => sessions::on_create(api, req.body, body)?,
+        Route::Sessions => sessions::on_list(api, body),
+        Route::Session => sessions::on_get(api, id, body)?,
+        Route::SessionInput => sessions::on_input(api, id, req.body, body)?,
+        Route::SessionKill => sessions::on_kill(api, id, req.body, body)?,
+        Route::SessionResize => sessions::on_resize(api, id, req.body, body)?,
+        Route::SessionEvents => events::on_events(api, Some(id), req.query, body)?,
+        Route::Events => events::on_events(api, None, req.query, body)?,
     })
 }
 
@@ -123,7 +167,9 @@ mod tests {
     use super::*;
 
     fn check(path: &str, expect: Result<Route, (u16, &str)>) {
-        let got = resolve(path.as_bytes()).map_err(|e| (e.status, e.code));
+        let got = resolve(path.as_bytes())
+            .map(|(r, _)| r)
+            .map_err(|e| (e.status, e.code));
         assert_eq!(got, expect, "{path}");
     }
 
@@ -151,6 +197,18 @@ mod tests {
         check("/api/v1%2Fhealth", Err((404, "invalid_request")));
         check("/a/b/c/d/e/f/g/h/i", Err((404, "not_found")));
         check("/api/v1/%ff", Err((400, "invalid_request")));
+        check("/api/v1/sessions", Ok(Sessions));
+        check("/sessions/abc", Ok(Session));
+        check("/api/v1/sessions/abc/input", Ok(SessionInput));
+        check("/api/v1/sessions/abc/kill", Ok(SessionKill));
+        check("/api/v1/sessions/abc/resize", Ok(SessionResize));
+        check("/api/v1/sessions/abc/events", Ok(SessionEvents));
+        check("/api/v1/sessions/abc/nope", Err((404, "not_found")));
+        check("/api/v1/sessions//input", Err((404, "not_found")));
+        check("/api/v1/events", Ok(Events));
+        check("/harnesses", Ok(Harnesses));
+        let (_, id) = resolve(b"/api/v1/sessions/a%2Fb/kill").unwrap();
+        assert_eq!(id.as_deref(), Some("a/b"));
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct HealthStats {
     pub accepted_connections: u64,
     pub refused_connections: u64,
     pub requests: u64,
+    pub live_sessions: usize,
+    pub sessions: usize,
+    pub ring_bytes: usize,
 }
 
 #[derive(Serialize, Debug)]
@@ -119,4 +122,88 @@ pub struct ActionRejected<'a> {
     pub status: &'static str,
     pub reason: &'a str,
     pub error: ErrorBody<'a>,
+}
+
+/// Encodes `payload` as the value of an event's `payload_json`: the payload
+/// object serialized, then that text as a JSON string literal (quotes
+/// included), ready to copy into a response.
+fn payload_literal<T: Serialize>(payload: &T) -> Box<[u8]> {
+    let inner = serde_json::to_string(payload).unwrap_or_else(|_| "{}".to_owned());
+    serde_json::to_vec(&inner)
+        .unwrap_or_else(|_| b"\"{}\"".to_vec())
+        .into_boxed_slice()
+}
+
+/// `{ data }`, for `output` and `input` events.
+pub fn data_payload(data: &str) -> Box<[u8]> {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        data: &'a str,
+    }
+    payload_literal(&Data { data })
+}
+
+/// `{ status: "killed" }`, for `kill` events.
+pub fn kill_payload() -> Box<[u8]> {
+    payload_literal(&serde_json::json!({ "status": "killed" }))
+}
+
+/// `{ status, exitCode, signal?, error? }`, for `exit` events.
+pub fn exit_payload(
+    status: &str,
+    exit_code: Option<i32>,
+    signal: Option<&str>,
+    error: Option<&str>,
+) -> Box<[u8]> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Exit<'a> {
+        status: &'a str,
+        exit_code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    }
+    payload_literal(&Exit {
+        status,
+        exit_code,
+        signal,
+        error,
+    })
+}
+
+/// A session record, snake_case as the contract has it.
+#[derive(Serialize, Debug)]
+pub struct SessionRecord<'a> {
+    pub id: &'a str,
+    pub project_root: &'a str,
+    pub harness: &'a str,
+    pub title: &'a str,
+    pub status: &'a str,
+    pub exit_code: Option<i32>,
+    pub archived_at: Option<&'a str>,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub cwd: &'a str,
+    pub pid: Option<i32>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HarnessInfo<'a> {
+    pub id: &'a str,
+    pub label: &'a str,
+    pub executable: String,
+    pub available: bool,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Harnesses<'a> {
+    pub harnesses: Vec<HarnessInfo<'a>>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Accepted {
+    pub ok: bool,
+    pub accepted: bool,
 }

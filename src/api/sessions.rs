@@ -1,0 +1,346 @@
+//! Session routes: list, launch, get, input, kill, resize, and the harness
+//! registry. Every field is validated before anything is spawned or
+//! recorded.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::wire::{self, SessionRecord};
+use super::Api;
+use crate::http::Reply;
+use crate::session::{LaunchError, LaunchSpec, Refusal, Session, Sessions, Status};
+
+const MAX_DIMENSION: u64 = 1000;
+const MAX_GRACE_MS: u64 = 60_000;
+
+fn reply(status: u16) -> Reply {
+    Reply {
+        status,
+        allow: None,
+    }
+}
+
+pub fn record(s: &Session) -> SessionRecord<'_> {
+    SessionRecord {
+        id: &s.id,
+        project_root: &s.project_root,
+        harness: &s.harness,
+        title: &s.title,
+        status: s.status.as_str(),
+        exit_code: s.exit_code,
+        archived_at: None,
+        created_at: s.created_at(),
+        updated_at: s.updated_at(),
+        cwd: &s.cwd,
+        pid: s.pid,
+    }
+}
+
+fn field_error(field: &str, message: &str) -> ApiError {
+    ApiError::invalid(message).with_details(json!({ "field": field }))
+}
+
+/// The body as a JSON object; `empty_ok` treats an empty body as `{}`.
+fn object(body: &[u8], empty_ok: bool) -> Result<Map<String, Value>, ApiError> {
+    if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(field_error("body", "Request body must be a JSON object.")),
+        Err(e) => Err(ApiError::invalid("Request body is not valid JSON.")
+            .with_details(json!({ "field": "body", "reason": e.to_string() }))),
+    }
+}
+
+/// A required, non-blank string without NUL bytes.
+fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() && !s.contains('\0') => Ok(s),
+        Some(Value::String(s)) if s.contains('\0') => Err(field_error(
+            field,
+            &format!("`{field}` must not contain NUL."),
+        )),
+        Some(Value::String(_)) => Err(field_error(field, &format!("`{field}` must not be blank."))),
+        None | Some(Value::Null) => Err(field_error(field, &format!("`{field}` is required."))),
+        Some(_) => Err(field_error(field, &format!("`{field}` must be a string."))),
+    }
+}
+
+/// An optional string: absent or null is `None`.
+fn optional_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.contains('\0') => Ok(Some(s)),
+        Some(_) => Err(field_error(field, &format!("`{field}` must be a string."))),
+    }
+}
+
+fn optional_int(
+    obj: &Map<String, Value>,
+    field: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::invalid(format!(
+                "`{field}` must be an integer from {min} to {max}."
+            ))
+            .with_details(json!({ "field": field, "min": min, "max": max }))),
+        },
+    }
+}
+
+fn session_not_found(id: &str) -> ApiError {
+    ApiError::new(404, "session_not_found", "Session was not found.")
+        .with_details(json!({ "sessionId": id }))
+}
+
+fn session_not_live(s: &Session) -> ApiError {
+    ApiError::new(409, "session_not_live", "Session is not running.")
+        .with_details(json!({ "sessionId": &*s.id, "status": s.status.as_str() }))
+}
+
+/// Finds a session by its public id.
+pub fn find<'a>(sessions: &'a Sessions, id: &str) -> Result<(usize, &'a Session), ApiError> {
+    sessions.find(id).ok_or_else(|| session_not_found(id))
+}
+
+/// Finds a running session.
+fn find_live(sessions: &Sessions, id: &str) -> Result<usize, ApiError> {
+    let (key, s) = find(sessions, id)?;
+    if s.status != Status::Running {
+        return Err(session_not_live(s));
+    }
+    Ok(key)
+}
+
+pub fn on_list(api: &Api, out: &mut Vec<u8>) -> Reply {
+    let mut all: Vec<&Session> = api.sessions.iter().collect();
+    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let records: Vec<SessionRecord<'_>> = all.into_iter().map(record).collect();
+    wire::write_json(out, &records);
+    reply(200)
+}
+
+pub fn on_get(api: &Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let (_, s) = find(&api.sessions, id)?;
+    wire::write_json(out, &record(s));
+    Ok(reply(200))
+}
+
+fn canonical_dir(path: &Path, field: &str, what: &str) -> Result<PathBuf, ApiError> {
+    let bad = |message: String| {
+        ApiError::invalid(message)
+            .with_details(json!({ "field": field, field: path.display().to_string() }))
+    };
+    let canon =
+        std::fs::canonicalize(path).map_err(|e| bad(format!("{what} cannot be resolved: {e}.")))?;
+    if !canon.is_dir() {
+        return Err(bad(format!("{what} is not a directory.")));
+    }
+    Ok(canon)
+}
+
+/// Validates a launch request into a `LaunchSpec`.
+fn launch_spec(sessions: &Sessions, body: &[u8]) -> Result<LaunchSpec, ApiError> {
+    let obj = object(body, false)?;
+    let root = required_str(&obj, "projectRoot")?;
+    let harness = required_str(&obj, "harness")?;
+    let prompt = required_str(&obj, "prompt")?;
+    let cwd = optional_str(&obj, "cwd")?;
+    let title = optional_str(&obj, "title")?;
+    let cols = optional_int(&obj, "cols", 1, MAX_DIMENSION)?.unwrap_or(80) as u16;
+    let rows = optional_int(&obj, "rows", 1, MAX_DIMENSION)?.unwrap_or(24) as u16;
+
+    let Some(harness) = sessions.harnesses().iter().position(|h| h.id == harness) else {
+        let known: Vec<&str> = sessions.harnesses().iter().map(|h| h.id.as_str()).collect();
+        return Err(ApiError::invalid("Unknown harness.").with_details(
+            json!({ "field": "harness", "harness": harness, "knownHarnesses": known }),
+        ));
+    };
+    let root_path = Path::new(root);
+    if !root_path.is_absolute() {
+        return Err(ApiError::invalid("`projectRoot` must be an absolute path.")
+            .with_details(json!({ "field": "projectRoot", "projectRoot": root })));
+    }
+    let project_root = canonical_dir(root_path, "projectRoot", "projectRoot")?;
+    let cwd = match cwd.filter(|c| !c.is_empty()) {
+        None => project_root.clone(),
+        Some(c) => {
+            let joined = project_root.join(c);
+            let canon = std::fs::canonicalize(&joined);
+            match canon {
+                Ok(canon) if !canon.starts_with(&project_root) => {
+                    return Err(ApiError::new(
+                        400,
+                        "project_root_violation",
+                        "`cwd` resolves outside the project root.",
+                    )
+                    .with_details(
+                        json!({ "projectRoot": project_root.display().to_string(), "cwd": c }),
+                    ))
+                }
+                _ => canonical_dir(&joined, "cwd", "cwd")?,
+            }
+        }
+    };
+    Ok(LaunchSpec {
+        project_root,
+        cwd,
+        harness,
+        prompt: prompt.to_owned(),
+        title: title
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(prompt)
+            .to_owned(),
+        cols,
+        rows,
+    })
+}
+
+pub fn on_create(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let spec = launch_spec(&api.sessions, body)?;
+    let harness = api.sessions.harnesses()[spec.harness].id.clone();
+    match api.sessions.launch(spec) {
+        Ok(key) => {
+            let s = api.sessions.get(key).expect("just launched");
+            wire::write_json(out, &record(s));
+            Ok(reply(201))
+        }
+        Err(LaunchError::AtCapacity { max_live }) => {
+            Err(
+                ApiError::new(503, "runtime_unavailable", "Too many live sessions.")
+                    .with_details(json!({ "maxLiveSessions": max_live })),
+            )
+        }
+        Err(LaunchError::SpawnFailed { key, message }) => {
+            let id = api.sessions.get(key).map(|s| s.id.to_string());
+            Err(
+                ApiError::new(500, "pty_spawn_failed", "The harness could not be started.")
+                    .with_details(
+                        json!({ "sessionId": id, "harness": harness, "reason": message }),
+                    ),
+            )
+        }
+    }
+}
+
+const ACCEPTED: wire::Accepted = wire::Accepted {
+    ok: true,
+    accepted: true,
+};
+
+pub fn on_input(
+    api: &mut Api,
+    id: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let key = find_live(&api.sessions, id)?;
+    let obj = object(body, false)?;
+    let data = match obj.get("data") {
+        Some(Value::String(s)) => s.as_str(),
+        None | Some(Value::Null) => return Err(field_error("data", "`data` is required.")),
+        Some(_) => return Err(field_error("data", "`data` must be a string.")),
+    };
+    match api.sessions.input(key, data) {
+        Ok(()) => {
+            wire::write_json(out, &ACCEPTED);
+            Ok(reply(202))
+        }
+        Err(Refusal::QueueFull { limit }) => Err(ApiError::new(
+            503,
+            "runtime_unavailable",
+            "The session's input queue is full.",
+        )
+        .with_details(json!({ "sessionId": id, "inputQueueBytes": limit }))),
+        Err(Refusal::NotLive) => Err(session_not_live(api.sessions.get(key).expect("found"))),
+    }
+}
+
+/// `TERM`, `SIGTERM`, `term`… for the four signals a kill may send.
+fn parse_signal(name: &str) -> Option<Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    match upper.strip_prefix("SIG").unwrap_or(&upper) {
+        "TERM" => Some(Signal::SIGTERM),
+        "INT" => Some(Signal::SIGINT),
+        "HUP" => Some(Signal::SIGHUP),
+        "KILL" => Some(Signal::SIGKILL),
+        _ => None,
+    }
+}
+
+pub fn on_kill(api: &mut Api, id: &str, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let key = find_live(&api.sessions, id)?;
+    let obj = object(body, true)?;
+    let signal = match obj.get("signal") {
+        None | Some(Value::Null) => Signal::SIGTERM,
+        Some(Value::String(s)) => parse_signal(s).ok_or_else(|| {
+            ApiError::invalid("`signal` must be one of TERM, INT, HUP, KILL.")
+                .with_details(json!({ "field": "signal", "signal": s }))
+        })?,
+        Some(_) => return Err(field_error("signal", "`signal` must be a string.")),
+    };
+    let grace = match optional_int(&obj, "graceMs", 0, MAX_GRACE_MS)? {
+        Some(ms) => Duration::from_millis(ms),
+        None => api.sessions.limits().kill_grace,
+    };
+    match api.sessions.kill(key, signal, grace, Instant::now()) {
+        Ok(()) => {
+            wire::write_json(out, &ACCEPTED);
+            Ok(reply(202))
+        }
+        Err(_) => Err(session_not_live(api.sessions.get(key).expect("found"))),
+    }
+}
+
+pub fn on_resize(
+    api: &mut Api,
+    id: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let key = find_live(&api.sessions, id)?;
+    let obj = object(body, false)?;
+    let dim = |field: &str| -> Result<u16, ApiError> {
+        optional_int(&obj, field, 1, MAX_DIMENSION)?
+            .map(|n| n as u16)
+            .ok_or_else(|| field_error(field, &format!("`{field}` is required.")))
+    };
+    let (cols, rows) = (dim("cols")?, dim("rows")?);
+    match api.sessions.resize(key, cols, rows) {
+        Ok(()) => {
+            wire::write_json(out, &ACCEPTED);
+            Ok(reply(200))
+        }
+        Err(_) => Err(session_not_live(api.sessions.get(key).expect("found"))),
+    }
+}
+
+pub fn on_harnesses(api: &Api, out: &mut Vec<u8>) -> Reply {
+    let path = api.sessions.path_var();
+    let harnesses = api
+        .sessions
+        .harnesses()
+        .iter()
+        .map(|h| {
+            let exe = h.resolve(path);
+            wire::HarnessInfo {
+                id: &h.id,
+                label: &h.label,
+                available: exe.is_some(),
+                executable: exe.map_or_else(|| h.command.clone(), |p| p.display().to_string()),
+            }
+        })
+        .collect();
+    wire::write_json(out, &wire::Harnesses { harnesses });
+    reply(200)
+}

@@ -1,0 +1,747 @@
+//! Sessions: the registry, each session's lifecycle, its PTY output turned
+//! into events, its input queue, kill and resize.
+//!
+//! Everything a session does to its PTY and process lives here; what the
+//! reactor must do for it (register a new master with the poller, wake up
+//! at a deadline) is exposed as data: `take_new_masters`, `next_deadline`.
+//! No HTTP here.
+
+pub mod harness;
+pub mod pty;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use slab::Slab;
+
+use crate::api::wire;
+use crate::ring::{Event, Kind, Ring};
+use harness::Harness;
+
+/// PTY bytes per `output` event at most (the contract's 8 KiB).
+pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
+/// Reads per PTY per turn before other sources get a go.
+const READS_PER_TURN: usize = 16;
+/// After the harness exits, how long to wait for its PTY to report EOF
+/// (a background process may still hold the terminal) before finishing.
+const EXIT_DRAIN: Duration = Duration::from_secs(2);
+/// An input queue's buffer is freed once empty if it grew past this.
+const MAX_IDLE_INPUT_CAPACITY: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Killed,
+    Orphaned,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Killed => "killed",
+            Status::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// Session limits (from `config::Limits`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_live: usize,
+    pub ring_bytes: usize,
+    pub input_queue_bytes: usize,
+    pub kill_grace: Duration,
+}
+
+/// A validated launch request.
+pub struct LaunchSpec {
+    /// Canonical.
+    pub project_root: PathBuf,
+    /// Canonical, inside `project_root`.
+    pub cwd: PathBuf,
+    /// Index into `Sessions::harnesses()`.
+    pub harness: usize,
+    pub prompt: String,
+    pub title: String,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// How the process ended, once reaped.
+#[derive(Clone, Copy, Debug)]
+struct ExitInfo {
+    code: Option<i32>,
+    signal: Option<Signal>,
+}
+
+/// The signal's name without `SIG`, as events and kill bodies spell it.
+pub fn signal_name(sig: Signal) -> &'static str {
+    let s = sig.as_str();
+    s.strip_prefix("SIG").unwrap_or(s)
+}
+
+pub struct Session {
+    /// Public id: `[0-9a-f-]`, unique, never a slab key.
+    pub id: Box<str>,
+    pub project_root: String,
+    pub cwd: String,
+    pub harness: String,
+    pub title: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub created_at: [u8; 20],
+    pub updated_at: [u8; 20],
+    /// Set while the process has not been reaped.
+    pub pid: Option<i32>,
+    /// The process group to signal (the leader's pid), kept after reaping
+    /// so that a kill's escalation still reaches leftover members.
+    pgid: i32,
+    master: Option<OwnedFd>,
+    readable: bool,
+    writable: bool,
+    /// The master reported EOF or EIO: every process let go of the PTY.
+    eof: bool,
+    exit: Option<ExitInfo>,
+    /// An incomplete UTF-8 sequence carried to the next read.
+    tail: [u8; 3],
+    tail_len: u8,
+    input: Vec<u8>,
+    /// Bytes of `input` already written.
+    input_written: usize,
+    /// When a kill escalates to SIGKILL.
+    escalate_at: Option<Instant>,
+    /// When to stop waiting for EOF after the exit.
+    drain_until: Option<Instant>,
+    /// The deadline this session has in the timer set.
+    armed: Option<Instant>,
+    /// Seq of this session's first event.
+    pub first_seq: u64,
+    pub ring: Ring,
+}
+
+impl Session {
+    pub fn is_live(&self) -> bool {
+        self.status == Status::Running || (self.status == Status::Killed && self.master.is_some())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match (self.escalate_at, self.drain_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn created_at(&self) -> &str {
+        stamp_str(&self.created_at)
+    }
+
+    pub fn updated_at(&self) -> &str {
+        stamp_str(&self.updated_at)
+    }
+}
+
+pub fn stamp_str(stamp: &[u8; 20]) -> &str {
+    std::str::from_utf8(stamp).unwrap_or("1970-01-01T00:00:00Z")
+}
+
+/// RFC 3339 timestamps at one-second resolution, formatted once per second.
+#[derive(Default)]
+struct Clock {
+    secs: u64,
+    text: [u8; 20],
+}
+
+impl Clock {
+    fn stamp(&mut self) -> [u8; 20] {
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != self.secs || self.text[0] == 0 {
+            let text = humantime::format_rfc3339_seconds(now).to_string();
+            if text.len() == 20 {
+                self.text.copy_from_slice(text.as_bytes());
+                self.secs = secs;
+            }
+        }
+        self.text
+    }
+}
+
+/// The daemon-wide event sequence and accounting, apart from the session
+/// list so both can be borrowed at once.
+struct Log {
+    next_seq: u64,
+    clock: Clock,
+    ring_bytes: usize,
+}
+
+impl Log {
+    fn push(&mut self, s: &mut Session, kind: Kind, payload: Box<[u8]>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if s.first_seq == 0 {
+            s.first_seq = seq;
+        }
+        let before = s.ring.bytes();
+        s.ring.push(Event {
+            seq,
+            kind,
+            created_at: self.clock.stamp(),
+            payload,
+        });
+        self.ring_bytes = self.ring_bytes + s.ring.bytes() - before;
+    }
+}
+
+/// Why a launch did not produce a running session.
+#[derive(Debug)]
+pub enum LaunchError {
+    /// Too many live sessions.
+    AtCapacity { max_live: usize },
+    /// The harness could not be started; the session is recorded as failed.
+    SpawnFailed { key: usize, message: String },
+}
+
+/// Why input or kill was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NotLive,
+    QueueFull { limit: usize },
+}
+
+pub struct Sessions {
+    list: Slab<Session>,
+    by_id: HashMap<Box<str>, usize>,
+    by_pid: HashMap<i32, usize>,
+    log: Log,
+    live: usize,
+    limits: Limits,
+    harnesses: Vec<Harness>,
+    path: OsString,
+    /// Masters opened since the reactor last asked.
+    new_masters: Vec<usize>,
+    /// Sessions with PTY work left after a turn's budget.
+    pending: Vec<usize>,
+    timers: BTreeSet<(Instant, usize)>,
+}
+
+impl Sessions {
+    pub fn new(limits: Limits, harnesses: Vec<Harness>, path: OsString) -> Sessions {
+        Sessions {
+            list: Slab::new(),
+            by_id: HashMap::new(),
+            by_pid: HashMap::new(),
+            log: Log {
+                next_seq: 1,
+                clock: Clock::default(),
+                ring_bytes: 0,
+            },
+            live: 0,
+            limits,
+            harnesses,
+            path,
+            new_masters: Vec::new(),
+            pending: Vec::new(),
+            timers: BTreeSet::new(),
+        }
+    }
+
+    pub fn harnesses(&self) -> &[Harness] {
+        &self.harnesses
+    }
+
+    pub fn path_var(&self) -> &OsString {
+        &self.path
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn ring_bytes(&self) -> usize {
+        self.log.ring_bytes
+    }
+
+    pub fn find(&self, id: &str) -> Option<(usize, &Session)> {
+        let key = *self.by_id.get(id)?;
+        Some((key, &self.list[key]))
+    }
+
+    pub fn get(&self, key: usize) -> Option<&Session> {
+        self.list.get(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.list.iter().map(|(_, s)| s)
+    }
+
+    /// Keys of masters to register with the poller (taken once).
+    pub fn take_new_masters(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.new_masters)
+    }
+
+    pub fn master_fd(&self, key: usize) -> Option<RawFd> {
+        self.list.get(key)?.master.as_ref().map(|m| m.as_raw_fd())
+    }
+
+    /// Sessions that yielded with PTY work left (taken once).
+    pub fn take_pending(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    fn new_id() -> Box<str> {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut rand = [0u8; 4];
+        // SAFETY: getrandom writes at most `rand.len()` bytes into `rand`.
+        unsafe { libc::getrandom(rand.as_mut_ptr().cast(), rand.len(), 0) };
+        // Millisecond prefix first: ids sort by creation time.
+        format!("{ms:013}-{:08x}", u32::from_be_bytes(rand)).into_boxed_str()
+    }
+
+    /// Records a session and starts its harness.
+    pub fn launch(&mut self, spec: LaunchSpec) -> Result<usize, LaunchError> {
+        if self.live >= self.limits.max_live {
+            return Err(LaunchError::AtCapacity {
+                max_live: self.limits.max_live,
+            });
+        }
+        let harness = &self.harnesses[spec.harness];
+        let mut id = Self::new_id();
+        while self.by_id.contains_key(&id) {
+            id = Self::new_id();
+        }
+        let now = self.log.clock.stamp();
+        let entry = self.list.vacant_entry();
+        let key = entry.key();
+        entry.insert(Session {
+            id: id.clone(),
+            project_root: spec.project_root.display().to_string(),
+            cwd: spec.cwd.display().to_string(),
+            harness: harness.id.clone(),
+            title: spec.title,
+            status: Status::Running,
+            exit_code: None,
+            created_at: now,
+            updated_at: now,
+            pid: None,
+            pgid: 0,
+            master: None,
+            readable: false,
+            writable: false,
+            eof: false,
+            exit: None,
+            tail: [0; 3],
+            tail_len: 0,
+            input: Vec::new(),
+            input_written: 0,
+            escalate_at: None,
+            drain_until: None,
+            armed: None,
+            first_seq: 0,
+            ring: Ring::new(self.limits.ring_bytes),
+        });
+        self.by_id.insert(id, key);
+
+        let started = match harness.resolve(&self.path) {
+            None => Err(format!(
+                "harness {:?}: executable {:?} was not found on PATH",
+                harness.id, harness.command
+            )),
+            Some(exe) => pty::spawn(&pty::Launch {
+                exe: &exe,
+                arg0: &harness.command,
+                args: &harness.argv(&spec.prompt),
+                cwd: &spec.cwd,
+                env: &harness.env,
+                cols: spec.cols,
+                rows: spec.rows,
+            })
+            .map_err(|e| {
+                format!(
+                    "harness {:?}: cannot start {}: {e}",
+                    harness.id,
+                    exe.display()
+                )
+            }),
+        };
+        let s = &mut self.list[key];
+        match started {
+            Ok(spawned) => {
+                s.pid = Some(spawned.pid);
+                s.pgid = spawned.pid;
+                s.master = Some(spawned.master);
+                self.by_pid.insert(spawned.pid, key);
+                self.live += 1;
+                self.new_masters.push(key);
+                Ok(key)
+            }
+            Err(message) => {
+                log::warn!("session {}: {message}", s.id);
+                s.status = Status::Failed;
+                let payload = wire::exit_payload("failed", None, None, Some(&message));
+                self.log.push(s, Kind::Exit, payload);
+                Err(LaunchError::SpawnFailed { key, message })
+            }
+        }
+    }
+
+    /// Readiness on a session's master. Returns true if work remains (the
+    /// read budget ran out) and the session should be driven again soon.
+    pub fn on_pty(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        let Some(s) = self.list.get_mut(key) else {
+            return;
+        };
+        if s.master.is_none() {
+            return;
+        }
+        s.readable |= readable;
+        s.writable |= writable;
+        self.pump(key, now);
+    }
+
+    /// Writes queued input and reads output within a budget.
+    fn pump(&mut self, key: usize, now: Instant) {
+        let s = &mut self.list[key];
+        let Some(master) = s.master.as_ref() else {
+            return;
+        };
+        let fd = master.as_raw_fd();
+        if s.writable && s.input_written < s.input.len() {
+            write_input(s, fd);
+        }
+        let mut buf = [0u8; MAX_OUTPUT_BYTES];
+        let mut reads = 0;
+        while s.readable && !s.eof {
+            if reads == READS_PER_TURN {
+                self.pending.push(key);
+                return;
+            }
+            reads += 1;
+            let carried = usize::from(s.tail_len);
+            buf[..carried].copy_from_slice(&s.tail[..carried]);
+            // SAFETY: `fd` is the session's open master for this call.
+            let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            match nix::unistd::read(bfd, &mut buf[carried..]) {
+                Ok(0) | Err(Errno::EIO) => s.eof = true,
+                Ok(n) => {
+                    let total = carried + n;
+                    let complete = complete_utf8_len(&buf[..total]);
+                    s.tail_len = (total - complete) as u8;
+                    s.tail[..total - complete].copy_from_slice(&buf[complete..total]);
+                    if complete > 0 {
+                        let text = String::from_utf8_lossy(&buf[..complete]);
+                        self.log.push(s, Kind::Output, wire::data_payload(&text));
+                    }
+                }
+                Err(Errno::EAGAIN) => s.readable = false,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::warn!("session {}: reading the PTY: {e}", s.id);
+                    s.eof = true;
+                }
+            }
+        }
+        if s.eof && s.exit.is_some() {
+            self.finish(key, now);
+        }
+    }
+
+    /// SIGCHLD: reaps every exited child.
+    pub fn reap(&mut self, now: Instant) {
+        loop {
+            let (pid, info) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (
+                    pid,
+                    ExitInfo {
+                        code: Some(code),
+                        signal: None,
+                    },
+                ),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (
+                    pid,
+                    ExitInfo {
+                        code: None,
+                        signal: Some(sig),
+                    },
+                ),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("waitpid: {e}");
+                    return;
+                }
+            };
+            let Some(key) = self.by_pid.remove(&pid.as_raw()) else {
+                continue;
+            };
+            let s = &mut self.list[key];
+            s.exit = Some(info);
+            s.pid = None;
+            if !s.eof {
+                // Trailing output may still be queued in the PTY: read it,
+                // and give a lingering holder of the terminal a moment.
+                s.readable = true;
+                s.drain_until = Some(now + EXIT_DRAIN);
+                self.arm(key);
+            }
+            self.pump(key, now);
+        }
+    }
+
+    /// The session is over: both its exit status and its PTY's EOF are in
+    /// (or the drain time ran out).
+    fn finish(&mut self, key: usize, now: Instant) {
+        let s = &mut self.list[key];
+        let Some(info) = s.exit else {
+            return;
+        };
+        if s.tail_len > 0 {
+            let tail = String::from_utf8_lossy(&s.tail[..usize::from(s.tail_len)]).into_owned();
+            s.tail_len = 0;
+            self.log.push(s, Kind::Output, wire::data_payload(&tail));
+        }
+        s.status = match (s.status, info.code) {
+            (Status::Killed, _) => Status::Killed,
+            (_, Some(0)) => Status::Completed,
+            _ => Status::Failed,
+        };
+        s.exit_code = info.code;
+        s.master = None;
+        s.input = Vec::new();
+        s.input_written = 0;
+        s.drain_until = None;
+        s.updated_at = self.log.clock.stamp();
+        let payload = wire::exit_payload(
+            s.status.as_str(),
+            info.code,
+            info.signal.map(signal_name),
+            None,
+        );
+        self.log.push(s, Kind::Exit, payload);
+        self.live -= 1;
+        self.arm(key);
+        let _ = now;
+    }
+
+    /// Queues input for the PTY and records it.
+    pub fn input(&mut self, key: usize, data: &str) -> Result<(), Refusal> {
+        let limit = self.limits.input_queue_bytes;
+        let s = &mut self.list[key];
+        if s.status != Status::Running || s.master.is_none() {
+            return Err(Refusal::NotLive);
+        }
+        if s.input.len() - s.input_written + data.len() > limit {
+            return Err(Refusal::QueueFull { limit });
+        }
+        if s.input_written == s.input.len() {
+            s.input.clear();
+            s.input_written = 0;
+        }
+        s.input.extend_from_slice(data.as_bytes());
+        self.log.push(s, Kind::Input, wire::data_payload(data));
+        if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
+            s.writable = true;
+            write_input(s, fd);
+        }
+        Ok(())
+    }
+
+    /// Accepts a kill: records it, signals the process group, and arms the
+    /// escalation to SIGKILL.
+    pub fn kill(
+        &mut self,
+        key: usize,
+        signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let s = &mut self.list[key];
+        if s.status != Status::Running {
+            return Err(Refusal::NotLive);
+        }
+        s.status = Status::Killed;
+        s.updated_at = self.log.clock.stamp();
+        self.log.push(s, Kind::Kill, wire::kill_payload());
+        pty::signal_group(s.pgid, signal);
+        if signal != Signal::SIGKILL {
+            s.escalate_at = Some(now + grace);
+            self.arm(key);
+        }
+        Ok(())
+    }
+
+    pub fn resize(&mut self, key: usize, cols: u16, rows: u16) -> Result<(), Refusal> {
+        let s = &mut self.list[key];
+        match (&s.master, s.status) {
+            (Some(master), Status::Running) => pty::resize(master, cols, rows).map_err(|e| {
+                log::warn!("session {}: resize: {e}", s.id);
+                Refusal::NotLive
+            }),
+            _ => Err(Refusal::NotLive),
+        }
+    }
+
+    /// Daemon shutdown: kill every running session with the default grace.
+    pub fn kill_all(&mut self, now: Instant) {
+        let keys: Vec<usize> = self
+            .list
+            .iter()
+            .filter(|(_, s)| s.status == Status::Running)
+            .map(|(k, _)| k)
+            .collect();
+        let grace = self.limits.kill_grace;
+        for key in keys {
+            let _ = self.kill(key, Signal::SIGTERM, grace, now);
+        }
+    }
+
+    fn arm(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        let want = s.deadline();
+        if s.armed == want {
+            return;
+        }
+        if let Some(t) = s.armed.take() {
+            self.timers.remove(&(t, key));
+        }
+        if let Some(t) = want {
+            self.timers.insert((t, key));
+            s.armed = Some(t);
+        }
+    }
+
+    pub fn on_timers(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                return;
+            }
+            self.timers.pop_first();
+            let s = &mut self.list[key];
+            s.armed = None;
+            if s.escalate_at.is_some_and(|t| t <= now) {
+                s.escalate_at = None;
+                pty::signal_group(s.pgid, Signal::SIGKILL);
+            }
+            if s.drain_until.is_some_and(|t| t <= now) {
+                s.drain_until = None;
+                // Read what is there without waiting for EOF any longer.
+                s.readable = true;
+                self.pump(key, now);
+                if self.list[key].master.is_some() {
+                    self.finish(key, now);
+                }
+            }
+            self.arm(key);
+        }
+    }
+
+    /// Drives sessions that yielded.
+    pub fn on_pending(&mut self, now: Instant) {
+        for key in self.take_pending() {
+            self.pump(key, now);
+        }
+    }
+}
+
+/// Writes queued input until done or the PTY is full.
+fn write_input(s: &mut Session, fd: RawFd) {
+    while s.input_written < s.input.len() {
+        // SAFETY: `fd` is the session's open master for this call's duration.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match nix::unistd::write(bfd, &s.input[s.input_written..]) {
+            Ok(n) => s.input_written += n,
+            Err(Errno::EAGAIN) => {
+                s.writable = false;
+                return;
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                // EIO: nobody reads the terminal any more; drop the input.
+                log::debug!("session {}: writing input: {}", s.id, io::Error::from(e));
+                s.input_written = s.input.len();
+            }
+        }
+    }
+    if s.input.capacity() > MAX_IDLE_INPUT_CAPACITY {
+        s.input = Vec::new();
+    } else {
+        s.input.clear();
+    }
+    s.input_written = 0;
+}
+
+/// Length of the longest prefix of `buf` that does not end inside a UTF-8
+/// sequence still waiting for its continuation bytes.
+pub fn complete_utf8_len(buf: &[u8]) -> usize {
+    let n = buf.len();
+    for back in 1..=n.min(3) {
+        let b = buf[n - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xF0..=0xF7 => 4,
+            0xE0..=0xEF => 3,
+            0xC0..=0xDF => 2,
+            _ => 1,
+        };
+        return if need > back { n - back } else { n };
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_boundaries() {
+        let s = "aé€😀".as_bytes(); // 1 + 2 + 3 + 4 bytes
+        assert_eq!(complete_utf8_len(s), s.len());
+        for cut in 0..=s.len() {
+            let c = complete_utf8_len(&s[..cut]);
+            assert!(std::str::from_utf8(&s[..c]).is_ok(), "cut {cut}");
+            assert!(cut - c <= 3);
+            // Only a genuinely incomplete tail is held back.
+            assert!([0, 1, 3, 6, 10].contains(&c), "cut {cut} -> {c}");
+        }
+        // Invalid bytes are not held back (they become U+FFFD).
+        assert_eq!(complete_utf8_len(b"a\xff"), 2);
+        assert_eq!(complete_utf8_len(b"\x80\x80\x80"), 3);
+    }
+}

@@ -1,0 +1,111 @@
+//! Opening a PTY and starting a harness in it; resizing and signalling.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::pty::{openpty, Winsize};
+
+fn winsize(cols: u16, rows: u16) -> Winsize {
+    Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+fn cloexec(fd: &OwnedFd) -> nix::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop)
+}
+
+/// What to start.
+pub struct Launch<'a> {
+    pub exe: &'a Path,
+    /// `argv[0]` as the harness names its command.
+    pub arg0: &'a str,
+    pub args: &'a [String],
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    pub cols: u16,
+    pub rows: u16,
+}
+
+pub struct Spawned {
+    /// Non-blocking, close-on-exec.
+    pub master: OwnedFd,
+    pub pid: i32,
+}
+
+/// Starts the harness as a session leader with the PTY's slave as its
+/// controlling terminal and stdio.
+pub fn spawn(launch: &Launch<'_>) -> io::Result<Spawned> {
+    let pty = openpty(Some(&winsize(launch.cols, launch.rows)), None)?;
+    // openpty does not set O_CLOEXEC. The loop is single-threaded, so no
+    // other fork can happen between openpty and here.
+    cloexec(&pty.master)?;
+    cloexec(&pty.slave)?;
+    let flags = OFlag::from_bits_truncate(fcntl(&pty.master, FcntlArg::F_GETFL)?);
+    fcntl(&pty.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    let mut cmd = Command::new(launch.exe);
+    cmd.arg0(OsStr::new(launch.arg0))
+        .args(launch.args)
+        .current_dir(launch.cwd)
+        .env("TERM", "xterm-256color")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::from(pty.slave.try_clone()?))
+        .stdout(Stdio::from(pty.slave.try_clone()?))
+        .stderr(Stdio::from(pty.slave));
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (setsid, ioctl, sigprocmask, signal).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The daemon ignores SIGPIPE and handles others; a harness
+            // starts with every signal at its default and none blocked.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // The child is reaped with waitpid(-1) by the session registry; the
+    // std handle is only dropped (which neither waits nor kills).
+    let pid = child.id() as i32;
+    drop(child);
+    Ok(Spawned {
+        master: pty.master,
+        pid,
+    })
+}
+
+/// Sets the window size; the kernel sends SIGWINCH to the foreground group.
+pub fn resize(master: &OwnedFd, cols: u16, rows: u16) -> io::Result<()> {
+    let ws = winsize(cols, rows);
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer we pass.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Signals a whole process group. A group already gone is not an error.
+pub fn signal_group(pgid: i32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+}
