@@ -49,7 +49,26 @@ fn raise_fd_limit() {
     }
 }
 
+/// Marks every descriptor the daemon inherited (beyond stdio) close-on-exec,
+/// so that none reaches a harness. Whoever started the daemon may have left
+/// some open (a shell's, a build tool's jobserver pipe).
+fn cloexec_inherited() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: setting a descriptor flag; a closed or invalid fd (like
+        // the directory handle just dropped) only yields EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 pub fn serve(config: &Config) -> Result<(), ServeError> {
+    cloexec_inherited();
     let home = &config.home;
     home::prepare(home).map_err(|e| ServeError::Io("preparing COVEN_HOME", e))?;
     let _lock = match home::lock(home) {

@@ -273,3 +273,98 @@ pub fn vm_rss_kib(pid: i32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// Test harnesses every session test can use.
+pub const HARNESSES: &str = r#"[
+    {"id": "sh", "label": "Shell", "command": "/bin/sh", "args": ["-c", "{prompt}"]},
+    {"id": "cat", "command": "/bin/cat", "args": []},
+    {"id": "sleep", "command": "/bin/sleep", "args": ["{prompt}"]},
+    {"id": "broken", "command": "/nonexistent/harness"},
+    {"id": "envy", "command": "/bin/sh", "args": ["-c", "{prompt}"], "env": {"COVEN_TEST_VAR": "from-config"}}
+]"#;
+
+impl Daemon {
+    /// A daemon with the test harnesses and extra `limits` (a JSON object body).
+    pub fn with_sessions(limits: &str) -> Daemon {
+        let config = format!(r#"{{"harnesses": {HARNESSES}, "limits": {{{limits}}}}}"#);
+        Daemon::start_with_config(Some(&config))
+    }
+
+    /// Launches a session; panics unless it is created.
+    pub fn launch(&self, harness: &str, prompt: &str) -> Value {
+        let root = self.dir.path().display().to_string();
+        let body = serde_json::json!({"projectRoot": root, "harness": harness, "prompt": prompt});
+        let r = self.post("/api/v1/sessions", body.to_string().as_bytes());
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
+    pub fn session(&self, id: &str) -> Value {
+        let r = self.get(&format!("/api/v1/sessions/{id}"));
+        assert_eq!(r.status, 200);
+        r.json()
+    }
+
+    /// Waits until the session's status is not `running`/`killed`-and-live:
+    /// that is, until its exit event exists. Returns the record.
+    pub fn wait_exit_event(&self, id: &str) -> Value {
+        wait_for("the session's exit event", || {
+            let events = self.events(id);
+            events.iter().any(|e| e["kind"] == "exit").then_some(())
+        });
+        self.session(id)
+    }
+
+    /// Every event of a session, paging with `afterSeq`.
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let r = self.get(&format!(
+                "/api/v1/sessions/{id}/events?afterSeq={after}&limit=10000"
+            ));
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let page = r.json();
+            let events = page["events"].as_array().unwrap().clone();
+            if let Some(last) = events.last() {
+                after = last["seq"].as_u64().unwrap();
+            }
+            all.extend(events);
+            if page["hasMore"] != true {
+                return all;
+            }
+        }
+    }
+
+    /// Waits until the session's output (PTY `\r\n` folded to `\n`)
+    /// contains `needle`; returns the output.
+    pub fn wait_output(&self, id: &str, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let text = output_of(&self.events(id));
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for output containing {needle:?}; output so far: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The decoded payload of an event.
+pub fn payload(event: &Value) -> Value {
+    serde_json::from_str(event["payload_json"].as_str().unwrap()).unwrap()
+}
+
+/// Concatenated `output` data, with the PTY's `\r\n` folded to `\n`.
+pub fn output_of(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "output")
+        .map(|e| payload(e)["data"].as_str().unwrap().to_owned())
+        .collect::<String>()
+        .replace("\r\n", "\n")
+}
