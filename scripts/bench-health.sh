@@ -14,7 +14,9 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
-bin=$(ls target/*/release/coven target/release/coven 2>/dev/null | head -1)
+dir=target/x86_64-unknown-linux-gnu/release
+[ -d "$dir" ] || dir=target/release
+bin=$dir/coven
 export COVEN_HOME=$work/home
 COVEN_LOG=warn "$bin" daemon serve &
 daemon=$!
