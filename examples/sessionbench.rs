@@ -84,7 +84,9 @@ fn main() {
         args.remove(i);
         v
     };
-    let client = Client { socket: take("--socket") };
+    let client = Client {
+        socket: take("--socket"),
+    };
     let pid: u32 = take("--pid").parse().unwrap();
     let num = |i: usize, default: u64| args.get(i).map_or(default, |v| v.parse().unwrap());
     match args.first().map(String::as_str) {
@@ -100,7 +102,11 @@ fn main() {
                 proc_field(pid, "Threads:")
             );
             for id in ids {
-                client.call("POST", &format!("/api/v1/sessions/{id}/kill"), Some(&json!({"signal": "KILL"})));
+                client.call(
+                    "POST",
+                    &format!("/api/v1/sessions/{id}/kill"),
+                    Some(&json!({"signal": "KILL"})),
+                );
             }
         }
         Some("flood") => {
@@ -121,7 +127,9 @@ fn main() {
             let mb = num(2, 2);
             let cpu0 = cpu_secs(pid);
             let start = Instant::now();
-            let ids: Vec<String> = (0..n).map(|_| client.launch("sh", &printer(mb * 1_000_000))).collect();
+            let ids: Vec<String> = (0..n)
+                .map(|_| client.launch("sh", &printer(mb * 1_000_000)))
+                .collect();
             for id in &ids {
                 client.wait_done(id);
             }
@@ -144,7 +152,11 @@ fn main() {
                 );
                 assert_eq!(status, 202);
             }
-            let (_, page) = client.call("GET", &format!("/api/v1/events?sessionId={id}&limit=10000"), None);
+            let (_, page) = client.call(
+                "GET",
+                &format!("/api/v1/events?sessionId={id}&limit=10000"),
+                None,
+            );
             let events = page["events"].as_array().unwrap();
             let middle = events[events.len() / 2]["seq"].as_u64().unwrap();
             println!("/api/v1/events?sessionId={id}&afterSeq={middle}&limit=100");
