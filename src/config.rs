@@ -11,7 +11,8 @@
 //!               "headTimeoutMs": 10000, "idleTimeoutMs": 60000, "maxConnections": 1024,
 //!               "maxQueuedResponseBytes": 262144, "shutdownGraceMs": 2000,
 //!               "maxLiveSessions": 256, "ringBytes": 262144, "inputQueueBytes": 262144,
-//!               "killGraceMs": 3000 },
+//!               "killGraceMs": 3000, "journalBytesPerSession": 268435456,
+//!               "journalBytesTotal": 4294967296 },
 //!   "harnesses": [ { "id": "sh", "label": "Shell", "command": "/bin/sh",
 //!                    "args": ["-c", "{prompt}"], "env": { "FOO": "bar" } } ] }
 //! ```
@@ -45,6 +46,10 @@ pub struct Limits {
     pub input_queue_bytes: usize,
     /// Default time between a kill's signal and SIGKILL.
     pub kill_grace: Duration,
+    /// Journal bytes kept per session (oldest segments go first).
+    pub journal_bytes_per_session: u64,
+    /// Journal bytes kept in all (oldest finished sessions go first).
+    pub journal_bytes_total: u64,
 }
 
 impl Default for Limits {
@@ -62,6 +67,8 @@ impl Default for Limits {
             ring_bytes: 256 * 1024,
             input_queue_bytes: 256 * 1024,
             kill_grace: Duration::from_secs(3),
+            journal_bytes_per_session: 256 * 1024 * 1024,
+            journal_bytes_total: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -73,6 +80,8 @@ impl Limits {
             ring_bytes: self.ring_bytes,
             input_queue_bytes: self.input_queue_bytes,
             kill_grace: self.kill_grace,
+            journal_bytes_per_session: self.journal_bytes_per_session,
+            journal_bytes_total: self.journal_bytes_total,
         }
     }
 
@@ -229,6 +238,8 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
             "ringBytes" => limits.ring_bytes = int(4096, 1024 * MIB)? as usize,
             "inputQueueBytes" => limits.input_queue_bytes = int(1024, 64 * MIB)? as usize,
             "killGraceMs" => limits.kill_grace = ms(int(0, 60_000)?),
+            "journalBytesPerSession" => limits.journal_bytes_per_session = int(MIB, 1 << 40)?,
+            "journalBytesTotal" => limits.journal_bytes_total = int(MIB, 1 << 44)?,
             _ => return Err(error(path, &field, "unknown field".into())),
         }
     }

@@ -84,20 +84,28 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         socket: socket.display().to_string(),
     };
+    let mut sessions = Sessions::new(
+        config.limits.sessions(),
+        harness::registry(&config.harnesses),
+        config.path.clone(),
+    );
+    let started = std::time::Instant::now();
+    sessions
+        .load(home.join("sessions"))
+        .map_err(|e| ServeError::Io("loading sessions", e))?;
+    log::info!(
+        "loaded {} session(s), {} journal bytes, in {} ms",
+        sessions.len(),
+        sessions.journal_bytes(),
+        started.elapsed().as_millis()
+    );
     let result = (|| {
         home::write_info(home, &info).map_err(|e| ServeError::Io("writing daemon.json", e))?;
         let mut reactor = Reactor::new(
             listener,
             socket.clone(),
             &config.limits,
-            Api::new(
-                Some(info.clone()),
-                Sessions::new(
-                    config.limits.sessions(),
-                    harness::registry(&config.harnesses),
-                    config.path.clone(),
-                ),
-            ),
+            Api::new(Some(info.clone()), sessions),
         )
         .map_err(|e| ServeError::Io("starting the event loop", e))?;
         log::info!(

@@ -97,6 +97,24 @@ impl Ring {
         self.dropped_through
     }
 
+    pub fn back(&self) -> Option<&Event> {
+        self.events.back()
+    }
+
+    pub fn first_seq(&self) -> Option<u64> {
+        self.events.front().map(|e| e.seq)
+    }
+
+    /// Forgets every event held: they live on disk, through `seq`.
+    /// Returns the bytes freed.
+    pub fn release_through(&mut self, seq: u64) -> usize {
+        let freed = self.bytes;
+        self.events = VecDeque::new();
+        self.bytes = 0;
+        self.dropped_through = self.dropped_through.max(seq);
+        freed
+    }
+
     pub fn last_seq(&self) -> Option<u64> {
         self.events.back().map(|e| e.seq)
     }

@@ -10,7 +10,7 @@ use super::sessions::find;
 use super::Api;
 use crate::http::Reply;
 use crate::ring::Event;
-use crate::session::Session;
+use crate::session::Sessions;
 
 pub const DEFAULT_LIMIT: u64 = 500;
 pub const MAX_LIMIT: u64 = 10_000;
@@ -46,14 +46,8 @@ pub fn event_id_seq(id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Whether `seq` is (or was) one of this session's events.
-fn owns(s: &Session, seq: u64) -> bool {
-    s.ring.get(seq).is_some()
-        || (s.first_seq != 0 && s.first_seq <= seq && seq <= s.ring.dropped_through())
-}
-
 pub fn on_events(
-    api: &Api,
+    api: &mut Api,
     path_id: Option<&str>,
     query: &[u8],
     out: &mut Vec<u8>,
@@ -68,10 +62,10 @@ pub fn on_events(
             }
         },
     };
-    let (_, s) = find(&api.sessions, &id)?;
+    let (key, _) = find(&api.sessions, &id)?;
     let mut after = number(query, "afterSeq")?.unwrap_or(0);
     if let Some(event_id) = query_param(query, "afterEventId")? {
-        match event_id_seq(&event_id).filter(|&seq| owns(s, seq)) {
+        match event_id_seq(&event_id).filter(|&seq| api.sessions.owns(key, seq)) {
             Some(seq) => after = seq,
             None => {
                 return Err(bad_query(
@@ -85,7 +79,7 @@ pub fn on_events(
     let limit = number(query, "limit")?
         .unwrap_or(DEFAULT_LIMIT)
         .clamp(1, MAX_LIMIT) as usize;
-    write_page(s, after, limit, out);
+    write_page(&mut api.sessions, key, after, limit, out);
     Ok(Reply {
         status: 200,
         allow: None,
@@ -113,13 +107,36 @@ pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &Event) {
 }
 
 /// `{ events, nextCursor, hasMore }` (+ `firstAvailableSeq` when events
-/// the cursor asked for are no longer held).
-pub fn write_page(s: &Session, after: u64, limit: usize, out: &mut Vec<u8>) {
+/// the cursor asked for are gone). Events older than the ring come from the
+/// journal, the rest straight from the ring.
+pub fn write_page(
+    sessions: &mut Sessions,
+    key: usize,
+    after: u64,
+    limit: usize,
+    out: &mut Vec<u8>,
+) {
+    let floor = sessions.get(key).expect("found").ring.dropped_through();
+    let mut disk = Vec::new();
+    let mut disk_cut = false;
+    if after < floor {
+        // One more than the limit, to know whether more exist.
+        disk = sessions.read_journal(key, after, floor + 1, limit + 1, MAX_PAGE_BYTES);
+        let bytes: usize = disk.iter().map(|e| e.payload.len()).sum();
+        disk_cut = disk.len() > limit || bytes >= MAX_PAGE_BYTES;
+    }
+    let s = sessions.get(key).expect("found");
+    let ring = (!disk_cut)
+        .then(|| s.ring.after(after.max(floor)))
+        .into_iter()
+        .flatten();
+    let mut events = disk.iter().chain(ring).peekable();
     let start = out.len();
     out.extend_from_slice(b"{\"events\":[");
     let mut last = None;
+    let mut count = 0;
     let mut has_more = false;
-    for (count, e) in s.ring.after(after).enumerate() {
+    while let Some(e) = events.peek() {
         if count == limit {
             has_more = true;
             break;
@@ -135,7 +152,10 @@ pub fn write_page(s: &Session, after: u64, limit: usize, out: &mut Vec<u8>) {
             break;
         }
         last = Some(e.seq);
+        count += 1;
+        events.next();
     }
+    has_more |= disk_cut && events.peek().is_none();
     out.extend_from_slice(b"],\"nextCursor\":");
     let mut digits = itoa::Buffer::new();
     match last {
@@ -151,10 +171,10 @@ pub fn write_page(s: &Session, after: u64, limit: usize, out: &mut Vec<u8>) {
     } else {
         b",\"hasMore\":false"
     });
-    if after < s.ring.dropped_through() {
-        if let Some(first) = s.ring.after(0).next() {
+    if s.history_cut() {
+        if let Some(first) = s.first_available().filter(|&f| after + 1 < f) {
             out.extend_from_slice(b",\"firstAvailableSeq\":");
-            out.extend_from_slice(digits.format(first.seq).as_bytes());
+            out.extend_from_slice(digits.format(first).as_bytes());
         }
     }
     out.push(b'}');

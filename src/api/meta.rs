@@ -74,6 +74,8 @@ pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
                 live_sessions: api.sessions.live(),
                 sessions: api.sessions.len(),
                 ring_bytes: api.sessions.ring_bytes(),
+                journal_bytes: api.sessions.journal_bytes(),
+                sessions_on_disk: api.sessions.on_disk(),
             },
         },
     );

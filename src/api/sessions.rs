@@ -221,6 +221,10 @@ pub fn on_create(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply,
                     .with_details(json!({ "maxLiveSessions": max_live })),
             )
         }
+        Err(LaunchError::Storage(message)) => {
+            log::error!("launch: {message}");
+            Err(ApiError::internal().with_details(json!({ "reason": message })))
+        }
         Err(LaunchError::SpawnFailed { key, message }) => {
             let id = api.sessions.get(key).map(|s| s.id.to_string());
             Err(

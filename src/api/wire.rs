@@ -76,6 +76,8 @@ pub struct HealthStats {
     pub live_sessions: usize,
     pub sessions: usize,
     pub ring_bytes: usize,
+    pub journal_bytes: u64,
+    pub sessions_on_disk: usize,
 }
 
 #[derive(Serialize, Debug)]
@@ -206,4 +208,32 @@ pub struct Harnesses<'a> {
 pub struct Accepted {
     pub ok: bool,
     pub accepted: bool,
+}
+
+/// `meta.json` of a session on disk.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SessionMeta {
+    pub id: String,
+    pub project_root: String,
+    pub cwd: String,
+    pub harness: String,
+    pub title: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Retention removed the oldest part of the history.
+    #[serde(default)]
+    pub history_cut: bool,
+    /// Seq of the session's newest event when it finished (0 if unknown).
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+pub fn encode_meta(meta: &SessionMeta) -> Vec<u8> {
+    serde_json::to_vec_pretty(meta).unwrap_or_default()
+}
+
+pub fn decode_meta(bytes: &[u8]) -> Result<SessionMeta, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }

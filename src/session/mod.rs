@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use slab::Slab;
 
 use crate::api::wire;
+use crate::journal::{self, Journal};
 use crate::ring::{Event, Kind, Ring};
 use harness::Harness;
 
@@ -63,6 +65,11 @@ pub struct Limits {
     pub ring_bytes: usize,
     pub input_queue_bytes: usize,
     pub kill_grace: Duration,
+    /// Journal bytes one session may keep; its oldest segments go first.
+    pub journal_bytes_per_session: u64,
+    /// Journal bytes all sessions may keep; the oldest finished sessions'
+    /// history goes first.
+    pub journal_bytes_total: u64,
 }
 
 /// A validated launch request.
@@ -129,6 +136,10 @@ pub struct Session {
     /// Seq of this session's first event.
     pub first_seq: u64,
     pub ring: Ring,
+    /// Where its events are durable (None: memory only).
+    journal: Option<Journal>,
+    /// Retention removed the oldest part of its history.
+    history_cut: bool,
 }
 
 impl Session {
@@ -145,6 +156,40 @@ impl Session {
 
     pub fn created_at(&self) -> &str {
         stamp_str(&self.created_at)
+    }
+
+    /// The oldest event still readable.
+    pub fn first_available(&self) -> Option<u64> {
+        self.journal
+            .as_ref()
+            .and_then(Journal::first_seq)
+            .or_else(|| self.ring.first_seq())
+    }
+
+    /// Whether part of its history is gone (retention, or a memory-only
+    /// ring that dropped events).
+    pub fn history_cut(&self) -> bool {
+        self.history_cut || (self.journal.is_none() && self.ring.dropped_through() > 0)
+    }
+
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::bytes)
+    }
+
+    fn meta(&self) -> wire::SessionMeta {
+        wire::SessionMeta {
+            id: self.id.to_string(),
+            project_root: self.project_root.clone(),
+            cwd: self.cwd.clone(),
+            harness: self.harness.clone(),
+            title: self.title.clone(),
+            status: self.status.as_str().to_owned(),
+            exit_code: self.exit_code,
+            created_at: self.created_at().to_owned(),
+            updated_at: self.updated_at().to_owned(),
+            history_cut: self.history_cut,
+            last_seq: self.ring.last_seq().unwrap_or(self.ring.dropped_through()),
+        }
     }
 
     pub fn updated_at(&self) -> &str {
@@ -186,6 +231,7 @@ struct Log {
     next_seq: u64,
     clock: Clock,
     ring_bytes: usize,
+    journal_bytes: u64,
 }
 
 impl Log {
@@ -203,6 +249,15 @@ impl Log {
             payload,
         });
         self.ring_bytes = self.ring_bytes + s.ring.bytes() - before;
+        if let (Some(journal), Some(event)) = (&mut s.journal, s.ring.back()) {
+            // Lifecycle records are made durable at once; output is left to
+            // the page cache (it survives a daemon crash, not a power loss).
+            let sync = matches!(kind, Kind::Kill | Kind::Exit);
+            match journal.append(event, sync) {
+                Ok(n) => self.journal_bytes += n,
+                Err(e) => log::error!("session {}: journal append failed: {e}", s.id),
+            }
+        }
     }
 }
 
@@ -213,6 +268,8 @@ pub enum LaunchError {
     AtCapacity { max_live: usize },
     /// The harness could not be started; the session is recorded as failed.
     SpawnFailed { key: usize, message: String },
+    /// The session's records could not be created on disk.
+    Storage(String),
 }
 
 /// Why input or kill was refused.
@@ -236,6 +293,18 @@ pub struct Sessions {
     /// Sessions with PTY work left after a turn's budget.
     pending: Vec<usize>,
     timers: BTreeSet<(Instant, usize)>,
+    /// `<home>/sessions`, where journals live (None: memory only).
+    root: Option<PathBuf>,
+}
+
+/// Writes a session's metadata file; failures are logged, not fatal.
+fn save_meta(root: &Option<PathBuf>, s: &Session, sync: bool) {
+    if let Some(root) = root {
+        let dir = root.join(&*s.id);
+        if let Err(e) = journal::write_meta(&dir, &wire::encode_meta(&s.meta()), sync) {
+            log::error!("session {}: writing its metadata: {e}", s.id);
+        }
+    }
 }
 
 impl Sessions {
@@ -248,6 +317,7 @@ impl Sessions {
                 next_seq: 1,
                 clock: Clock::default(),
                 ring_bytes: 0,
+                journal_bytes: 0,
             },
             live: 0,
             limits,
@@ -256,6 +326,240 @@ impl Sessions {
             new_masters: Vec::new(),
             pending: Vec::new(),
             timers: BTreeSet::new(),
+            root: None,
+        }
+    }
+
+    pub fn journal_bytes(&self) -> u64 {
+        self.log.journal_bytes
+    }
+
+    /// Loads every session recorded under `root` (`<home>/sessions`) and
+    /// keeps journaling there from now on. Sessions that were running when
+    /// the previous daemon died become `orphaned`. A session whose files
+    /// cannot be read is skipped with a warning; nothing here fails start
+    /// but an unusable `root` itself.
+    pub fn load(&mut self, root: PathBuf) -> io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)?;
+        let mut max_seq = 0u64;
+        for entry in std::fs::read_dir(&root)? {
+            let Ok(entry) = entry else { continue };
+            let dir = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            match self.load_one(&dir) {
+                Ok(seq) => max_seq = max_seq.max(seq),
+                Err(e) => log::warn!("{}: skipped: {e}", dir.display()),
+            }
+        }
+        self.log.next_seq = self.log.next_seq.max(max_seq + 1);
+        self.root = Some(root);
+        let orphans: Vec<usize> = self
+            .list
+            .iter()
+            .filter(|(_, s)| s.status == Status::Orphaned && s.updated_at == [0; 20])
+            .map(|(k, _)| k)
+            .collect();
+        for key in orphans {
+            let stamp = self.log.clock.stamp();
+            let s = &mut self.list[key];
+            s.updated_at = stamp;
+            save_meta(&self.root, s, true);
+        }
+        self.enforce_retention();
+        Ok(())
+    }
+
+    /// Loads one session directory; returns the highest seq it knows.
+    fn load_one(&mut self, dir: &std::path::Path) -> Result<u64, String> {
+        let meta = journal::read_meta(dir).map_err(|e| format!("meta.json: {e}"))?;
+        let meta = wire::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if meta.id != name || !valid_session_id(&meta.id) || self.by_id.contains_key(name) {
+            return Err(format!("meta.json names session {:?}", meta.id));
+        }
+        let stamp = |t: &str| -> Result<[u8; 20], String> {
+            t.as_bytes()
+                .try_into()
+                .map_err(|_| format!("bad timestamp {t:?}"))
+        };
+        let created_at = stamp(&meta.created_at)?;
+        let mut updated_at = stamp(&meta.updated_at)?;
+        let status = match meta.status.as_str() {
+            "running" => {
+                // Marked (and saved) once loading is done.
+                updated_at = [0; 20];
+                Status::Orphaned
+            }
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "killed" => Status::Killed,
+            "orphaned" => Status::Orphaned,
+            other => return Err(format!("unknown status {other:?}")),
+        };
+        let journal = match Journal::open(dir.to_owned()) {
+            Ok((journal, warnings)) => {
+                for w in warnings {
+                    log::warn!("{w}");
+                }
+                Some(journal)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: journal unreadable ({e}); its events are unavailable",
+                    dir.display()
+                );
+                None
+            }
+        };
+        let last_seq = journal
+            .as_ref()
+            .and_then(Journal::last_seq)
+            .unwrap_or(0)
+            .max(meta.last_seq);
+        let mut ring = Ring::new(self.limits.ring_bytes);
+        ring.release_through(last_seq);
+        self.log.journal_bytes += journal.as_ref().map_or(0, Journal::bytes);
+        let key = self.list.insert(Session {
+            id: meta.id.clone().into_boxed_str(),
+            project_root: meta.project_root,
+            cwd: meta.cwd,
+            harness: meta.harness,
+            title: meta.title,
+            status,
+            exit_code: meta.exit_code,
+            created_at,
+            updated_at,
+            pid: None,
+            pgid: 0,
+            master: None,
+            readable: false,
+            writable: false,
+            eof: true,
+            exit: None,
+            tail: [0; 3],
+            tail_len: 0,
+            input: Vec::new(),
+            input_written: 0,
+            escalate_at: None,
+            drain_until: None,
+            armed: None,
+            first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
+            ring,
+            journal,
+            history_cut: meta.history_cut,
+        });
+        self.by_id.insert(meta.id.into_boxed_str(), key);
+        Ok(last_seq)
+    }
+
+    /// Sessions with records on disk.
+    pub fn on_disk(&self) -> usize {
+        if self.root.is_none() {
+            return 0;
+        }
+        self.list
+            .iter()
+            .filter(|(_, s)| s.journal.is_some())
+            .count()
+    }
+
+    /// Events of a session's journal with `after < seq < before`.
+    pub fn read_journal(
+        &mut self,
+        key: usize,
+        after: u64,
+        before: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Vec<Event> {
+        let s = &mut self.list[key];
+        let Some(journal) = &mut s.journal else {
+            return Vec::new();
+        };
+        journal
+            .read(after, before, limit, max_bytes)
+            .unwrap_or_else(|e| {
+                log::warn!("session {}: reading its journal: {e}", s.id);
+                Vec::new()
+            })
+    }
+
+    /// Whether `seq` is one of this session's events (or was, before
+    /// retention removed it).
+    pub fn owns(&mut self, key: usize, seq: u64) -> bool {
+        let s = &mut self.list[key];
+        if s.ring.get(seq).is_some() {
+            return true;
+        }
+        if s.history_cut() && s.first_seq <= seq && s.first_available().is_none_or(|f| seq < f) {
+            return s.first_seq != 0 || s.history_cut;
+        }
+        s.journal.as_mut().is_some_and(|j| j.contains(seq))
+    }
+
+    /// Keeps journals within their byte limits: a session's own oldest
+    /// segments first, then, over the total, the oldest finished sessions'
+    /// history, and never a live session's current segment.
+    fn enforce_retention(&mut self) {
+        if self.root.is_none() {
+            return;
+        }
+        let per_session = self.limits.journal_bytes_per_session;
+        let total = self.limits.journal_bytes_total;
+        let mut cut = Vec::new();
+        for (key, s) in self.list.iter_mut() {
+            let Some(j) = &mut s.journal else { continue };
+            while j.bytes() > per_session && j.segment_count() > 1 {
+                match j.drop_oldest() {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        self.log.journal_bytes -= n;
+                        s.history_cut = true;
+                        cut.push(key);
+                    }
+                    Err(e) => {
+                        log::warn!("session {}: retention: {e}", s.id);
+                        break;
+                    }
+                }
+            }
+        }
+        while self.log.journal_bytes > total {
+            // Oldest finished session with history, else the oldest live
+            // one with more than its current segment.
+            let victim = self
+                .list
+                .iter()
+                .filter(|(_, s)| s.journal.as_ref().is_some_and(|j| !j.is_empty()))
+                .filter(|(_, s)| {
+                    !s.is_live() || s.journal.as_ref().is_some_and(|j| j.segment_count() > 1)
+                })
+                .min_by_key(|(_, s)| (s.is_live(), s.created_at, s.id.clone()))
+                .map(|(k, _)| k);
+            let Some(key) = victim else { break };
+            let s = &mut self.list[key];
+            let j = s.journal.as_mut().expect("filtered");
+            match j.drop_oldest() {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.log.journal_bytes -= n;
+                    s.history_cut = true;
+                    cut.push(key);
+                }
+                Err(e) => {
+                    log::warn!("session {}: retention: {e}", s.id);
+                    break;
+                }
+            }
+        }
+        cut.dedup();
+        for key in cut {
+            save_meta(&self.root, &self.list[key], false);
         }
     }
 
@@ -345,6 +649,12 @@ impl Sessions {
         while self.by_id.contains_key(&id) {
             id = Self::new_id();
         }
+        let journal = match &self.root {
+            Some(root) => Some(Journal::create(root.join(&*id)).map_err(|e| {
+                LaunchError::Storage(format!("creating the session's journal: {e}"))
+            })?),
+            None => None,
+        };
         let now = self.log.clock.stamp();
         let entry = self.list.vacant_entry();
         let key = entry.key();
@@ -374,8 +684,11 @@ impl Sessions {
             armed: None,
             first_seq: 0,
             ring: Ring::new(self.limits.ring_bytes),
+            journal,
+            history_cut: false,
         });
         self.by_id.insert(id, key);
+        save_meta(&self.root, &self.list[key], true);
 
         let started = match harness.resolve(&self.path) {
             None => Err(format!(
@@ -415,6 +728,7 @@ impl Sessions {
                 s.status = Status::Failed;
                 let payload = wire::exit_payload("failed", None, None, Some(&message));
                 self.log.push(s, Kind::Exit, payload);
+                self.close_out(key);
                 Err(LaunchError::SpawnFailed { key, message })
             }
         }
@@ -466,6 +780,12 @@ impl Sessions {
                     if complete > 0 {
                         let text = String::from_utf8_lossy(&buf[..complete]);
                         self.log.push(s, Kind::Output, wire::data_payload(&text));
+                        if s.journal_bytes() > self.limits.journal_bytes_per_session
+                            || self.log.journal_bytes > self.limits.journal_bytes_total
+                        {
+                            self.enforce_retention();
+                            return self.pending.push(key);
+                        }
                     }
                 }
                 Err(Errno::EAGAIN) => s.readable = false,
@@ -555,7 +875,22 @@ impl Sessions {
         self.log.push(s, Kind::Exit, payload);
         self.live -= 1;
         self.arm(key);
+        self.close_out(key);
         let _ = now;
+    }
+
+    /// A session is over: its metadata is saved durably, its journal
+    /// closed, and its in-memory events released (they are on disk).
+    fn close_out(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        save_meta(&self.root, s, true);
+        if let Some(j) = &mut s.journal {
+            j.close();
+            if let Some(last) = s.ring.last_seq() {
+                self.log.ring_bytes -= s.ring.release_through(last);
+            }
+        }
+        self.enforce_retention();
     }
 
     /// Queues input for the PTY and records it.
@@ -597,6 +932,7 @@ impl Sessions {
         s.status = Status::Killed;
         s.updated_at = self.log.clock.stamp();
         self.log.push(s, Kind::Kill, wire::kill_payload());
+        save_meta(&self.root, s, true);
         pty::signal_group(s.pgid, signal);
         if signal != Signal::SIGKILL {
             s.escalate_at = Some(now + grace);
@@ -703,6 +1039,14 @@ fn write_input(s: &mut Session, fd: RawFd) {
         s.input.clear();
     }
     s.input_written = 0;
+}
+
+/// Session ids as this daemon makes them (and real clients accept).
+pub fn valid_session_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// Length of the longest prefix of `buf` that does not end inside a UTF-8

@@ -368,3 +368,39 @@ pub fn output_of(events: &[Value]) -> String {
         .collect::<String>()
         .replace("\r\n", "\n")
 }
+
+impl Daemon {
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(self.wait_exit().success(), "{}", self.log());
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and waits for it.
+    pub fn crash(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.wait_exit();
+    }
+
+    /// The raw body of a GET.
+    pub fn get_raw(&self, path: &str) -> Vec<u8> {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.body
+    }
+
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.home.join("sessions").join(id)
+    }
+
+    /// The session's journal segments, oldest first.
+    pub fn segments(&self, id: &str) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(self.session_dir(id))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        segs.sort();
+        segs
+    }
+}
