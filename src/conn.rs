@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::encode::{self, Persist};
 use crate::http::parse::{self, ChunkStatus, Chunked, Framing, Head, HeadStatus};
-use crate::http::{Method, Request, Service};
+use crate::http::{Fill, Hold, HoldKind, Method, Reply, Request, Service};
 
 /// A byte stream the connection can run over (a Unix socket, or a test double).
 pub trait Socket: Read + Write {
@@ -52,6 +52,13 @@ const MAX_POOLED: usize = 16;
 const READS_PER_TURN: usize = 16;
 /// Discarded bytes while lingering before giving up on the peer.
 const MAX_LINGER_BYTES: usize = 1024 * 1024;
+/// A stream's queued output is refilled below half of this and filled up to
+/// about this: the most a stream ever holds for a reader that stops reading.
+pub const STREAM_BUDGET_BYTES: usize = 64 * 1024;
+/// A stream with nothing to say sends a comment this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+const SSE_HEARTBEAT: &[u8] = b": heartbeat\n\n";
 
 /// Free buffers shared by all connections.
 #[derive(Default)]
@@ -147,6 +154,14 @@ enum State {
     Closing,
     /// Write side shut; discarding input until EOF or `until`.
     Draining { until: Instant, discarded: usize },
+    /// A long poll waits; requests pipelined behind it wait too.
+    Parked {
+        hold: Hold,
+        persist: Persist,
+        head_only: bool,
+    },
+    /// A `text/event-stream` body being filled from the service.
+    Streaming { hold: Hold, heartbeat_at: Instant },
 }
 
 /// What the reactor should do with the connection after `on_ready`.
@@ -194,6 +209,8 @@ pub struct Conn<T> {
     last_active: Instant,
     /// The deadline this connection has in the reactor's timer set, if any.
     pub armed: Option<Instant>,
+    /// The topic the reactor has this connection listed under, if any.
+    pub listed: Option<usize>,
 }
 
 impl<T: Socket> Conn<T> {
@@ -212,6 +229,7 @@ impl<T: Socket> Conn<T> {
             head_started: None,
             last_active: now,
             armed: None,
+            listed: None,
         }
     }
 
@@ -219,10 +237,24 @@ impl<T: Socket> Conn<T> {
         self.output.len() - self.written
     }
 
+    /// The topic a held request waits on.
+    pub fn held_topic(&self) -> Option<usize> {
+        match &self.state {
+            State::Parked { hold, .. } | State::Streaming { hold, .. } => Some(hold.topic),
+            _ => None,
+        }
+    }
+
     /// When this connection must be looked at again, whatever happens.
     pub fn deadline(&self, limits: &ConnLimits) -> Instant {
         match self.state {
             State::Draining { until, .. } => until,
+            State::Parked { hold, .. } => {
+                hold.until.unwrap_or(self.last_active + limits.idle_timeout)
+            }
+            State::Streaming { heartbeat_at, .. } => {
+                heartbeat_at.min(self.last_active + limits.idle_timeout)
+            }
             _ => match self.head_started {
                 Some(t) => t + limits.head_timeout,
                 None => self.last_active + limits.idle_timeout,
@@ -235,14 +267,118 @@ impl<T: Socket> Conn<T> {
         self.input.data.len() + self.output.capacity()
     }
 
-    /// The daemon is stopping: finish the response in flight, take no more.
-    pub fn begin_shutdown(&mut self) -> Step {
+    /// The daemon is stopping: a long poll answers now, a stream runs to its
+    /// session's end (the daemon is killing it), the response in flight is
+    /// finished; nothing more is taken.
+    pub fn begin_shutdown<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
+        if let State::Streaming { .. } = self.state {
+            // Its session is being killed too: the stream delivers the kill
+            // and exit events, then ends as any stream does.
+            return self.on_ready(cx);
+        }
+        if let State::Parked { .. } = self.state {
+            self.answer_hold(cx, true);
+        }
+        self.peer_eof = true;
+        self.input.clear();
         if self.queued() == 0 {
             return Step::Close;
         }
         self.state = State::Closing;
-        self.peer_eof = true;
-        Step::Wait
+        self.on_ready(cx)
+    }
+
+    /// The topic of a held request changed: a long poll may answer, a
+    /// stream may have more to send.
+    pub fn wake<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
+        match self.state {
+            State::Parked { .. } => self.answer_hold(cx, false),
+            State::Streaming { .. } => self.fill(cx),
+            _ => {}
+        }
+        self.on_ready(cx)
+    }
+
+    /// The connection's deadline passed (or a timer fired early).
+    pub fn on_deadline<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
+        let now = cx.now;
+        let due = self.deadline(cx.limits) <= now;
+        match &mut self.state {
+            State::Parked { hold, .. } if hold.until.is_some_and(|t| t <= now) => {
+                self.answer_hold(cx, true);
+                self.on_ready(cx)
+            }
+            State::Streaming { heartbeat_at, .. } => {
+                if self.last_active + cx.limits.idle_timeout <= now {
+                    return Step::Close;
+                }
+                if *heartbeat_at <= now {
+                    *heartbeat_at = now + HEARTBEAT;
+                    if self.output.len() == self.written {
+                        self.output_buf(cx.pools).extend_from_slice(SSE_HEARTBEAT);
+                    }
+                }
+                self.on_ready(cx)
+            }
+            _ if due => Step::Close,
+            _ => Step::Wait,
+        }
+    }
+
+    /// Asks the service about a parked long poll; writes the answer if it
+    /// has one, then takes up pipelined requests again.
+    fn answer_hold<S: Service>(&mut self, cx: &mut Cx<'_, S>, expired: bool) {
+        let State::Parked {
+            hold,
+            persist,
+            head_only,
+        } = self.state
+        else {
+            return;
+        };
+        cx.body.clear();
+        let reply = cx.service.resume(&hold, expired, cx.body);
+        if let Some(again) = reply.hold {
+            self.state = State::Parked {
+                hold: again,
+                persist,
+                head_only,
+            };
+            return;
+        }
+        self.state = State::Head { scanned: 0 };
+        self.write_reply(cx, reply, persist, head_only);
+        self.process(cx);
+    }
+
+    /// Appends stream frames while the output is under budget.
+    fn fill<S: Service>(&mut self, cx: &mut Cx<'_, S>) {
+        let State::Streaming { mut hold, .. } = self.state else {
+            return;
+        };
+        if self.queued() >= STREAM_BUDGET_BYTES / 2 {
+            return;
+        }
+        let budget = STREAM_BUDGET_BYTES - self.queued();
+        let out = self.output_buf(cx.pools);
+        let before = out.len();
+        let fill = cx.service.stream(&mut hold, out, budget);
+        let wrote = out.len() > before;
+        match fill {
+            Fill::End => self.state = State::Closing,
+            _ => {
+                if let State::Streaming {
+                    hold: h,
+                    heartbeat_at,
+                } = &mut self.state
+                {
+                    *h = hold;
+                    if wrote {
+                        *heartbeat_at = cx.now + HEARTBEAT;
+                    }
+                }
+            }
+        }
     }
 
     pub fn on_ready<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
@@ -290,6 +426,29 @@ impl<T: Socket> Conn<T> {
             }
             if self.stalled && self.queued() < cx.limits.max_queued_bytes {
                 self.process(cx);
+                continue;
+            }
+            if let State::Streaming { .. } = self.state {
+                if self.queued() < STREAM_BUDGET_BYTES / 2 && self.writable {
+                    let before = self.queued();
+                    self.fill(cx);
+                    if self.queued() > before || matches!(self.state, State::Closing) {
+                        continue;
+                    }
+                }
+                // The client has nothing more to say; a read only tells
+                // whether it went away.
+                if !self.readable {
+                    break Step::Wait;
+                }
+                let mut sink = [0u8; 512];
+                match self.sock.read(&mut sink) {
+                    Ok(0) => break Step::Close,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break Step::Close,
+                }
                 continue;
             }
             let accepting = matches!(self.state, State::Head { .. } | State::Body { .. });
@@ -442,7 +601,10 @@ impl<T: Socket> Conn<T> {
                         self.state = State::Head { scanned: 0 };
                     }
                 }
-                State::Closing | State::Draining { .. } => return,
+                State::Closing
+                | State::Draining { .. }
+                | State::Parked { .. }
+                | State::Streaming { .. } => return,
             }
             if matches!(self.state, State::Head { .. }) {
                 self.state = State::Head { scanned: 0 };
@@ -480,6 +642,39 @@ impl<T: Socket> Conn<T> {
         } else {
             Persist::Default
         };
+        let head_only = head.method == Method::Head;
+        match reply.hold {
+            Some(hold) if hold.kind == HoldKind::LongPoll => {
+                self.state = State::Parked {
+                    hold,
+                    persist,
+                    head_only,
+                };
+            }
+            Some(hold) => {
+                self.output_buf(cx.pools).extend_from_slice(SSE_HEAD);
+                if head_only {
+                    self.state = State::Closing;
+                } else {
+                    self.state = State::Streaming {
+                        hold,
+                        heartbeat_at: cx.now + HEARTBEAT,
+                    };
+                    self.fill(cx);
+                }
+            }
+            None => self.write_reply(cx, reply, persist, head_only),
+        }
+    }
+
+    /// Queues a complete response whose body the service wrote to `cx.body`.
+    fn write_reply<S: Service>(
+        &mut self,
+        cx: &mut Cx<'_, S>,
+        reply: Reply,
+        persist: Persist,
+        head_only: bool,
+    ) {
         let out = self.output_buf(cx.pools);
         encode::head(
             out,
@@ -489,7 +684,7 @@ impl<T: Socket> Conn<T> {
             persist,
             reply.allow,
         );
-        if head.method != Method::Head {
+        if !head_only {
             out.extend_from_slice(cx.body);
         }
         if persist == Persist::Close {
@@ -574,17 +769,11 @@ mod tests {
             body.extend_from_slice(req.query);
             body.push(b' ');
             body.extend_from_slice(req.body);
-            Reply {
-                status: 200,
-                allow: None,
-            }
+            Reply::new(200)
         }
         fn framing_error(&mut self, err: Error, body: &mut Vec<u8>) -> Reply {
             body.extend_from_slice(err.message.as_bytes());
-            Reply {
-                status: err.status,
-                allow: None,
-            }
+            Reply::new(err.status)
         }
     }
 

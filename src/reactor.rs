@@ -4,7 +4,7 @@
 //! This is the only module that calls `poll`, `register` or `deregister`.
 //! It knows nothing of routes or JSON: connections run a `Service`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,6 +131,26 @@ pub struct Reactor {
     uid: u32,
     /// Set once stopping: the deadline for in-flight responses.
     stopping: Option<Instant>,
+    /// Held connections by the topic (session key) they wait on.
+    waiters: HashMap<usize, Vec<usize>>,
+}
+
+/// Why a connection is being run.
+#[derive(Clone, Copy)]
+enum Turn {
+    Ready,
+    Wake,
+    Deadline,
+    Shutdown,
+}
+
+fn unlist(waiters: &mut HashMap<usize, Vec<usize>>, topic: usize, key: usize) {
+    if let Some(keys) = waiters.get_mut(&topic) {
+        keys.retain(|&k| k != key);
+        if keys.is_empty() {
+            waiters.remove(&topic);
+        }
+    }
 }
 
 impl Reactor {
@@ -164,6 +184,7 @@ impl Reactor {
             busy_response: crate::api::busy_response(limits.max_connections),
             uid: nix::unistd::geteuid().as_raw(),
             stopping: None,
+            waiters: HashMap::new(),
         })
     }
 
@@ -204,6 +225,7 @@ impl Reactor {
             }
             self.api.sessions.on_pending(now);
             self.api.sessions.on_timers(now);
+            self.wake_waiters(now);
             for _ in 0..self.ready.len() {
                 if let Some(key) = self.ready.pop_front() {
                     if self.conns.contains(key) {
@@ -216,6 +238,7 @@ impl Reactor {
             }
             self.fire_timers(now);
             self.register_masters();
+            self.wake_waiters(now);
             if let Some(deadline) = self.stopping {
                 let idle = self.conns.is_empty() && self.api.sessions.live() == 0;
                 if idle || now >= deadline {
@@ -289,10 +312,7 @@ impl Reactor {
         self.accept_pending = false;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            match self.conns[key].begin_shutdown() {
-                Step::Close => self.close(key),
-                _ => self.drive(key, now),
-            }
+            self.run_conn(key, now, Turn::Shutdown);
         }
     }
 
@@ -373,7 +393,15 @@ impl Reactor {
     }
 
     fn drive(&mut self, key: usize, now: Instant) {
-        let conn = &mut self.conns[key];
+        self.run_conn(key, now, Turn::Ready);
+    }
+
+    /// Runs one turn of a connection and acts on the outcome: re-queue,
+    /// re-arm its timer, keep the wake lists right, or close it.
+    fn run_conn(&mut self, key: usize, now: Instant, turn: Turn) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let mut cx = Cx {
             service: &mut self.api,
             pools: &mut self.pools,
@@ -381,13 +409,46 @@ impl Reactor {
             body: &mut self.body,
             now,
         };
-        match conn.on_ready(&mut cx) {
-            Step::Wait => self.arm(key),
-            Step::Yield => {
-                self.ready.push_back(key);
-                self.arm(key);
+        let step = match turn {
+            Turn::Ready => conn.on_ready(&mut cx),
+            Turn::Wake => conn.wake(&mut cx),
+            Turn::Deadline => conn.on_deadline(&mut cx),
+            Turn::Shutdown => conn.begin_shutdown(&mut cx),
+        };
+        match step {
+            Step::Close => return self.close(key),
+            Step::Yield => self.ready.push_back(key),
+            Step::Wait => {}
+        }
+        self.relist(key);
+        self.arm(key);
+    }
+
+    /// Keeps `waiters` in step with what the connection waits on.
+    fn relist(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let topic = conn.held_topic();
+        if conn.listed == topic {
+            return;
+        }
+        if let Some(old) = conn.listed.take() {
+            unlist(&mut self.waiters, old, key);
+        }
+        if let Some(t) = topic {
+            self.waiters.entry(t).or_default().push(key);
+            conn.listed = Some(t);
+        }
+    }
+
+    /// Wakes the connections held on sessions that have new events.
+    fn wake_waiters(&mut self, now: Instant) {
+        for topic in self.api.sessions.take_touched() {
+            let Some(keys) = self.waiters.get(&topic) else {
+                continue;
+            };
+            for key in keys.clone() {
+                self.run_conn(key, now, Turn::Wake);
             }
-            Step::Close => self.close(key),
         }
     }
 
@@ -423,8 +484,7 @@ impl Reactor {
             };
             conn.armed = None;
             if conn.deadline(&self.conn_limits) <= now {
-                log::debug!("connection {key} timed out");
-                self.close(key);
+                self.run_conn(key, now, Turn::Deadline);
             } else {
                 self.arm(key);
             }
@@ -435,6 +495,9 @@ impl Reactor {
         let mut conn = self.conns.remove(key);
         if let Some(t) = conn.armed {
             self.timers.remove(&(t, key));
+        }
+        if let Some(topic) = conn.listed {
+            unlist(&mut self.waiters, topic, key);
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);

@@ -29,7 +29,9 @@ fn health_shape() {
     assert_eq!(h["covenVersion"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         h["capabilities"],
-        json!({"sessions": true, "events": true, "eventCursor": "sequence", "structuredErrors": true})
+        json!({"sessions": true, "events": true, "eventCursor": "sequence", "structuredErrors": true,
+               "eventWait": true, "eventStream": true, "sessionResize": true, "sessionSignals": true,
+               "persistence": true})
     );
     assert_eq!(h["daemon"]["pid"], d.pid());
     assert_eq!(h["daemon"]["socket"], d.socket.display().to_string());

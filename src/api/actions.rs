@@ -68,10 +68,7 @@ pub fn on_action(body_in: &[u8], out: &mut Vec<u8>) -> Reply {
                     },
                 },
             );
-            Reply {
-                status: 400,
-                allow: None,
-            }
+            Reply::new(400)
         }
     }
 }
@@ -152,8 +149,5 @@ fn run(body_in: &[u8], out: &mut Vec<u8>) -> Result<Reply, Rejection> {
             },
         },
     );
-    Ok(Reply {
-        status: 200,
-        allow: None,
-    })
+    Ok(Reply::new(200))
 }

@@ -61,8 +61,8 @@ impl ApiError {
     pub fn write(&self, body: &mut Vec<u8>) -> Reply {
         wire::write_json(body, &self.envelope());
         Reply {
-            status: self.status,
             allow: self.allow,
+            ..Reply::new(self.status)
         }
     }
 

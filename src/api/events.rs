@@ -8,7 +8,9 @@ use super::error::ApiError;
 use super::router::query_param;
 use super::sessions::find;
 use super::Api;
-use crate::http::Reply;
+use std::time::{Duration, Instant};
+
+use crate::http::{Fill, Hold, HoldKind, Reply};
 use crate::ring::Event;
 use crate::session::Sessions;
 
@@ -46,12 +48,17 @@ pub fn event_id_seq(id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub fn on_events(
+/// The longest a long poll waits.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// The session and cursor a request names (path id or `sessionId`, then
+/// `afterSeq` / `afterEventId`, or `Last-Event-ID` for streams).
+fn locate(
     api: &mut Api,
     path_id: Option<&str>,
     query: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Reply, ApiError> {
+    last_event_id: Option<&[u8]>,
+) -> Result<(usize, u64), ApiError> {
     let id = match path_id {
         Some(id) => std::borrow::Cow::Borrowed(id),
         None => match query_param(query, "sessionId")? {
@@ -76,14 +83,128 @@ pub fn on_events(
             }
         }
     }
+    if let Some(raw) = last_event_id {
+        // Streams send `id: <seq>`; a reconnecting client sends it back, and
+        // it wins over `afterSeq`.
+        let text = std::str::from_utf8(raw).unwrap_or("").trim();
+        let seq = text
+            .parse::<u64>()
+            .ok()
+            .filter(|_| !text.starts_with('+'))
+            .or_else(|| event_id_seq(text));
+        match seq {
+            Some(seq) => after = seq,
+            None => {
+                return Err(bad_query(
+                    "Last-Event-ID",
+                    text,
+                    "`Last-Event-ID` must be an event seq.",
+                ))
+            }
+        }
+    }
+    Ok((key, after))
+}
+
+pub fn on_events(
+    api: &mut Api,
+    path_id: Option<&str>,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let (key, after) = locate(api, path_id, query, None)?;
     let limit = number(query, "limit")?
         .unwrap_or(DEFAULT_LIMIT)
         .clamp(1, MAX_LIMIT) as usize;
-    write_page(&mut api.sessions, key, after, limit, out);
+    let wait = number(query, "waitMs")?.unwrap_or(0).min(MAX_WAIT_MS);
+    let count = write_page(&mut api.sessions, key, after, limit, out);
+    let live = api.sessions.get(key).is_some_and(|s| s.is_live());
+    if count == 0 && wait > 0 && live {
+        out.clear();
+        return Ok(Reply {
+            hold: Some(Hold {
+                kind: HoldKind::LongPoll,
+                topic: key,
+                cursor: after,
+                limit,
+                until: Some(Instant::now() + Duration::from_millis(wait)),
+            }),
+            ..Reply::new(200)
+        });
+    }
+    Ok(Reply::new(200))
+}
+
+/// A held long poll: the page if it has events now (or must answer anyway).
+pub fn resume(api: &mut Api, hold: &Hold, expired: bool, out: &mut Vec<u8>) -> Reply {
+    if api.sessions.get(hold.topic).is_none() {
+        return Reply::new(500);
+    }
+    let count = write_page(&mut api.sessions, hold.topic, hold.cursor, hold.limit, out);
+    let live = api.sessions.get(hold.topic).is_some_and(|s| s.is_live());
+    if count == 0 && live && !expired {
+        out.clear();
+        return Reply {
+            hold: Some(*hold),
+            ..Reply::new(200)
+        };
+    }
+    Reply::new(200)
+}
+
+pub fn on_stream(
+    api: &mut Api,
+    path_id: Option<&str>,
+    query: &[u8],
+    last_event_id: Option<&[u8]>,
+) -> Result<Reply, ApiError> {
+    let (key, after) = locate(api, path_id, query, last_event_id)?;
     Ok(Reply {
-        status: 200,
-        allow: None,
+        hold: Some(Hold {
+            kind: HoldKind::Stream,
+            topic: key,
+            cursor: after,
+            limit: 0,
+            until: None,
+        }),
+        ..Reply::new(200)
     })
+}
+
+/// Appends `id` / `event` / `data` frames after the stream's cursor.
+pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {
+    let Some(s) = api.sessions.get(hold.topic) else {
+        return Fill::End;
+    };
+    let live = s.is_live();
+    let start = out.len();
+    let mut cursor = hold.cursor;
+    let mut digits = itoa::Buffer::new();
+    let stopped = api
+        .sessions
+        .visit(hold.topic, hold.cursor, usize::MAX, budget, |sid, e| {
+            if out.len() - start >= budget {
+                return false;
+            }
+            out.extend_from_slice(b"id: ");
+            out.extend_from_slice(digits.format(e.seq).as_bytes());
+            out.extend_from_slice(b"\nevent: ");
+            out.extend_from_slice(e.kind.as_str().as_bytes());
+            out.extend_from_slice(b"\ndata: ");
+            write_event(out, sid, e);
+            out.extend_from_slice(b"\n\n");
+            cursor = e.seq;
+            true
+        });
+    hold.cursor = cursor;
+    if stopped {
+        Fill::Full
+    } else if live {
+        Fill::Idle
+    } else {
+        // A finished session whose events are all sent: the stream is over.
+        Fill::End
+    }
 }
 
 /// Appends one event record.
@@ -108,54 +229,33 @@ pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &Event) {
 
 /// `{ events, nextCursor, hasMore }` (+ `firstAvailableSeq` when events
 /// the cursor asked for are gone). Events older than the ring come from the
-/// journal, the rest straight from the ring.
+/// journal, the rest straight from the ring. Returns the events written.
 pub fn write_page(
     sessions: &mut Sessions,
     key: usize,
     after: u64,
     limit: usize,
     out: &mut Vec<u8>,
-) {
-    let floor = sessions.get(key).expect("found").ring.dropped_through();
-    let mut disk = Vec::new();
-    let mut disk_cut = false;
-    if after < floor {
-        // One more than the limit, to know whether more exist.
-        disk = sessions.read_journal(key, after, floor + 1, limit + 1, MAX_PAGE_BYTES);
-        let bytes: usize = disk.iter().map(|e| e.payload.len()).sum();
-        disk_cut = disk.len() > limit || bytes >= MAX_PAGE_BYTES;
-    }
-    let s = sessions.get(key).expect("found");
-    let ring = (!disk_cut)
-        .then(|| s.ring.after(after.max(floor)))
-        .into_iter()
-        .flatten();
-    let mut events = disk.iter().chain(ring).peekable();
+) -> usize {
     let start = out.len();
     out.extend_from_slice(b"{\"events\":[");
     let mut last = None;
     let mut count = 0;
-    let mut has_more = false;
-    while let Some(e) = events.peek() {
-        if count == limit {
-            has_more = true;
-            break;
-        }
+    let has_more = sessions.visit(key, after, limit, MAX_PAGE_BYTES, |sid, e| {
         let mark = out.len();
         if count > 0 {
             out.push(b',');
         }
-        write_event(out, &s.id, e);
+        write_event(out, sid, e);
         if count > 0 && out.len() - start + PAGE_TAIL_BYTES > MAX_PAGE_BYTES {
             out.truncate(mark);
-            has_more = true;
-            break;
+            return false;
         }
         last = Some(e.seq);
         count += 1;
-        events.next();
-    }
-    has_more |= disk_cut && events.peek().is_none();
+        true
+    });
+    let s = sessions.get(key).expect("found");
     out.extend_from_slice(b"],\"nextCursor\":");
     let mut digits = itoa::Buffer::new();
     match last {
@@ -178,4 +278,5 @@ pub fn write_page(
         }
     }
     out.push(b'}');
+    count
 }

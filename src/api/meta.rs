@@ -35,10 +35,7 @@ pub const CATALOG: &[Capability] = &[
     },
 ];
 
-const OK: Reply = Reply {
-    status: 200,
-    allow: None,
-};
+const OK: Reply = Reply::new(200);
 
 pub fn on_api_version(body: &mut Vec<u8>) -> Reply {
     wire::write_json(
@@ -64,6 +61,11 @@ pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
                 events: true,
                 event_cursor: "sequence",
                 structured_errors: true,
+                event_wait: true,
+                event_stream: true,
+                session_resize: true,
+                session_signals: true,
+                persistence: true,
             },
             daemon: api.daemon.as_ref(),
             stats: wire::HealthStats {

@@ -85,6 +85,14 @@ impl Service for Api {
         self.stats.requests += 1;
         ApiError::from(err).write(body)
     }
+
+    fn resume(&mut self, hold: &http::Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+        events::resume(self, hold, expired, body)
+    }
+
+    fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {
+        events::stream(self, hold, out, budget)
+    }
 }
 
 /// The whole canned answer (head and body) for a client turned away at the

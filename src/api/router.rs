@@ -31,6 +31,8 @@ pub enum Route {
     SessionResize,
     SessionEvents,
     Events,
+    SessionStream,
+    EventsStream,
 }
 
 impl Route {
@@ -43,7 +45,9 @@ impl Route {
             | Route::Harnesses
             | Route::Session
             | Route::SessionEvents
-            | Route::Events => "GET, HEAD",
+            | Route::Events
+            | Route::SessionStream
+            | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
             Route::Actions | Route::SessionInput | Route::SessionKill | Route::SessionResize => {
                 "POST"
@@ -109,6 +113,7 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
         ["harnesses"] => Route::Harnesses,
         ["sessions"] => Route::Sessions,
         ["events"] => Route::Events,
+        ["events", "stream"] => Route::EventsStream,
         ["sessions", id, tail @ ..] if !id.is_empty() => {
             let route = match tail {
                 [] => Route::Session,
@@ -116,6 +121,7 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
                 ["kill"] => Route::SessionKill,
                 ["resize"] => Route::SessionResize,
                 ["events"] => Route::SessionEvents,
+                ["stream"] => Route::SessionStream,
                 _ => return Err(ApiError::not_found()),
             };
             return Ok((route, Some((*id).to_owned())));
@@ -145,6 +151,8 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::SessionResize => sessions::on_resize(api, id, req.body, body)?,
         Route::SessionEvents => events::on_events(api, Some(id), req.query, body)?,
         Route::Events => events::on_events(api, None, req.query, body)?,
+        Route::SessionStream => events::on_stream(api, Some(id), req.query, req.last_event_id)?,
+        Route::EventsStream => events::on_stream(api, None, req.query, req.last_event_id)?,
     })
 }
 

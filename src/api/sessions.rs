@@ -18,10 +18,7 @@ const MAX_DIMENSION: u64 = 1000;
 const MAX_GRACE_MS: u64 = 60_000;
 
 fn reply(status: u16) -> Reply {
-    Reply {
-        status,
-        allow: None,
-    }
+    Reply::new(status)
 }
 
 pub fn record(s: &Session) -> SessionRecord<'_> {

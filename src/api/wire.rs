@@ -64,6 +64,11 @@ pub struct HealthCapabilities {
     pub events: bool,
     pub event_cursor: &'static str,
     pub structured_errors: bool,
+    pub event_wait: bool,
+    pub event_stream: bool,
+    pub session_resize: bool,
+    pub session_signals: bool,
+    pub persistence: bool,
 }
 
 #[derive(Serialize, Debug)]

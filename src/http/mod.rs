@@ -87,6 +87,52 @@ pub struct Reply {
     pub status: u16,
     /// Value of an `Allow` header (405 answers).
     pub allow: Option<&'static str>,
+    /// Instead of answering now: hold the connection (long poll or stream).
+    pub hold: Option<Hold>,
+}
+
+impl Reply {
+    pub const fn new(status: u16) -> Reply {
+        Reply {
+            status,
+            allow: None,
+            hold: None,
+        }
+    }
+}
+
+/// A request the service answers later, from the connection's point of view
+/// opaque numbers the service gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub kind: HoldKind,
+    /// What the held request waits on (for the reactor's wake lists).
+    pub topic: usize,
+    /// Where the client is: the last event it has.
+    pub cursor: u64,
+    /// Page size for a long poll.
+    pub limit: usize,
+    /// When a long poll answers anyway.
+    pub until: Option<std::time::Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldKind {
+    /// Answer one normal response once `resume` has something (or at `until`).
+    LongPoll,
+    /// A `text/event-stream` body filled by `stream` until it ends.
+    Stream,
+}
+
+/// What a stream fill did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Caught up: wait for the topic to change.
+    Idle,
+    /// Stopped at the byte budget: fill again once output drains.
+    Full,
+    /// The stream is over (its last event is written).
+    End,
 }
 
 /// The application behind the HTTP layer. The connection calls it once per
@@ -95,4 +141,18 @@ pub trait Service {
     fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply;
     /// The envelope for a framing error (written to `body`).
     fn framing_error(&mut self, err: Error, body: &mut Vec<u8>) -> Reply;
+    /// A held long poll again: a reply, or the hold again if nothing
+    /// happened yet. `expired` forces an answer (its deadline passed or the
+    /// daemon is stopping).
+    fn resume(&mut self, hold: &Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+        let _ = (hold, expired);
+        body.clear();
+        Reply::new(500)
+    }
+    /// Appends stream frames after `hold.cursor` to `out`, at most about
+    /// `budget` bytes, advancing the cursor.
+    fn stream(&mut self, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {
+        let _ = (hold, out, budget);
+        Fill::End
+    }
 }

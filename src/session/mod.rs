@@ -140,6 +140,10 @@ pub struct Session {
     journal: Option<Journal>,
     /// Retention removed the oldest part of its history.
     history_cut: bool,
+    /// Its slab key (for the touched list; never shown to clients).
+    key: usize,
+    /// It has new events since the reactor last looked.
+    touched: bool,
 }
 
 impl Session {
@@ -232,12 +236,18 @@ struct Log {
     clock: Clock,
     ring_bytes: usize,
     journal_bytes: u64,
+    /// Sessions with new events, for waking held requests.
+    touched: Vec<usize>,
 }
 
 impl Log {
     fn push(&mut self, s: &mut Session, kind: Kind, payload: Box<[u8]>) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !s.touched {
+            s.touched = true;
+            self.touched.push(s.key);
+        }
         if s.first_seq == 0 {
             s.first_seq = seq;
         }
@@ -318,6 +328,7 @@ impl Sessions {
                 clock: Clock::default(),
                 ring_bytes: 0,
                 journal_bytes: 0,
+                touched: Vec::new(),
             },
             live: 0,
             limits,
@@ -332,6 +343,55 @@ impl Sessions {
 
     pub fn journal_bytes(&self) -> u64 {
         self.log.journal_bytes
+    }
+
+    /// Sessions that got events since the last call.
+    pub fn take_touched(&mut self) -> Vec<usize> {
+        let touched = std::mem::take(&mut self.log.touched);
+        for &key in &touched {
+            if let Some(s) = self.list.get_mut(key) {
+                s.touched = false;
+            }
+        }
+        touched
+    }
+
+    /// Visits a session's events after `after`, oldest first, from its
+    /// journal and then its ring, until `f` says stop or `limit` events were
+    /// visited. `max_bytes` bounds what is read from disk at once. Returns
+    /// true if it stopped with events left (more may exist).
+    pub fn visit(
+        &mut self,
+        key: usize,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+        mut f: impl FnMut(&str, &Event) -> bool,
+    ) -> bool {
+        let floor = self.list[key].ring.dropped_through();
+        let mut n = 0;
+        if after < floor {
+            let disk = self.read_journal(key, after, floor + 1, limit.saturating_add(1), max_bytes);
+            let bytes: usize = disk.iter().map(|e| e.payload.len()).sum();
+            let s = &self.list[key];
+            for e in &disk {
+                if n == limit || !f(&s.id, e) {
+                    return true;
+                }
+                n += 1;
+            }
+            if disk.len() > limit || bytes >= max_bytes {
+                return true;
+            }
+        }
+        let s = &self.list[key];
+        for e in s.ring.after(after.max(floor)) {
+            if n == limit || !f(&s.id, e) {
+                return true;
+            }
+            n += 1;
+        }
+        false
     }
 
     /// Loads every session recorded under `root` (`<home>/sessions`) and
@@ -424,7 +484,8 @@ impl Sessions {
         let mut ring = Ring::new(self.limits.ring_bytes);
         ring.release_through(last_seq);
         self.log.journal_bytes += journal.as_ref().map_or(0, Journal::bytes);
-        let key = self.list.insert(Session {
+        let key = self.list.vacant_key();
+        self.list.insert(Session {
             id: meta.id.clone().into_boxed_str(),
             project_root: meta.project_root,
             cwd: meta.cwd,
@@ -452,6 +513,8 @@ impl Sessions {
             ring,
             journal,
             history_cut: meta.history_cut,
+            key,
+            touched: false,
         });
         self.by_id.insert(meta.id.into_boxed_str(), key);
         Ok(last_seq)
@@ -686,6 +749,8 @@ impl Sessions {
             ring: Ring::new(self.limits.ring_bytes),
             journal,
             history_cut: false,
+            key,
+            touched: false,
         });
         self.by_id.insert(id, key);
         save_meta(&self.root, &self.list[key], true);

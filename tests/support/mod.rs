@@ -404,3 +404,56 @@ impl Daemon {
         segs
     }
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Opens a stream: sends the request and reads the response head.
+pub fn open_stream(d: &Daemon, path: &str, extra_headers: &str) -> UnixStream {
+    let mut s = d.connect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: coven\r\n{extra_headers}\r\n"
+    )
+    .unwrap();
+    let head = read_head_response(&mut s).expect("a response head");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    s
+}
+
+/// Reads frames until the server closes the stream; comments are skipped.
+pub fn read_stream(s: &mut UnixStream) -> Vec<Sse> {
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .expect("the stream ends cleanly");
+    parse_sse(&text)
+}
+
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    text.split("\n\n")
+        .filter(|f| !f.trim().is_empty() && !f.starts_with(':'))
+        .map(|frame| {
+            let mut sse = Sse {
+                id: String::new(),
+                event: String::new(),
+                data: Value::Null,
+            };
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    sse.id = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    sse.event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    sse.data = serde_json::from_str(v).unwrap();
+                }
+            }
+            sse
+        })
+        .collect()
+}
