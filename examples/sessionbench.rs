@@ -6,6 +6,10 @@
 //!     sessionbench --socket PATH --pid PID many [N] [MB]   N sessions printing MB each
 //!     sessionbench --socket PATH --pid PID events [N]      a session with N input events;
 //!                                                          prints the middle page's URL path
+//!     sessionbench --socket PATH --pid PID latency [N]     input -> echoed output through a
+//!                                                          stream, N round trips: p50, p99
+//!     sessionbench --socket PATH --pid PID fanout [R] [MB] R stream readers on one session
+//!                                                          printing MB: CPU per delivered event
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -70,6 +74,20 @@ fn cpu_secs(pid: u32) -> f64 {
     let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
+}
+
+/// Opens a stream on a session and reads past the response head.
+fn open_stream(socket: &str, id: &str) -> UnixStream {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    write!(s, "GET /api/v1/sessions/{id}/stream HTTP/1.1\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "stream head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    s
 }
 
 fn printer(bytes: u64) -> String {
@@ -161,6 +179,104 @@ fn main() {
             let middle = events[events.len() / 2]["seq"].as_u64().unwrap();
             println!("/api/v1/events?sessionId={id}&afterSeq={middle}&limit=100");
         }
-        _ => panic!("usage: sessionbench --socket PATH --pid PID idle|flood|many|events"),
+        Some("latency") => {
+            let n = num(1, 1000) as usize;
+            let id = client.launch("cat", "x");
+            let mut stream = open_stream(&client.socket, &id);
+            let mut post = UnixStream::connect(&client.socket).unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = String::new();
+            let mut rtts = Vec::with_capacity(n);
+            for i in 0..n {
+                let token = format!("ping{i:06}");
+                let body = json!({"data": format!("{token}\n")}).to_string();
+                let start = Instant::now();
+                write!(
+                    post,
+                    "POST /api/v1/sessions/{id}/input HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                // Wait for the echo in an output frame.
+                // Only output carries the PTY's CRLF (escaped twice in a frame).
+                let needle = format!("{token}\\\\r\\\\n");
+                loop {
+                    if let Some(at) = pending.find(&needle) {
+                        pending.drain(..at + needle.len());
+                        break;
+                    }
+                    let got = stream.read(&mut buf).unwrap();
+                    assert!(got > 0, "stream ended");
+                    pending.push_str(&String::from_utf8_lossy(&buf[..got]));
+                }
+                rtts.push(start.elapsed());
+                // Drain the 202 answer.
+                let mut resp = [0u8; 512];
+                let _ = post.read(&mut resp).unwrap();
+            }
+            rtts.sort();
+            let pct = |p: f64| rtts[((rtts.len() as f64 * p) as usize).min(rtts.len() - 1)];
+            println!(
+                "input -> echo through a stream, {n} round trips: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                pct(0.50).as_secs_f64() * 1e3,
+                pct(0.99).as_secs_f64() * 1e3,
+                rtts.last().unwrap().as_secs_f64() * 1e3
+            );
+        }
+        Some("fanout") => {
+            let readers = num(1, 1000) as usize;
+            let mb = num(2, 1);
+            let id = client.launch(
+                "sh",
+                &format!(
+                    "echo go; read x; {}; echo; echo end",
+                    printer(mb * 1_000_000)
+                ),
+            );
+            let streams: Vec<UnixStream> = (0..readers)
+                .map(|_| open_stream(&client.socket, &id))
+                .collect();
+            let cpu0 = cpu_secs(pid);
+            let start = Instant::now();
+            client.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/input"),
+                Some(&json!({"data": "x\n"})),
+            );
+            let threads: Vec<_> = streams
+                .into_iter()
+                .map(|mut s| {
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let mut frames = 0usize;
+                        let mut tail = 0u8;
+                        loop {
+                            let n = s.read(&mut buf).unwrap();
+                            if n == 0 {
+                                return frames;
+                            }
+                            for &b in &buf[..n] {
+                                if tail == b'\n' && b == b'\n' {
+                                    frames += 1;
+                                }
+                                tail = b;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let frames: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            let wall = start.elapsed().as_secs_f64();
+            let cpu = cpu_secs(pid) - cpu0;
+            println!(
+                "{readers} streams on one session printing {mb} MB: {frames} events delivered in {wall:.2} s, \
+                 daemon cpu {cpu:.2} s = {:.2} us/event, VmHWM {} KiB",
+                cpu * 1e6 / frames as f64,
+                proc_field(pid, "VmHWM:")
+            );
+        }
+        _ => panic!(
+            "usage: sessionbench --socket PATH --pid PID idle|flood|many|events|latency|fanout"
+        ),
     }
 }

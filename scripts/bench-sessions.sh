@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-cargo build --release --quiet --example sessionbench
+cargo build --release --quiet --bin coven --example sessionbench
 dir=target/x86_64-unknown-linux-gnu/release
 [ -d "$dir" ] || dir=target/release
 bin=$dir/coven
@@ -38,6 +38,12 @@ sb flood 20
 kill $daemon; wait $daemon || true
 start ""
 sb many 100 2
+kill $daemon; wait $daemon || true
+start ""
+sb latency 1000
+kill $daemon; wait $daemon || true
+start '"maxConnections": 2048'
+sb fanout 1000 1
 kill $daemon; wait $daemon || true
 start '"ringBytes": 8388608'
 path=$(sb events 10000)
