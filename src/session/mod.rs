@@ -305,6 +305,8 @@ pub struct Sessions {
     timers: BTreeSet<(Instant, usize)>,
     /// `<home>/sessions`, where journals live (None: memory only).
     root: Option<PathBuf>,
+    /// Sessions with a journal.
+    on_disk: usize,
 }
 
 /// Writes a session's metadata file; failures are logged, not fatal.
@@ -338,6 +340,7 @@ impl Sessions {
             pending: Vec::new(),
             timers: BTreeSet::new(),
             root: None,
+            on_disk: 0,
         }
     }
 
@@ -484,6 +487,7 @@ impl Sessions {
         let mut ring = Ring::new(self.limits.ring_bytes);
         ring.release_through(last_seq);
         self.log.journal_bytes += journal.as_ref().map_or(0, Journal::bytes);
+        self.on_disk += usize::from(journal.is_some());
         let key = self.list.vacant_key();
         self.list.insert(Session {
             id: meta.id.clone().into_boxed_str(),
@@ -559,8 +563,14 @@ impl Sessions {
         if s.ring.get(seq).is_some() {
             return true;
         }
-        if s.history_cut() && s.first_seq <= seq && s.first_available().is_none_or(|f| seq < f) {
-            return s.first_seq != 0 || s.history_cut;
+        // An event retention (or a memory-only ring) dropped: its position
+        // is still a valid cursor.
+        if s.history_cut()
+            && s.first_seq != 0
+            && s.first_seq <= seq
+            && s.first_available().is_none_or(|f| seq < f)
+        {
+            return true;
         }
         s.journal.as_mut().is_some_and(|j| j.contains(seq))
     }
@@ -718,6 +728,7 @@ impl Sessions {
             })?),
             None => None,
         };
+        self.on_disk += usize::from(journal.is_some());
         let now = self.log.clock.stamp();
         let entry = self.list.vacant_entry();
         let key = entry.key();
