@@ -29,9 +29,14 @@ fn parsing(c: &mut Criterion) {
             },
         )
     });
-    g.bench_function("split_in_two", |b| {
-        let mid = CURL.len() / 2;
+    g.bench_function("split_at_random", |b| {
+        // A fixed pseudo-random sequence of split points.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         b.iter(|| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mid = 1 + (x >> 33) as usize % (CURL.len() - 1);
             let from = match parse_head(&CURL[..mid], 0, &LIMITS) {
                 Ok(HeadStatus::Partial(f)) => f,
                 _ => unreachable!(),
