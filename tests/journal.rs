@@ -257,3 +257,25 @@ fn retention_removes_oldest_finished_history_first() {
     assert_eq!(meta["history_cut"], true);
     let _ = json!(null);
 }
+
+#[test]
+fn retention_per_session_keeps_the_newest_segment() {
+    let d = Daemon::with_sessions(r#""journalBytesPerSession": 1048576, "ringBytes": 65536"#);
+    let id = id_of(&d.launch(
+        "sh",
+        "head -c 10000000 /dev/zero | tr '\\0' p; echo; echo tail",
+    ));
+    d.wait_exit_event(&id);
+    assert_eq!(d.segments(&id).len(), 1, "only the newest segment is kept");
+    let page = d.get(&format!("/api/v1/sessions/{id}/events")).json();
+    assert!(page["firstAvailableSeq"].is_u64(), "{page}");
+    let out = output_of(&d.events(&id));
+    assert!(out.ends_with("p\ntail\n"));
+    assert!(out.len() < 10_000_000);
+    // A live session is trimmed too, but never below its current segment.
+    let stats = d.get("/health").json()["stats"].clone();
+    assert!(
+        stats["journalBytes"].as_u64().unwrap() <= 5 * 1024 * 1024,
+        "{stats}"
+    );
+}

@@ -575,6 +575,26 @@ impl Sessions {
         s.journal.as_mut().is_some_and(|j| j.contains(seq))
     }
 
+    /// Drops a session's oldest journal segment (never a live session's
+    /// current one); returns the bytes freed, 0 if nothing was dropped.
+    fn trim_oldest(&mut self, key: usize) -> u64 {
+        let s = &mut self.list[key];
+        let Some(j) = &mut s.journal else {
+            return 0;
+        };
+        match j.drop_oldest() {
+            Ok(n) => {
+                self.log.journal_bytes -= n;
+                s.history_cut |= n > 0;
+                n
+            }
+            Err(e) => {
+                log::warn!("session {}: retention: {e}", s.id);
+                0
+            }
+        }
+    }
+
     /// Keeps journals within their byte limits: a session's own oldest
     /// segments first, then, over the total, the oldest finished sessions'
     /// history, and never a live session's current segment.
@@ -585,21 +605,22 @@ impl Sessions {
         let per_session = self.limits.journal_bytes_per_session;
         let total = self.limits.journal_bytes_total;
         let mut cut = Vec::new();
-        for (key, s) in self.list.iter_mut() {
-            let Some(j) = &mut s.journal else { continue };
-            while j.bytes() > per_session && j.segment_count() > 1 {
-                match j.drop_oldest() {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        self.log.journal_bytes -= n;
-                        s.history_cut = true;
-                        cut.push(key);
-                    }
-                    Err(e) => {
-                        log::warn!("session {}: retention: {e}", s.id);
-                        break;
-                    }
-                }
+        let over: Vec<usize> = self
+            .list
+            .iter()
+            .filter(|(_, s)| s.journal_bytes() > per_session)
+            .map(|(k, _)| k)
+            .collect();
+        for key in over {
+            // Whole segments go; the newest stays, even if over the limit.
+            while self.list[key].journal_bytes() > per_session
+                && self.list[key]
+                    .journal
+                    .as_ref()
+                    .is_some_and(|j| j.segment_count() > 1)
+                && self.trim_oldest(key) > 0
+            {
+                cut.push(key);
             }
         }
         while self.log.journal_bytes > total {
@@ -612,22 +633,11 @@ impl Sessions {
                 .filter(|(_, s)| {
                     !s.is_live() || s.journal.as_ref().is_some_and(|j| j.segment_count() > 1)
                 })
-                .min_by_key(|(_, s)| (s.is_live(), s.created_at, s.id.clone()))
+                .min_by_key(|(_, s)| (s.is_live(), s.created_at, &s.id))
                 .map(|(k, _)| k);
-            let Some(key) = victim else { break };
-            let s = &mut self.list[key];
-            let j = s.journal.as_mut().expect("filtered");
-            match j.drop_oldest() {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.log.journal_bytes -= n;
-                    s.history_cut = true;
-                    cut.push(key);
-                }
-                Err(e) => {
-                    log::warn!("session {}: retention: {e}", s.id);
-                    break;
-                }
+            match victim {
+                Some(key) if self.trim_oldest(key) > 0 => cut.push(key),
+                _ => break,
             }
         }
         cut.dedup();
