@@ -90,9 +90,9 @@ fn journal(c: &mut Criterion) {
     let proto = event(1, &text);
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("journal");
-    g.throughput(Throughput::Bytes(proto.payload.len() as u64));
+    g.throughput(Throughput::Bytes(64 * proto.payload.len() as u64));
     let mut n = 0;
-    g.bench_function("append_8k", |b| {
+    g.bench_function("append_64x8k", |b| {
         b.iter_batched_ref(
             || {
                 n += 1;
