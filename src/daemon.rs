@@ -67,6 +67,43 @@ fn cloexec_inherited() {
     }
 }
 
+/// Hands the daemon's code pages back to the kernel once start-up is done.
+/// Start-up code (configuration, loading sessions, binding) runs once; left
+/// resident, it and the neighbours fault-around mapped with it are most of
+/// an idle daemon's memory. The serving path faults its own pages back on
+/// first use. Clean file-backed pages only, so nothing is lost; best effort.
+fn release_startup_code() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or("");
+        if !perms.starts_with("r-x") || std::path::Path::new(path) != exe {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: advice on our own read-only code mapping exactly as /proc
+        // reports it; MADV_PAGEOUT only reclaims clean pages, which fault
+        // back in unchanged when executed.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
+    }
+}
+
 pub fn serve(config: &Config) -> Result<(), ServeError> {
     cloexec_inherited();
     let home = &config.home;
@@ -114,6 +151,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             info.socket,
             info.pid
         );
+        release_startup_code();
         reactor.run().map_err(|e| ServeError::Io("event loop", e))
     })();
     let _ = std::fs::remove_file(&socket);
