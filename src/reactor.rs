@@ -218,12 +218,12 @@ impl Reactor {
                         let failed = event.is_error();
                         let readable = event.is_readable() || event.is_read_closed() || failed;
                         let writable = event.is_writable() || failed;
-                        self.api.sessions.on_pty(key, readable, writable, now);
+                        self.api.sessions.on_pty(key, readable, writable);
                     }
                     None => {}
                 }
             }
-            self.api.sessions.on_pending(now);
+            self.api.sessions.on_pending();
             self.api.sessions.on_timers(now);
             self.wake_waiters(now);
             for _ in 0..self.ready.len() {

@@ -820,9 +820,9 @@ impl Sessions {
         }
     }
 
-    /// Readiness on a session's master. Returns true if work remains (the
-    /// read budget ran out) and the session should be driven again soon.
-    pub fn on_pty(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+    /// Readiness on a session's master. A session whose read budget runs
+    /// out is queued in `pending` and driven again next turn.
+    pub fn on_pty(&mut self, key: usize, readable: bool, writable: bool) {
         let Some(s) = self.list.get_mut(key) else {
             return;
         };
@@ -831,11 +831,11 @@ impl Sessions {
         }
         s.readable |= readable;
         s.writable |= writable;
-        self.pump(key, now);
+        self.pump(key);
     }
 
     /// Writes queued input and reads output within a budget.
-    fn pump(&mut self, key: usize, now: Instant) {
+    fn pump(&mut self, key: usize) {
         let s = &mut self.list[key];
         let Some(master) = s.master.as_ref() else {
             return;
@@ -883,7 +883,7 @@ impl Sessions {
             }
         }
         if s.eof && s.exit.is_some() {
-            self.finish(key, now);
+            self.finish(key);
         }
     }
 
@@ -925,13 +925,13 @@ impl Sessions {
                 s.drain_until = Some(now + EXIT_DRAIN);
                 self.arm(key);
             }
-            self.pump(key, now);
+            self.pump(key);
         }
     }
 
     /// The session is over: both its exit status and its PTY's EOF are in
     /// (or the drain time ran out).
-    fn finish(&mut self, key: usize, now: Instant) {
+    fn finish(&mut self, key: usize) {
         let s = &mut self.list[key];
         let Some(info) = s.exit else {
             return;
@@ -962,7 +962,6 @@ impl Sessions {
         self.live -= 1;
         self.arm(key);
         self.close_out(key);
-        let _ = now;
     }
 
     /// A session is over: its metadata is saved durably, its journal
@@ -1083,9 +1082,9 @@ impl Sessions {
                 s.drain_until = None;
                 // Read what is there without waiting for EOF any longer.
                 s.readable = true;
-                self.pump(key, now);
+                self.pump(key);
                 if self.list[key].master.is_some() {
-                    self.finish(key, now);
+                    self.finish(key);
                 }
             }
             self.arm(key);
@@ -1093,9 +1092,9 @@ impl Sessions {
     }
 
     /// Drives sessions that yielded.
-    pub fn on_pending(&mut self, now: Instant) {
+    pub fn on_pending(&mut self) {
         for key in self.take_pending() {
-            self.pump(key, now);
+            self.pump(key);
         }
     }
 }
