@@ -1,4 +1,11 @@
-//! argv to a `Command`. No sockets here.
+//! argv to a `Command` (with `lexopt`), and the client commands' output.
+//! Commands reach the daemon only through `client::Client`.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use crate::client::{Client, ClientError};
 
 /// What the user asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -7,15 +14,54 @@ pub enum Command {
     Serve,
     Help,
     Version,
+    Health,
+    Sessions,
+    Show {
+        id: String,
+    },
+    Events {
+        id: String,
+        after: u64,
+    },
+    Input {
+        id: String,
+        text: String,
+    },
+    Kill {
+        id: String,
+        signal: Option<String>,
+        grace_ms: Option<u64>,
+    },
+    Resize {
+        id: String,
+        cols: u16,
+        rows: u16,
+    },
+}
+
+/// A command and its output form.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub command: Command,
+    /// `--json`: machine-readable output.
+    pub json: bool,
 }
 
 pub const USAGE: &str = "\
-usage: coven <command>
+usage: coven <command> [--json]
 
 commands:
-  daemon serve    run the daemon in the foreground on <COVEN_HOME>/coven.sock
-  help            show this text
-  version         show the version
+  daemon serve                      run the daemon in the foreground
+  health                            the daemon's health
+  sessions                          list sessions, newest first
+  show <id>                         one session
+  events <id> [--after SEQ]         a session's output (--json: event records)
+  input <id> <text>                 send text to a session's terminal
+  kill <id> [--signal SIG] [--grace MS]
+  resize <id> <cols> <rows>
+  help, version
+
+<id> may be any unique prefix of a session id.
 
 environment:
   COVEN_HOME      the daemon's home (default: $HOME/.coven)
@@ -23,14 +69,223 @@ environment:
 ";
 
 /// Parses the arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let args: Vec<String> = args.into_iter().collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        ["daemon", "serve"] => Ok(Command::Serve),
-        [] | ["help"] | ["--help"] | ["-h"] => Ok(Command::Help),
-        ["version"] | ["--version"] | ["-V"] => Ok(Command::Version),
-        _ => Err(format!("unknown command: {}", words.join(" "))),
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut words: Vec<String> = Vec::new();
+    let mut json = false;
+    let mut after = None;
+    let mut signal = None;
+    let mut grace_ms = None;
+    let number = |v: std::ffi::OsString, what: &str| -> Result<u64, String> {
+        v.into_string()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{what} must be a non-negative integer"))
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("json") => json = true,
+            Long("help") | Short('h') => words = vec!["help".into()],
+            Long("version") | Short('V') => words = vec!["version".into()],
+            Long("after") => {
+                after = Some(number(
+                    parser.value().map_err(|e| e.to_string())?,
+                    "--after",
+                )?)
+            }
+            Long("grace") => {
+                grace_ms = Some(number(
+                    parser.value().map_err(|e| e.to_string())?,
+                    "--grace",
+                )?)
+            }
+            Long("signal") => {
+                signal = Some(
+                    parser
+                        .value()
+                        .map_err(|e| e.to_string())?
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            }
+            Value(v) => words.push(
+                v.into_string()
+                    .map_err(|_| "arguments must be UTF-8".to_string())?,
+            ),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let id = |s: &str| s.to_owned();
+    let command = match w.as_slice() {
+        ["daemon", "serve"] => Command::Serve,
+        [] | ["help"] => Command::Help,
+        ["version"] => Command::Version,
+        ["health"] => Command::Health,
+        ["sessions"] => Command::Sessions,
+        ["show", s] => Command::Show { id: id(s) },
+        ["events", s] => Command::Events {
+            id: id(s),
+            after: after.unwrap_or(0),
+        },
+        ["input", s, text] => Command::Input {
+            id: id(s),
+            text: (*text).to_owned(),
+        },
+        ["kill", s] => Command::Kill {
+            id: id(s),
+            signal,
+            grace_ms,
+        },
+        ["resize", s, cols, rows] => Command::Resize {
+            id: id(s),
+            cols: cols
+                .parse()
+                .map_err(|_| "cols must be a number".to_string())?,
+            rows: rows
+                .parse()
+                .map_err(|_| "rows must be a number".to_string())?,
+        },
+        _ => return Err(format!("unknown command: {}", w.join(" "))),
+    };
+    Ok(Invocation { command, json })
+}
+
+fn print_json(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(out, "{v}")
+}
+
+/// Runs a client command, writing its output to `out`.
+pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Protocol(format!("writing output: {e}"));
+    match &inv.command {
+        Command::Health => {
+            let h = client.call("GET", "/api/v1/health", None)?;
+            if inv.json {
+                return print_json(out, &h).map_err(io);
+            }
+            let stats = &h["stats"];
+            writeln!(
+                out,
+                "ok {}  coven {}  pid {}  socket {}\nsessions {} live / {} total  connections {}",
+                h["apiVersion"].as_str().unwrap_or("?"),
+                h["covenVersion"].as_str().unwrap_or("?"),
+                h["daemon"]["pid"],
+                h["daemon"]["socket"].as_str().unwrap_or("?"),
+                stats["liveSessions"],
+                stats["sessions"],
+                stats["openConnections"],
+            )
+            .map_err(io)
+        }
+        Command::Sessions => {
+            let list = client.call("GET", "/api/v1/sessions", None)?;
+            if inv.json {
+                return print_json(out, &list).map_err(io);
+            }
+            writeln!(
+                out,
+                "{:<23} {:<9} {:<8} {:<20} TITLE",
+                "ID", "STATUS", "HARNESS", "CREATED"
+            )
+            .map_err(io)?;
+            for s in list.as_array().into_iter().flatten() {
+                let title: String = s["title"].as_str().unwrap_or("").chars().take(50).collect();
+                writeln!(
+                    out,
+                    "{:<23} {:<9} {:<8} {:<20} {}",
+                    s["id"].as_str().unwrap_or(""),
+                    s["status"].as_str().unwrap_or(""),
+                    s["harness"].as_str().unwrap_or(""),
+                    s["created_at"].as_str().unwrap_or(""),
+                    title.replace('\n', " ")
+                )
+                .map_err(io)?;
+            }
+            Ok(())
+        }
+        Command::Show { id } => {
+            let id = client.resolve_id(id)?;
+            let s = client.call("GET", &format!("/api/v1/sessions/{id}"), None)?;
+            if inv.json {
+                return print_json(out, &s).map_err(io);
+            }
+            for (k, v) in s.as_object().into_iter().flatten() {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                writeln!(out, "{k:<13} {v}").map_err(io)?;
+            }
+            Ok(())
+        }
+        Command::Events { id, after } => {
+            let id = client.resolve_id(id)?;
+            let mut cursor = *after;
+            loop {
+                let page = client.call(
+                    "GET",
+                    &format!("/api/v1/sessions/{id}/events?afterSeq={cursor}&limit=10000"),
+                    None,
+                )?;
+                for e in page["events"].as_array().into_iter().flatten() {
+                    if inv.json {
+                        print_json(out, e).map_err(io)?;
+                    } else if e["kind"] == "output" {
+                        let payload: Value =
+                            serde_json::from_str(e["payload_json"].as_str().unwrap_or("{}"))
+                                .unwrap_or(Value::Null);
+                        out.write_all(payload["data"].as_str().unwrap_or("").as_bytes())
+                            .map_err(io)?;
+                    }
+                    cursor = e["seq"].as_u64().unwrap_or(cursor);
+                }
+                if page["hasMore"] != true {
+                    return out.flush().map_err(io);
+                }
+            }
+        }
+        Command::Input { id, text } => {
+            let id = client.resolve_id(id)?;
+            let r = client.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/input"),
+                Some(&json!({ "data": text })),
+            )?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Kill {
+            id,
+            signal,
+            grace_ms,
+        } => {
+            let id = client.resolve_id(id)?;
+            let mut body = json!({});
+            if let Some(s) = signal {
+                body["signal"] = json!(s);
+            }
+            if let Some(g) = grace_ms {
+                body["graceMs"] = json!(g);
+            }
+            let r = client.call("POST", &format!("/api/v1/sessions/{id}/kill"), Some(&body))?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Resize { id, cols, rows } => {
+            let id = client.resolve_id(id)?;
+            let r = client.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/resize"),
+                Some(&json!({ "cols": cols, "rows": rows })),
+            )?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Serve | Command::Help | Command::Version => Ok(()),
+    }
+}
+
+fn accepted(out: &mut impl Write, json: bool, r: &Value) -> std::io::Result<()> {
+    if json {
+        print_json(out, r)
+    } else {
+        writeln!(out, "accepted")
     }
 }
 
@@ -38,14 +293,46 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
 mod tests {
     use super::*;
 
+    fn p(s: &str) -> Result<Invocation, String> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
     #[test]
     fn commands() {
-        let p = |s: &str| parse(s.split_whitespace().map(String::from));
-        assert_eq!(p("daemon serve"), Ok(Command::Serve));
-        assert_eq!(p("--help"), Ok(Command::Help));
-        assert_eq!(p(""), Ok(Command::Help));
-        assert_eq!(p("--version"), Ok(Command::Version));
+        assert_eq!(p("daemon serve").unwrap().command, Command::Serve);
+        assert_eq!(p("--help").unwrap().command, Command::Help);
+        assert_eq!(p("").unwrap().command, Command::Help);
+        assert_eq!(p("--version").unwrap().command, Command::Version);
         assert!(p("daemon").is_err());
         assert!(p("daemon serve extra").is_err());
+        let inv = p("events abc --after 7 --json").unwrap();
+        assert!(inv.json);
+        assert_eq!(
+            inv.command,
+            Command::Events {
+                id: "abc".into(),
+                after: 7
+            }
+        );
+        assert_eq!(
+            p("kill abc --signal INT --grace 500").unwrap().command,
+            Command::Kill {
+                id: "abc".into(),
+                signal: Some("INT".into()),
+                grace_ms: Some(500)
+            }
+        );
+        assert_eq!(
+            p("resize abc 100 40").unwrap().command,
+            Command::Resize {
+                id: "abc".into(),
+                cols: 100,
+                rows: 40
+            }
+        );
+        assert!(p("resize abc x 40").is_err());
+        assert!(p("events abc --after -1").is_err());
+        assert!(p("show").is_err());
+        assert!(p("bogus --nope").is_err());
     }
 }

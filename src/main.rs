@@ -31,14 +31,14 @@ fn serve() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
+    let inv = match cli::parse(std::env::args().skip(1)) {
+        Ok(inv) => inv,
         Err(e) => {
             eprintln!("coven: {e}\n\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };
-    match command {
+    match inv.command {
         Command::Help => {
             print!("{}", cli::USAGE);
             ExitCode::SUCCESS
@@ -54,5 +54,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        _ => {
+            let home = match coven_home() {
+                Ok(home) => home,
+                Err(e) => {
+                    eprintln!("coven: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let client = coven::client::Client::new(&home);
+            match cli::run(&client, &inv, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("coven: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

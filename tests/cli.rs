@@ -1,0 +1,100 @@
+//! The `coven` client commands against a real daemon.
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::Value;
+use support::*;
+
+fn coven(d: &Daemon, args: &[&str]) -> Output {
+    d.command().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn commands_read_and_drive_sessions() {
+    let d = Daemon::with_sessions("");
+    let id = d.launch("sh", "echo from-the-harness; read x; echo got $x; sleep 30")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.wait_output(&id, "from-the-harness");
+
+    let o = coven(&d, &["health"]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).starts_with("ok coven.daemon.v1"),
+        "{}",
+        stdout(&o)
+    );
+    let o = coven(&d, &["health", "--json"]);
+    let h: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(h["daemon"]["pid"], d.pid());
+
+    let o = coven(&d, &["sessions"]);
+    assert!(
+        stdout(&o).contains(&id) && stdout(&o).contains("running"),
+        "{}",
+        stdout(&o)
+    );
+    let o = coven(&d, &["sessions", "--json"]);
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+
+    // A unique prefix is enough.
+    let prefix = &id[..id.len() - 4];
+    let o = coven(&d, &["show", prefix, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["id"], id.as_str());
+
+    let o = coven(&d, &["input", &id, "typed\n"]);
+    assert_eq!(stdout(&o), "accepted\n");
+    d.wait_output(&id, "got typed");
+    let o = coven(&d, &["events", &id]);
+    assert!(
+        stdout(&o).contains("from-the-harness\r\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("got typed"));
+    let o = coven(&d, &["events", &id, "--json"]);
+    let records: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records, d.events(&id));
+    let after = records[0]["seq"].as_u64().unwrap().to_string();
+    let o = coven(&d, &["events", &id, "--json", "--after", &after]);
+    assert_eq!(stdout(&o).lines().count(), records.len() - 1);
+
+    let o = coven(&d, &["resize", &id, "100", "40"]);
+    assert!(o.status.success());
+    let o = coven(&d, &["kill", &id, "--signal", "KILL"]);
+    assert!(o.status.success());
+    d.wait_exit_event(&id);
+    assert_eq!(payload(&d.events(&id).pop().unwrap())["signal"], "KILL");
+}
+
+#[test]
+fn errors_and_exit_codes() {
+    let mut d = Daemon::with_sessions("");
+    let o = coven(&d, &["show", "no-such-session"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("session_not_found"));
+    let o = coven(&d, &["resize", "x", "wide", "40"]);
+    assert_eq!(o.status.code(), Some(2));
+    let done = d.launch("sh", "true")["id"].as_str().unwrap().to_owned();
+    d.wait_exit_event(&done);
+    let o = coven(&d, &["input", &done, "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("session_not_live"));
+    d.stop();
+    let o = coven(&d, &["health"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no daemon answers"));
+}
