@@ -14,7 +14,12 @@ pub enum Command {
     Serve,
     Help,
     Version,
+    DaemonStart,
+    DaemonStop,
+    DaemonStatus,
+    DaemonRestart,
     Health,
+    Harnesses,
     Sessions,
     Show {
         id: String,
@@ -22,6 +27,7 @@ pub enum Command {
     Events {
         id: String,
         after: u64,
+        follow: bool,
     },
     Input {
         id: String,
@@ -52,10 +58,15 @@ usage: coven <command> [--json]
 
 commands:
   daemon serve                      run the daemon in the foreground
+  daemon start | stop | status | restart
+                                    the daemon in the background (log: <COVEN_HOME>/daemon.log)
   health                            the daemon's health
+  harnesses                         harnesses and whether each is installed
   sessions                          list sessions, newest first
   show <id>                         one session
-  events <id> [--after SEQ]         a session's output (--json: event records)
+  events <id> [--after SEQ] [--follow]
+                                    a session's output (--json: event records);
+                                    --follow streams until the session ends
   input <id> <text>                 send text to a session's terminal
   kill <id> [--signal SIG] [--grace MS]
   resize <id> <cols> <rows>
@@ -77,6 +88,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let mut after = None;
     let mut signal = None;
     let mut grace_ms = None;
+    let mut follow = false;
     let number = |v: std::ffi::OsString, what: &str| -> Result<u64, String> {
         v.into_string()
             .ok()
@@ -86,6 +98,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("json") => json = true,
+            Long("follow") | Short('f') => follow = true,
             Long("help") | Short('h') => words = vec!["help".into()],
             Long("version") | Short('V') => words = vec!["version".into()],
             Long("after") => {
@@ -120,6 +133,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let id = |s: &str| s.to_owned();
     let command = match w.as_slice() {
         ["daemon", "serve"] => Command::Serve,
+        ["daemon", "start"] => Command::DaemonStart,
+        ["daemon", "stop"] => Command::DaemonStop,
+        ["daemon", "status"] => Command::DaemonStatus,
+        ["daemon", "restart"] => Command::DaemonRestart,
+        ["harnesses"] => Command::Harnesses,
         [] | ["help"] => Command::Help,
         ["version"] => Command::Version,
         ["health"] => Command::Health,
@@ -128,6 +146,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         ["events", s] => Command::Events {
             id: id(s),
             after: after.unwrap_or(0),
+            follow,
         },
         ["input", s, text] => Command::Input {
             id: id(s),
@@ -217,7 +236,47 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             }
             Ok(())
         }
-        Command::Events { id, after } => {
+        Command::Events {
+            id,
+            after,
+            follow: true,
+        } => {
+            let id = client.resolve_id(id)?;
+            let json = inv.json;
+            client.stream(
+                &format!("/api/v1/sessions/{id}/stream?afterSeq={after}"),
+                |e| {
+                    write_event(out, json, e)?;
+                    out.flush()
+                },
+            )
+        }
+        Command::Harnesses => {
+            let h = client.call("GET", "/api/v1/harnesses", None)?;
+            if inv.json {
+                return print_json(out, &h).map_err(io);
+            }
+            for x in h["harnesses"].as_array().into_iter().flatten() {
+                let id = x["id"].as_str().unwrap_or("");
+                let exe = x["executable"].as_str().unwrap_or("");
+                if x["available"] == true {
+                    writeln!(out, "{id:<10} {exe}").map_err(io)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{id:<10} not installed ({exe} is not on the daemon's PATH){}",
+                        install_hint(id)
+                    )
+                    .map_err(io)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Events {
+            id,
+            after,
+            follow: false,
+        } => {
             let id = client.resolve_id(id)?;
             let mut cursor = *after;
             loop {
@@ -277,7 +336,151 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             )?;
             accepted(out, inv.json, &r).map_err(io)
         }
-        Command::Serve | Command::Help | Command::Version => Ok(()),
+        Command::Serve
+        | Command::Help
+        | Command::Version
+        | Command::DaemonStart
+        | Command::DaemonStop
+        | Command::DaemonStatus
+        | Command::DaemonRestart => Ok(()),
+    }
+}
+
+/// An event as `events` prints it: the record (`--json`) or its output.
+fn write_event(out: &mut impl Write, json: bool, e: &Value) -> std::io::Result<()> {
+    if json {
+        return print_json(out, e);
+    }
+    if e["kind"] == "output" {
+        let payload: Value =
+            serde_json::from_str(e["payload_json"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+        out.write_all(payload["data"].as_str().unwrap_or("").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn install_hint(id: &str) -> &'static str {
+    match id {
+        "codex" => "; install: npm install -g @openai/codex",
+        "claude" => "; install: npm install -g @anthropic-ai/claude-code",
+        "copilot" => "; install: npm install -g @github/copilot",
+        _ => "",
+    }
+}
+
+/// How long `daemon start` waits for health, and `stop` for the exit.
+const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `daemon start | stop | status | restart`.
+pub fn lifecycle(
+    client: &Client,
+    command: &Command,
+    home: &std::path::Path,
+    exe: &std::path::Path,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
+    let running = || client.call("GET", "/api/v1/health", None).ok();
+    match command {
+        Command::DaemonStatus => match running() {
+            Some(h) => {
+                let d = &h["daemon"];
+                let up = d["startedAt"]
+                    .as_str()
+                    .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                writeln!(
+                    out,
+                    "running  pid {}  up {}s  socket {}  live sessions {}",
+                    d["pid"],
+                    up,
+                    d["socket"].as_str().unwrap_or("?"),
+                    h["stats"]["liveSessions"]
+                )
+                .map_err(io)
+            }
+            None => Err(ClientError::Unreachable(std::io::Error::other(
+                "not running",
+            ))),
+        },
+        Command::DaemonStart => {
+            if let Some(h) = running() {
+                return writeln!(out, "already running (pid {})", h["daemon"]["pid"]).map_err(io);
+            }
+            crate::home::prepare(home).map_err(io)?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(home.join("daemon.log"))
+                .map_err(io)?;
+            let mut cmd = std::process::Command::new(exe);
+            cmd.args(["daemon", "serve"])
+                .env("COVEN_HOME", home)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().map_err(io)?)
+                .stderr(log);
+            // SAFETY: setsid in the child only: detach from our terminal.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().map_err(io)?;
+            let start = std::time::Instant::now();
+            loop {
+                if let Some(h) = running() {
+                    return writeln!(out, "started (pid {})", h["daemon"]["pid"]).map_err(io);
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(ClientError::Protocol(format!(
+                        "the daemon exited at start ({status}); see {}",
+                        home.join("daemon.log").display()
+                    )));
+                }
+                if start.elapsed() > LIFECYCLE_WAIT {
+                    return Err(ClientError::Protocol(
+                        "the daemon did not answer in time".into(),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        Command::DaemonStop => {
+            let Some(h) = running() else {
+                return writeln!(out, "not running").map_err(io);
+            };
+            // Only the pid that health confirms gets the signal.
+            let pid = h["daemon"]["pid"].as_i64().unwrap_or(0) as i32;
+            let recorded = crate::home::read_info(home).map(|i| i.pid as i32);
+            if pid <= 0 || recorded != Some(pid) {
+                return Err(ClientError::Protocol(format!(
+                    "health names pid {pid}, daemon.json {recorded:?}: not signalling"
+                )));
+            }
+            let target = nix::unistd::Pid::from_raw(pid);
+            nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
+                .map_err(|e| io(e.into()))?;
+            let start = std::time::Instant::now();
+            while nix::sys::signal::kill(target, None).is_ok()
+                && client.call("GET", "/api/v1/health", None).is_ok()
+                || home.join("daemon.json").exists()
+            {
+                if start.elapsed() > LIFECYCLE_WAIT {
+                    return Err(ClientError::Protocol(format!(
+                        "pid {pid} did not stop in time"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            writeln!(out, "stopped (pid {pid})").map_err(io)
+        }
+        Command::DaemonRestart => {
+            lifecycle(client, &Command::DaemonStop, home, exe, out)?;
+            lifecycle(client, &Command::DaemonStart, home, exe, out)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -311,7 +514,8 @@ mod tests {
             inv.command,
             Command::Events {
                 id: "abc".into(),
-                after: 7
+                after: 7,
+                follow: false
             }
         );
         assert_eq!(

@@ -88,6 +88,64 @@ impl Client {
         })
     }
 
+    /// Follows a `text/event-stream` route, calling `on_event` with each
+    /// frame's record, until the daemon ends the stream.
+    pub fn stream(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&Value) -> io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: coven\r\n\r\n")
+            .map_err(ClientError::Unreachable)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        let mut in_body = false;
+        loop {
+            let n = s.read(&mut buf).map_err(ClientError::Unreachable)?;
+            if n == 0 {
+                return Ok(());
+            }
+            pending.extend_from_slice(&buf[..n]);
+            if !in_body {
+                let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                if !head.starts_with("HTTP/1.1 200") {
+                    // An error envelope: read it whole and report it.
+                    let mut rest = pending[end + 4..].to_vec();
+                    s.read_to_end(&mut rest).ok();
+                    let v: Value = serde_json::from_slice(&rest).unwrap_or(Value::Null);
+                    return Err(ClientError::Api {
+                        status: head
+                            .split(' ')
+                            .nth(1)
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0),
+                        code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                        message: v["error"]["message"]
+                            .as_str()
+                            .unwrap_or("request failed")
+                            .to_owned(),
+                    });
+                }
+                pending.drain(..end + 4);
+                in_body = true;
+            }
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = pending.drain(..end + 2).collect();
+                let frame = String::from_utf8_lossy(&frame);
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let v: Value = serde_json::from_str(data)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    on_event(&v)
+                        .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))?;
+                }
+            }
+        }
+    }
+
     /// A session id from a full id or a unique prefix of one.
     pub fn resolve_id(&self, given: &str) -> Result<String, ClientError> {
         let list = self.call("GET", "/api/v1/sessions", None)?;

@@ -63,7 +63,18 @@ fn main() -> ExitCode {
                 }
             };
             let client = coven::client::Client::new(&home);
-            match cli::run(&client, &inv, &mut std::io::stdout().lock()) {
+            let out = &mut std::io::stdout().lock();
+            let result = match inv.command {
+                Command::DaemonStart
+                | Command::DaemonStop
+                | Command::DaemonStatus
+                | Command::DaemonRestart => match std::env::current_exe() {
+                    Ok(exe) => cli::lifecycle(&client, &inv.command, &home, &exe, out),
+                    Err(e) => Err(coven::client::ClientError::Unreachable(e)),
+                },
+                _ => cli::run(&client, &inv, out),
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("coven: {e}");

@@ -98,3 +98,99 @@ fn errors_and_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no daemon answers"));
 }
+
+/// Kills whatever daemon a test started through the CLI, whatever happens.
+struct Reap(std::path::PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(self.0.join("daemon.json")) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                let pid = nix::unistd::Pid::from_raw(v["pid"].as_i64().unwrap_or(0) as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn daemon_lifecycle_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let _reap = Reap(home.clone());
+    let coven = |args: &[&str]| {
+        std::process::Command::new(coven_bin())
+            .args(args)
+            .env("COVEN_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let o = coven(&["daemon", "status"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = coven(&["daemon", "stop"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "not running\n");
+    let o = coven(&["daemon", "start"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("started (pid "));
+    let first: Value =
+        serde_json::from_slice(&std::fs::read(home.join("daemon.json")).unwrap()).unwrap();
+    let o = coven(&["daemon", "start"]);
+    assert_eq!(
+        stdout(&o),
+        format!("already running (pid {})\n", first["pid"])
+    );
+    let o = coven(&["daemon", "status"]);
+    assert!(
+        stdout(&o).starts_with(&format!("running  pid {}", first["pid"])),
+        "{}",
+        stdout(&o)
+    );
+    let o = coven(&["daemon", "restart"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second: Value =
+        serde_json::from_slice(&std::fs::read(home.join("daemon.json")).unwrap()).unwrap();
+    assert_ne!(first["pid"], second["pid"]);
+    let o = coven(&["daemon", "stop"]);
+    assert_eq!(stdout(&o), format!("stopped (pid {})\n", second["pid"]));
+    assert!(!home.join("coven.sock").exists());
+    assert!(!home.join("daemon.json").exists());
+    assert!(std::fs::read_to_string(home.join("daemon.log"))
+        .unwrap()
+        .contains("listening on"));
+}
+
+#[test]
+fn follow_and_harnesses() {
+    let d = Daemon::with_sessions("");
+    let id = d.launch("sh", "echo first; sleep 0.3; echo second")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = coven(&d, &["events", &id, "--follow"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "first\r\nsecond\r\n");
+    let o = coven(&d, &["events", &id, "--follow", "--json"]);
+    let kinds: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("exit"));
+    let o = coven(&d, &["harnesses"]);
+    let text = stdout(&o);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sh ") && l.ends_with("/bin/sh")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("broken") && l.contains("not installed")),
+        "{text}"
+    );
+}
