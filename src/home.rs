@@ -2,7 +2,7 @@
 //! socket, and `daemon.json`. Everything here runs once at start or stop.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -90,17 +90,8 @@ pub fn read_info(home: &Path) -> Option<DaemonInfo> {
 
 /// Writes `daemon.json` atomically: a temporary file, then a rename.
 pub fn write_info(home: &Path, info: &DaemonInfo) -> io::Result<()> {
-    let tmp = home.join("daemon.json.tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
     let text = serde_json::to_vec(info).map_err(io::Error::other)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    fs::rename(&tmp, info_path(home))
+    crate::journal::write_atomic(home, "daemon.json", &text, true)
 }
 
 /// Binds the listening socket at `path` with mode 0600 from the first

@@ -481,9 +481,10 @@ impl Journal {
     }
 }
 
-/// Replaces `<dir>/meta.json` atomically; `sync` also makes it durable.
-pub fn write_meta(dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let tmp = dir.join("meta.json.tmp");
+/// Replaces `<dir>/<name>` atomically (a 0600 temp file, then a rename);
+/// `sync` also makes it durable (file and directory fsynced).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -494,11 +495,16 @@ pub fn write_meta(dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     if sync {
         file.sync_all()?;
     }
-    fs::rename(&tmp, dir.join("meta.json"))?;
+    fs::rename(&tmp, dir.join(name))?;
     if sync {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Replaces `<dir>/meta.json` atomically.
+pub fn write_meta(dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    write_atomic(dir, "meta.json", bytes, sync)
 }
 
 pub fn read_meta(dir: &Path) -> io::Result<Vec<u8>> {

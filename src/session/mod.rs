@@ -147,6 +147,42 @@ pub struct Session {
 }
 
 impl Session {
+    /// A record-less session: no process, no events. Callers fill in the
+    /// record fields with struct update syntax.
+    fn new(key: usize, ring: Ring, journal: Option<Journal>) -> Session {
+        Session {
+            id: Box::default(),
+            project_root: String::new(),
+            cwd: String::new(),
+            harness: String::new(),
+            title: String::new(),
+            status: Status::Running,
+            exit_code: None,
+            created_at: [0; 20],
+            updated_at: [0; 20],
+            pid: None,
+            pgid: 0,
+            master: None,
+            readable: false,
+            writable: false,
+            eof: false,
+            exit: None,
+            tail: [0; 3],
+            tail_len: 0,
+            input: Vec::new(),
+            input_written: 0,
+            escalate_at: None,
+            drain_until: None,
+            armed: None,
+            first_seq: 0,
+            ring,
+            journal,
+            history_cut: false,
+            key,
+            touched: false,
+        }
+    }
+
     pub fn is_live(&self) -> bool {
         self.status == Status::Running || (self.status == Status::Killed && self.master.is_some())
     }
@@ -499,26 +535,11 @@ impl Sessions {
             exit_code: meta.exit_code,
             created_at,
             updated_at,
-            pid: None,
-            pgid: 0,
-            master: None,
-            readable: false,
-            writable: false,
-            eof: true,
-            exit: None,
-            tail: [0; 3],
-            tail_len: 0,
-            input: Vec::new(),
-            input_written: 0,
-            escalate_at: None,
-            drain_until: None,
-            armed: None,
             first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
-            ring,
-            journal,
             history_cut: meta.history_cut,
-            key,
-            touched: false,
+            // Loaded sessions have no process: nothing more will be read.
+            eof: true,
+            ..Session::new(key, ring, journal)
         });
         self.by_id.insert(meta.id.into_boxed_str(), key);
         Ok(last_seq)
@@ -752,26 +773,7 @@ impl Sessions {
             exit_code: None,
             created_at: now,
             updated_at: now,
-            pid: None,
-            pgid: 0,
-            master: None,
-            readable: false,
-            writable: false,
-            eof: false,
-            exit: None,
-            tail: [0; 3],
-            tail_len: 0,
-            input: Vec::new(),
-            input_written: 0,
-            escalate_at: None,
-            drain_until: None,
-            armed: None,
-            first_seq: 0,
-            ring: Ring::new(self.limits.ring_bytes),
-            journal,
-            history_cut: false,
-            key,
-            touched: false,
+            ..Session::new(key, Ring::new(self.limits.ring_bytes), journal)
         });
         self.by_id.insert(id, key);
         save_meta(&self.root, &self.list[key], true);
