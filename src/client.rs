@@ -67,25 +67,45 @@ impl Client {
         let (head, body) = text
             .split_once("\r\n\r\n")
             .ok_or_else(|| ClientError::Protocol("no response head".into()))?;
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::Protocol("no status".into()))?;
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if (200..300).contains(&status) {
-            return Ok(value);
+        let status = status_of(head)?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, body.as_bytes()));
         }
-        let err = &value["error"];
-        Err(ClientError::Api {
-            status,
-            code: err["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: err["message"]
-                .as_str()
-                .unwrap_or("request failed")
-                .to_owned(),
-        })
+        serde_json::from_str(body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Opens a `text/event-stream` route: the socket, and any body bytes
+    /// read past the response head; the envelope as an error otherwise.
+    pub fn open_stream(&self, path: &str) -> Result<(UnixStream, Vec<u8>), ClientError> {
+        let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: coven\r\n\r\n")
+            .map_err(ClientError::Unreachable)?;
+        let mut buf = [0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = s.read(&mut buf).map_err(ClientError::Unreachable)?;
+            if n == 0 {
+                return Err(ClientError::Unreachable(
+                    io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            pending.extend_from_slice(&buf[..n]);
+            let Some(end) = memchr::memmem::find(&pending, b"\r\n\r\n") else {
+                if pending.len() > 64 * 1024 {
+                    return Err(ClientError::Protocol("response head too long".into()));
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let status = status_of(&head)?;
+            let mut body = pending.split_off(end + 4);
+            if status != 200 {
+                // An error envelope: read it whole and report it.
+                s.read_to_end(&mut body).map_err(ClientError::Unreachable)?;
+                return Err(api_error(status, &body));
+            }
+            return Ok((s, body));
+        }
     }
 
     /// Follows a `text/event-stream` route, calling `on_event` with each
@@ -95,54 +115,20 @@ impl Client {
         path: &str,
         mut on_event: impl FnMut(&Value) -> io::Result<()>,
     ) -> Result<(), ClientError> {
-        let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: coven\r\n\r\n")
-            .map_err(ClientError::Unreachable)?;
+        let (mut s, body) = self.open_stream(path)?;
+        let mut frames = SseDecoder::default();
+        frames.feed(&body);
         let mut buf = vec![0u8; 64 * 1024];
-        let mut pending: Vec<u8> = Vec::new();
-        let mut in_body = false;
         loop {
+            while let Some(record) = frames.next_record() {
+                on_event(&record?)
+                    .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))?;
+            }
             let n = s.read(&mut buf).map_err(ClientError::Unreachable)?;
             if n == 0 {
                 return Ok(());
             }
-            pending.extend_from_slice(&buf[..n]);
-            if !in_body {
-                let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                if !head.starts_with("HTTP/1.1 200") {
-                    // An error envelope: read it whole and report it.
-                    let mut rest = pending[end + 4..].to_vec();
-                    s.read_to_end(&mut rest).ok();
-                    let v: Value = serde_json::from_slice(&rest).unwrap_or(Value::Null);
-                    return Err(ClientError::Api {
-                        status: head
-                            .split(' ')
-                            .nth(1)
-                            .and_then(|c| c.parse().ok())
-                            .unwrap_or(0),
-                        code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                        message: v["error"]["message"]
-                            .as_str()
-                            .unwrap_or("request failed")
-                            .to_owned(),
-                    });
-                }
-                pending.drain(..end + 4);
-                in_body = true;
-            }
-            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-                let frame: Vec<u8> = pending.drain(..end + 2).collect();
-                let frame = String::from_utf8_lossy(&frame);
-                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                    let v: Value = serde_json::from_str(data)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    on_event(&v)
-                        .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))?;
-                }
-            }
+            frames.feed(&buf[..n]);
         }
     }
 
@@ -169,6 +155,86 @@ impl Client {
                 code: "invalid_request".into(),
                 message: format!("{given:?} matches {} sessions", many.len()),
             }),
+        }
+    }
+}
+
+fn status_of(head: &str) -> Result<u16, ClientError> {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Protocol("no status in the response".into()))
+}
+
+/// The error an envelope carries (or a generic one if the body is not one).
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let err = &value["error"];
+    ClientError::Api {
+        status,
+        code: err["code"].as_str().unwrap_or("unknown").to_owned(),
+        message: err["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned(),
+    }
+}
+
+/// Splits a `text/event-stream` body into the records its `data:` lines
+/// carry. Frames without data (heartbeat comments) are skipped.
+#[derive(Default)]
+pub struct SseDecoder {
+    pending: Vec<u8>,
+    /// Where the unread part of `pending` starts.
+    start: usize,
+}
+
+impl SseDecoder {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.pending.drain(..self.start);
+            self.start = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame's record, if one has arrived.
+    pub fn next_record(&mut self) -> Option<Result<Value, ClientError>> {
+        loop {
+            let rest = &self.pending[self.start..];
+            let end = memchr::memmem::find(rest, b"\n\n")?;
+            let frame = &rest[..end];
+            self.start += end + 2;
+            let data = frame
+                .split(|&b| b == b'\n')
+                .find_map(|l| l.strip_prefix(b"data:"));
+            if let Some(data) = data {
+                let data = data.strip_prefix(b" ").unwrap_or(data);
+                return Some(
+                    serde_json::from_slice(data).map_err(|e| ClientError::Protocol(e.to_string())),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_frames_split_anywhere() {
+        let text = b": heartbeat\n\nid: e1\ndata: {\"seq\":1}\n\nid: e2\ndata: {\"seq\":2}\n\n";
+        for cut in 0..text.len() {
+            let mut d = SseDecoder::default();
+            let mut seqs = Vec::new();
+            for part in [&text[..cut], &text[cut..]] {
+                d.feed(part);
+                while let Some(r) = d.next_record() {
+                    seqs.push(r.unwrap()["seq"].as_u64().unwrap());
+                }
+            }
+            assert_eq!(seqs, [1, 2], "cut at {cut}");
         }
     }
 }

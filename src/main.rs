@@ -33,14 +33,18 @@ fn serve() -> Result<(), String> {
 fn main() -> ExitCode {
     let inv = match cli::parse(std::env::args().skip(1)) {
         Ok(inv) => inv,
+        Err(e) if e.contains("usage:") => {
+            eprintln!("coven: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("coven: {e}\n\n{}", cli::USAGE);
+            eprintln!("coven: {e}\n(coven help lists the commands)");
             return ExitCode::from(2);
         }
     };
     match inv.command {
-        Command::Help => {
-            print!("{}", cli::USAGE);
+        Command::Help(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Command::Version => {
@@ -64,18 +68,22 @@ fn main() -> ExitCode {
             };
             let client = coven::client::Client::new(&home);
             let out = &mut std::io::stdout().lock();
-            let result = match inv.command {
+            let result = match &inv.command {
+                Command::Run(args) => coven::attach::run(&client, args, inv.json, out),
+                Command::Attach { id } => client
+                    .resolve_id(id)
+                    .and_then(|id| coven::attach::attach(&client, &id, true)),
                 Command::DaemonStart
                 | Command::DaemonStop
                 | Command::DaemonStatus
                 | Command::DaemonRestart => match std::env::current_exe() {
-                    Ok(exe) => cli::lifecycle(&client, &inv.command, &home, &exe, out),
+                    Ok(exe) => cli::lifecycle(&client, &inv.command, &home, &exe, out).map(|()| 0),
                     Err(e) => Err(coven::client::ClientError::Unreachable(e)),
                 },
-                _ => cli::run(&client, &inv, out),
+                _ => cli::run(&client, &inv, out).map(|()| 0),
             };
             match result {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("coven: {e}");
                     ExitCode::FAILURE

@@ -194,3 +194,52 @@ fn follow_and_harnesses() {
         "{text}"
     );
 }
+
+#[test]
+fn help_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let coven = |args: &[&str]| {
+        std::process::Command::new(coven_bin())
+            .args(args)
+            .env("COVEN_HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    for cmd in [
+        "daemon",
+        "health",
+        "harnesses",
+        "run",
+        "attach",
+        "sessions",
+        "show",
+        "events",
+        "input",
+        "kill",
+        "resize",
+    ] {
+        let o = coven(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd}");
+        assert!(
+            stdout(&o).starts_with(&format!("usage: coven {cmd}")),
+            "{cmd}: {}",
+            stdout(&o)
+        );
+        assert_eq!(coven(&["help", cmd]).stdout, o.stdout);
+    }
+    let o = coven(&["--help"]);
+    assert!(stdout(&o).contains("attach <id>"));
+    // An option that does not apply, wrong arguments, an unknown command.
+    for args in [
+        &["health", "--after", "3"][..],
+        &["show"],
+        &["help", "bogus"],
+        &["bogus"],
+    ] {
+        let o = coven(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty());
+    }
+    let o = coven(&["show"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("usage: coven show"));
+}
