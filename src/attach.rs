@@ -12,7 +12,7 @@
 //! way out returns through `attach`, which restores the terminal (the raw-mode
 //! guard also restores it while a panic unwinds).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -163,7 +163,7 @@ pub fn attach(client: &Client, id: &str, drop_replies: bool) -> Result<u8, Clien
         &mut screen,
         drop_replies && raw.is_some(),
     );
-    screen.restore(raw.is_some());
+    screen.restore(io::stdout().is_terminal());
     drop(raw);
     let end = result?;
     let lead = if screen.at_line_start { "" } else { "\n" };
@@ -291,7 +291,7 @@ fn follow(
                         return Ok(end);
                     }
                 }
-                return Ok(End::DaemonGone(gone));
+                return Ok(ended_without_exit(client, id, gone));
             }
         }
 
@@ -327,6 +327,19 @@ fn follow(
                 return Ok(End::Detached);
             }
         }
+    }
+}
+
+/// The stream ended with no `exit` event: a session that failed to spawn
+/// or was orphaned by a crash has none, so its record says how it ended.
+/// If the daemon cannot say, it is gone.
+fn ended_without_exit(client: &Client, id: &str, why: String) -> End {
+    match client.call("GET", &format!("/api/v1/sessions/{id}"), None) {
+        Ok(s) if s["status"] != "running" => End::Exited(json!({
+            "status": s["status"],
+            "exitCode": s["exit_code"],
+        })),
+        _ => End::DaemonGone(why),
     }
 }
 

@@ -317,4 +317,27 @@ fn run_detached_and_attach_without_a_terminal() {
     assert_eq!(record["status"], "running");
     let o = d.command().args(["run", "cat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
+
+    // A harness that cannot start: run says why; attach ends with its status.
+    let o = d
+        .command()
+        .args(["run", "broken", "--root", root, "p"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pty_spawn_failed"));
+    let failed = d.get("/api/v1/sessions").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = d
+        .command()
+        .args(["attach", &failed])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("session {failed} failed")), "{err}");
 }
