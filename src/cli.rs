@@ -102,7 +102,7 @@ const HELP: &[(&str, &str)] = &[
     (
         "daemon",
         "\
-usage: coven daemon serve | start | stop | status | restart
+usage: coven daemon serve | start | stop | status | restart [--json]
 
   serve     run the daemon in the foreground, logging to stderr
   start     start it in the background (log: <COVEN_HOME>/daemon.log) and wait
@@ -110,7 +110,8 @@ usage: coven daemon serve | start | stop | status | restart
   stop      send SIGTERM to the daemon (only to the pid that both health and
             daemon.json name) and wait until it is gone; it kills its running
             sessions first. Succeeds, saying \"not running\", when none runs
-  status    pid, uptime, socket and live sessions; exits 1 when none runs
+  status    pid, uptime, socket and live sessions (--json: as one object);
+            exits 1 when none runs
   restart   stop, then start
 ",
     ),
@@ -577,14 +578,14 @@ const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// `daemon start | stop | status | restart`.
 pub fn lifecycle(
     client: &Client,
-    command: &Command,
+    inv: &Invocation,
     home: &std::path::Path,
     exe: &std::path::Path,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
     let running = || client.call("GET", "/api/v1/health", None).ok();
-    match command {
+    match &inv.command {
         Command::DaemonStatus => match running() {
             Some(h) => {
                 let d = &h["daemon"];
@@ -593,6 +594,17 @@ pub fn lifecycle(
                     .and_then(|t| humantime::parse_rfc3339(t).ok())
                     .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
                     .map_or(0, |d| d.as_secs());
+                if inv.json {
+                    let status = json!({
+                        "running": true,
+                        "pid": d["pid"],
+                        "startedAt": d["startedAt"],
+                        "uptimeSeconds": up,
+                        "socket": d["socket"],
+                        "liveSessions": h["stats"]["liveSessions"],
+                    });
+                    return print_json(out, &status).map_err(io);
+                }
                 writeln!(
                     out,
                     "running  pid {}  up {}s  socket {}  live sessions {}",
@@ -680,8 +692,12 @@ pub fn lifecycle(
             writeln!(out, "stopped (pid {pid})").map_err(io)
         }
         Command::DaemonRestart => {
-            lifecycle(client, &Command::DaemonStop, home, exe, out)?;
-            lifecycle(client, &Command::DaemonStart, home, exe, out)
+            let step = |command| Invocation {
+                command,
+                json: inv.json,
+            };
+            lifecycle(client, &step(Command::DaemonStop), home, exe, out)?;
+            lifecycle(client, &step(Command::DaemonStart), home, exe, out)
         }
         _ => Ok(()),
     }

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
                 | Command::DaemonStop
                 | Command::DaemonStatus
                 | Command::DaemonRestart => match std::env::current_exe() {
-                    Ok(exe) => cli::lifecycle(&client, &inv.command, &home, &exe, out).map(|()| 0),
+                    Ok(exe) => cli::lifecycle(&client, &inv, &home, &exe, out).map(|()| 0),
                     Err(e) => Err(coven::client::ClientError::Unreachable(e)),
                 },
                 _ => cli::run(&client, &inv, out).map(|()| 0),

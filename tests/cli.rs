@@ -146,6 +146,10 @@ fn daemon_lifecycle_commands() {
         "{}",
         stdout(&o)
     );
+    let o = coven(&["daemon", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status["pid"], first["pid"]);
+    assert_eq!(status["liveSessions"], 0);
     let o = coven(&["daemon", "restart"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let second: Value =
