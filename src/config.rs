@@ -9,7 +9,8 @@
 //! ```json
 //! { "limits": { "maxHeadBytes": 16384, "maxHeaders": 64, "maxBodyBytes": 1048576,
 //!               "headTimeoutMs": 10000, "idleTimeoutMs": 60000, "maxConnections": 1024,
-//!               "maxQueuedResponseBytes": 262144, "shutdownGraceMs": 2000,
+//!               "maxQueuedResponseBytes": 262144, "maxBufferedBytes": 67108864,
+//!               "shutdownGraceMs": 2000,
 //!               "maxLiveSessions": 256, "ringBytes": 262144, "inputQueueBytes": 262144,
 //!               "killGraceMs": 3000, "journalBytesPerSession": 268435456,
 //!               "journalBytesTotal": 4294967296 },
@@ -36,6 +37,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_queued_response_bytes: usize,
+    /// All connections' buffers together, past 128 KiB each; past it, a
+    /// request that would need more is a 503.
+    pub max_buffered_bytes: usize,
     /// How long in-flight responses may take to finish at shutdown.
     pub shutdown_grace: Duration,
     /// Sessions running at once; the next launch is a 503.
@@ -62,6 +66,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             max_queued_response_bytes: 256 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(2),
             max_live_sessions: 256,
             ring_bytes: 256 * 1024,
@@ -96,6 +101,7 @@ impl Limits {
             head_timeout: self.head_timeout,
             idle_timeout: self.idle_timeout,
             linger: Duration::from_secs(2),
+            max_buffered_bytes: self.max_buffered_bytes,
         }
     }
 }
@@ -233,6 +239,7 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
             "maxQueuedResponseBytes" => {
                 limits.max_queued_response_bytes = int(4096, 64 * MIB)? as usize
             }
+            "maxBufferedBytes" => limits.max_buffered_bytes = int(MIB, 1 << 40)? as usize,
             "shutdownGraceMs" => limits.shutdown_grace = ms(int(0, 60_000)?),
             "maxLiveSessions" => limits.max_live_sessions = int(1, 100_000)? as usize,
             "ringBytes" => limits.ring_bytes = int(4096, 1024 * MIB)? as usize,

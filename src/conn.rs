@@ -33,13 +33,16 @@ pub struct ConnLimits {
     /// Queued response bytes past which no further pipelined request is
     /// dispatched and nothing more is read.
     pub max_queued_bytes: usize,
-    /// From a head's first byte to its blank line.
+    /// From a request's first byte to its last (head and body).
     pub head_timeout: Duration,
     /// Without any progress, read or write.
     pub idle_timeout: Duration,
     /// After a final response, how long unread input is still discarded
     /// before closing (so the client reads our answer, not a reset).
     pub linger: Duration,
+    /// What all connections together may hold in buffers past
+    /// `FREE_BYTES` each (the reactor keeps the count).
+    pub max_buffered_bytes: usize,
 }
 
 /// Bytes read per `read` call at least, and a fresh input buffer's size.
@@ -52,6 +55,10 @@ const MAX_POOLED: usize = 16;
 const READS_PER_TURN: usize = 16;
 /// Discarded bytes while lingering before giving up on the peer.
 const MAX_LINGER_BYTES: usize = 1024 * 1024;
+/// Bytes each connection may hold in its buffers without drawing on the
+/// budget all connections share (`Cx::budget`): room for any head, a small
+/// body or answer, and a stream's queue.
+pub const FREE_BYTES: usize = 128 * 1024;
 /// A stream's queued output is refilled below half of this and filled up to
 /// about this: the most a stream ever holds for a reader that stops reading.
 pub const STREAM_BUDGET_BYTES: usize = 64 * 1024;
@@ -125,8 +132,10 @@ impl Input {
         self.end = 0;
     }
     /// Room to read into: at least `READ_CHUNK` bytes, compacting or
-    /// growing as needed.
-    fn spare(&mut self, pools: &mut Pools) -> &mut [u8] {
+    /// growing as needed. `want`: the size the request being read needs in
+    /// all, when its head said (the buffer grows to exactly that rather
+    /// than doubling). None when growing would pass `cap` bytes.
+    fn spare(&mut self, pools: &mut Pools, want: Option<usize>, cap: usize) -> Option<&mut [u8]> {
         if self.data.is_empty() {
             self.data = pools.take_input();
         }
@@ -137,11 +146,18 @@ impl Input {
                 self.start = 0;
             }
             if self.data.len() - self.end < READ_CHUNK {
-                let grown = (self.data.len() * 2).max(self.end + READ_CHUNK);
-                self.data.resize(grown, 0);
+                let need = self.end + READ_CHUNK;
+                if need > cap {
+                    return None;
+                }
+                let grown = match want {
+                    Some(w) => w.max(need),
+                    None => (self.data.len() * 2).max(need),
+                };
+                self.data.resize(grown.min(cap), 0);
             }
         }
-        &mut self.data[self.end..]
+        Some(&mut self.data[self.end..])
     }
 }
 
@@ -183,6 +199,9 @@ pub struct Cx<'a, S: Service> {
     /// Scratch for a response body, reused across requests.
     pub body: &'a mut Vec<u8>,
     pub now: Instant,
+    /// Bytes past `FREE_BYTES` this connection may hold in its buffers: the
+    /// shared budget less what the other connections hold past theirs.
+    pub budget: usize,
 }
 
 pub struct Conn<T> {
@@ -203,7 +222,8 @@ pub struct Conn<T> {
     peer_eof: bool,
     /// Dispatch stopped at the output cap with requests still buffered.
     stalled: bool,
-    /// When the first byte of a still-incomplete head arrived.
+    /// When the first byte of a still-incomplete request (head and body)
+    /// arrived.
     head_started: Option<Instant>,
     /// Last read or write progress.
     last_active: Instant,
@@ -265,6 +285,22 @@ impl<T: Socket> Conn<T> {
     /// Bytes this connection holds in buffers (for accounting and tests).
     pub fn buffer_bytes(&self) -> usize {
         self.input.data.len() + self.output.capacity()
+    }
+
+    /// What this connection holds past `FREE_BYTES`: its draw on the budget.
+    pub fn bytes_over_free(&self) -> usize {
+        self.buffer_bytes().saturating_sub(FREE_BYTES)
+    }
+
+    /// The input buffer size the request being read needs, when known.
+    fn body_want(&self) -> Option<usize> {
+        match &self.state {
+            State::Body { head, .. } => match head.framing {
+                Framing::Length(n) => Some(head.len + n),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// The daemon is stopping: a long poll answers now, a stream runs to its
@@ -347,7 +383,8 @@ impl<T: Socket> Conn<T> {
             return;
         }
         self.state = State::Head { scanned: 0 };
-        self.write_reply(cx, reply, persist, head_only);
+        // A long poll is a GET: safe to answer "retry" instead.
+        self.write_reply(cx, reply, persist, head_only, true);
         self.process(cx);
     }
 
@@ -360,6 +397,12 @@ impl<T: Socket> Conn<T> {
             return;
         }
         let budget = STREAM_BUDGET_BYTES - self.queued();
+        if self.written > 0 {
+            // A reader that always leaves some bytes unread must not make
+            // the buffer keep what it already took.
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
         let out = self.output_buf(cx.pools);
         let before = out.len();
         let fill = cx.service.stream(&mut hold, out, budget);
@@ -459,7 +502,14 @@ impl<T: Socket> Conn<T> {
                 break Step::Yield;
             }
             reads += 1;
-            let spare = self.input.spare(cx.pools);
+            let cap = (FREE_BYTES + cx.budget).saturating_sub(self.output.capacity());
+            let want = self.body_want();
+            let Some(spare) = self.input.spare(cx.pools, want, cap) else {
+                // Every connection together holds what the daemon allows:
+                // this request is turned away rather than buffered.
+                self.fail(cx, crate::http::Error::BUSY);
+                continue;
+            };
             let room = spare.len();
             match self.sock.read(spare) {
                 Ok(0) => {
@@ -553,8 +603,8 @@ impl<T: Socket> Conn<T> {
                         }
                         Err(err) => return self.fail(cx, err),
                         Ok(HeadStatus::Complete(head)) => {
-                            self.head_started = None;
                             if head.framing == Framing::None {
+                                self.head_started = None;
                                 let len = head.len;
                                 self.respond(cx, &head, len..len);
                                 self.input.consume(len);
@@ -595,6 +645,7 @@ impl<T: Socket> Conn<T> {
                         },
                     };
                     let head = head.clone();
+                    self.head_started = None;
                     self.respond(cx, &head, body);
                     self.input.consume(end);
                     if matches!(self.state, State::Body { .. }) {
@@ -663,18 +714,36 @@ impl<T: Socket> Conn<T> {
                     self.fill(cx);
                 }
             }
-            None => self.write_reply(cx, reply, persist, head_only),
+            None => {
+                let safe = matches!(head.method, Method::Get | Method::Head);
+                self.write_reply(cx, reply, persist, head_only, safe)
+            }
         }
     }
 
     /// Queues a complete response whose body the service wrote to `cx.body`.
+    /// When queueing it would take this connection past what the shared
+    /// budget leaves it, the answer to a `safe` request (one that changed
+    /// nothing) becomes a 503 to retry; any other is queued regardless,
+    /// since what it did is done and its answer is small.
     fn write_reply<S: Service>(
         &mut self,
         cx: &mut Cx<'_, S>,
-        reply: Reply,
+        mut reply: Reply,
         persist: Persist,
         head_only: bool,
+        safe: bool,
     ) {
+        const MAX_HEAD: usize = 512;
+        let needed = self.output.len() + MAX_HEAD + cx.body.len();
+        if safe
+            && !head_only
+            && needed > self.output.capacity()
+            && needed + self.input.data.len() > FREE_BYTES + cx.budget
+        {
+            cx.body.clear();
+            reply = cx.service.framing_error(crate::http::Error::BUSY, cx.body);
+        }
         let out = self.output_buf(cx.pools);
         encode::head(
             out,
@@ -769,6 +838,9 @@ mod tests {
             body.extend_from_slice(req.query);
             body.push(b' ');
             body.extend_from_slice(req.body);
+            if req.path == b"/big" {
+                body.resize(300 * 1024, b'.');
+            }
             Reply::new(200)
         }
         fn framing_error(&mut self, err: Error, body: &mut Vec<u8>) -> Reply {
@@ -783,6 +855,11 @@ mod tests {
 
     /// Runs a connection over `reads` (then EOF) and returns what it wrote.
     fn run(reads: Vec<Vec<u8>>) -> Vec<u8> {
+        run_with_budget(reads, limits().max_buffered_bytes)
+    }
+
+    /// `run`, with `budget` bytes past `FREE_BYTES` left to the connection.
+    fn run_with_budget(reads: Vec<Vec<u8>>, budget: usize) -> Vec<u8> {
         let now = Instant::now();
         let limits = limits();
         let mut pools = Pools::default();
@@ -805,6 +882,7 @@ mod tests {
                 limits: &limits,
                 body: &mut body,
                 now,
+                budget,
             };
             match conn.on_ready(&mut cx) {
                 Step::Yield => continue,
@@ -911,10 +989,96 @@ mod tests {
             limits: &limits,
             body: &mut body,
             now,
+            budget: limits.max_buffered_bytes,
         };
         assert_eq!(conn.on_ready(&mut cx), Step::Wait);
         assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
         assert_eq!(conn.buffer_bytes(), 0);
         assert_eq!(conn.deadline(&limits), now + limits.idle_timeout);
+    }
+
+    fn status_lines(out: &[u8]) -> Vec<String> {
+        // Bodies are not CRLF-terminated: find each status line anywhere.
+        let text = String::from_utf8_lossy(out);
+        text.match_indices("HTTP/1.1 ")
+            .map(|(at, _)| {
+                let line = &text[at..];
+                line[..line.find("\r\n").unwrap_or(line.len())].to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shared_budget_turns_away_big_bodies_and_safe_big_answers() {
+        let big_body = |n: usize| {
+            let mut r = format!("POST /b HTTP/1.1\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+            r.resize(r.len() + n, b'x');
+            r
+        };
+        // Within the free allowance, no budget is needed.
+        let out = run_with_budget(vec![big_body(64 * 1024)], 0);
+        assert_eq!(status_lines(&out), ["HTTP/1.1 200 OK"]);
+        // Past it, with none left: 503, and the connection closes.
+        let out = run_with_budget(
+            vec![big_body(FREE_BYTES), b"GET /a HTTP/1.1\r\n\r\n".to_vec()],
+            0,
+        );
+        assert_eq!(status_lines(&out), ["HTTP/1.1 503 Service Unavailable"]);
+        // With budget left, the same request is served.
+        let out = run_with_budget(vec![big_body(FREE_BYTES)], FREE_BYTES);
+        assert_eq!(status_lines(&out), ["HTTP/1.1 200 OK"]);
+
+        // A big answer to a GET becomes a 503 to retry, on a connection
+        // that stays open; a POST's is sent anyway (what it did is done).
+        let reqs = b"GET /big HTTP/1.1\r\n\r\nPOST /big HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET /a HTTP/1.1\r\n\r\n";
+        let out = run_with_budget(vec![reqs.to_vec()], 0);
+        assert_eq!(
+            status_lines(&out),
+            [
+                "HTTP/1.1 503 Service Unavailable",
+                "HTTP/1.1 200 OK",
+                "HTTP/1.1 200 OK"
+            ]
+        );
+        let out = run_with_budget(vec![reqs.to_vec()], 1024 * 1024);
+        assert_eq!(status_lines(&out), ["HTTP/1.1 200 OK"; 3]);
+    }
+
+    #[test]
+    fn a_known_length_body_gets_a_buffer_of_its_size() {
+        let now = Instant::now();
+        let limits = limits();
+        let mut pools = Pools::default();
+        let mut body = Vec::new();
+        let head = b"POST /b HTTP/1.1\r\nContent-Length: 500000\r\n\r\n".to_vec();
+        let head_len = head.len();
+        let mut conn = Conn::new(
+            Script {
+                reads: vec![head, vec![b'x'; 499_999]].into(),
+                eof: false,
+                written: Vec::new(),
+            },
+            now,
+        );
+        conn.readable = true;
+        conn.writable = true;
+        loop {
+            let mut cx = Cx {
+                service: &mut Echo,
+                pools: &mut pools,
+                limits: &limits,
+                body: &mut body,
+                now,
+                budget: limits.max_buffered_bytes,
+            };
+            conn.on_ready(&mut cx);
+            if conn.sock.reads.is_empty() {
+                break;
+            }
+            conn.readable = true;
+        }
+        // Not doubled past it, as growing by reads would.
+        assert_eq!(conn.input.data.len(), head_len + 500_000);
+        assert_eq!(conn.bytes_over_free(), head_len + 500_000 - FREE_BYTES);
     }
 }

@@ -124,6 +124,9 @@ pub struct Reactor {
     body: Vec<u8>,
     pub api: Api,
     conn_limits: ConnLimits,
+    /// The sum of every connection's `bytes_over_free`, kept up to date
+    /// after each connection's turn and at its close.
+    buffered: usize,
     max_connections: usize,
     shutdown_grace: Duration,
     /// The canned answer at the connection limit.
@@ -179,6 +182,7 @@ impl Reactor {
             body: Vec::new(),
             api,
             conn_limits: limits.conn(),
+            buffered: 0,
             max_connections: limits.max_connections,
             shutdown_grace: limits.shutdown_grace,
             busy_response: crate::api::busy_response(limits.max_connections),
@@ -402,12 +406,17 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        // The budget is shared: what the others hold past their free
+        // allowance is not this connection's to take.
+        debug_assert!(self.buffered >= conn.bytes_over_free());
+        let others = self.buffered.saturating_sub(conn.bytes_over_free());
         let mut cx = Cx {
             service: &mut self.api,
             pools: &mut self.pools,
             limits: &self.conn_limits,
             body: &mut self.body,
             now,
+            budget: self.conn_limits.max_buffered_bytes.saturating_sub(others),
         };
         let step = match turn {
             Turn::Ready => conn.on_ready(&mut cx),
@@ -415,6 +424,7 @@ impl Reactor {
             Turn::Deadline => conn.on_deadline(&mut cx),
             Turn::Shutdown => conn.begin_shutdown(&mut cx),
         };
+        self.buffered = others + conn.bytes_over_free();
         match step {
             Step::Close => return self.close(key),
             Step::Yield => self.ready.push_back(key),
@@ -493,6 +503,7 @@ impl Reactor {
 
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
+        self.buffered = self.buffered.saturating_sub(conn.bytes_over_free());
         if let Some(t) = conn.armed {
             self.timers.remove(&(t, key));
         }

@@ -476,7 +476,61 @@ fn timeouts_close_idle_and_slow_connections() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(closed, "a trickling head was never cut off");
+    // The same for a body: the head timeout covers the whole request.
+    let mut slow = d.connect();
+    slow.write_all(b"POST /api/v1/sessions HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    while start.elapsed() < DEADLINE {
+        if slow.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(closed, "a trickling body was never cut off");
     d.assert_alive();
+}
+
+/// Connections together hold no more than `maxBufferedBytes` past their
+/// free allowance: requests that would need more are turned away with a
+/// 503, and the room comes back when those holding it finish.
+#[test]
+fn a_shared_budget_bounds_what_connections_buffer() {
+    let d = Daemon::start_with_config(Some(r#"{"limits":{"maxBufferedBytes":1048576}}"#));
+    let head = b"POST /api/v1/sessions HTTP/1.1\r\nContent-Length: 900000\r\n\r\n";
+    let part = vec![b'x'; 800_000];
+    let start = |s: &mut UnixStream| {
+        s.write_all(head).unwrap();
+        // A refused request is drained, then closed: writes may fail.
+        let _ = s.write_all(&part);
+    };
+    let mut holder = d.connect();
+    start(&mut holder);
+    let mut refused = Vec::new();
+    for _ in 0..3 {
+        let mut s = d.connect();
+        start(&mut s);
+        refused.push(s);
+    }
+    for s in &mut refused {
+        let r = read_response(s).expect("an answer");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.code(), "runtime_unavailable");
+    }
+    d.assert_alive();
+    // The one that got in finishes and is answered (its body is not JSON).
+    holder.write_all(&part[..100_000]).unwrap();
+    let r = read_response(&mut holder).unwrap();
+    assert_eq!((r.status, r.code()), (400, "invalid_request".to_string()));
+    drop(holder);
+    drop(refused);
+    // The room is back.
+    let mut again = d.connect();
+    start(&mut again);
+    again.write_all(&part[..100_000]).unwrap();
+    assert_eq!(read_response(&mut again).unwrap().status, 400);
 }
 
 #[test]

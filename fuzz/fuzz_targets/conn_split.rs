@@ -91,6 +91,7 @@ fn run(reads: Vec<Vec<u8>>) -> Vec<u8> {
             limits: &limits,
             body: &mut body,
             now,
+            budget: limits.max_buffered_bytes,
         };
         match conn.on_ready(&mut cx) {
             Step::Yield => continue,

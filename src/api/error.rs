@@ -82,6 +82,7 @@ impl From<http::Error> for ApiError {
         let code = match err.status {
             413 => "payload_too_large",
             431 => "request_header_too_large",
+            503 => "runtime_unavailable",
             _ => "invalid_request",
         };
         ApiError::new(err.status, code, err.message)

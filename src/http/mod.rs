@@ -9,7 +9,7 @@ pub mod parse;
 /// allocates; the connection answers it with an error envelope and closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Error {
-    /// The HTTP status that answers it: 400, 413 or 431.
+    /// The HTTP status that answers it: 400, 413, 431 or 503.
     pub status: u16,
     /// Human-readable cause, quoted in the envelope's `message`.
     pub message: &'static str,
@@ -33,6 +33,12 @@ impl Error {
     pub const BODY_TOO_LARGE: Error = Error {
         status: 413,
         message: "Request body is too large.",
+    };
+    /// The connections together hold as much buffered data as the daemon
+    /// allows (`maxBufferedBytes`); a retry after others finish succeeds.
+    pub const BUSY: Error = Error {
+        status: 503,
+        message: "The daemon is holding too much request and response data; retry shortly.",
     };
 }
 
