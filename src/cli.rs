@@ -446,13 +446,28 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
         } => {
             let id = client.resolve_id(id)?;
             let json = inv.json;
+            let mut ended = false;
             client.stream(
                 &format!("/api/v1/sessions/{id}/stream?afterSeq={after}"),
                 |e| {
+                    ended |= e["kind"] == "exit";
                     write_event(out, json, e)?;
                     out.flush()
                 },
-            )
+            )?;
+            // A session that never ran (failed, orphaned) has no exit event;
+            // a live one whose stream broke lost its daemon.
+            let live = || {
+                client
+                    .call("GET", &format!("/api/v1/sessions/{id}"), None)
+                    .map_or(true, |s| s["status"] == "running")
+            };
+            if !ended && live() {
+                return Err(ClientError::Unreachable(std::io::Error::other(
+                    "the stream ended before the session did",
+                )));
+            }
+            Ok(())
         }
         Command::Harnesses => {
             let h = client.call("GET", "/api/v1/harnesses", None)?;

@@ -247,3 +247,26 @@ fn help_for_every_command() {
     let o = coven(&["show"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("usage: coven show"));
 }
+
+#[test]
+fn follow_fails_when_the_daemon_dies_under_it() {
+    let mut d = Daemon::with_sessions("");
+    let id = d.launch("sh", "echo ready; sleep 30")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut child = d
+        .command()
+        .args(["events", &id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"ready");
+    d.crash();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the stream ended"));
+}
