@@ -250,6 +250,14 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
             _ => return Err(error(path, &field, "unknown field".into())),
         }
     }
+    if limits.max_buffered_bytes < limits.max_body_bytes {
+        // Else a body of the largest allowed size could never be read.
+        return Err(error(
+            path,
+            "limits.maxBufferedBytes",
+            format!("must be at least maxBodyBytes ({})", limits.max_body_bytes),
+        ));
+    }
     Ok(limits)
 }
 
@@ -386,6 +394,12 @@ mod tests {
         assert!(e.contains("limits.maxConections: unknown field"), "{e}");
         let e = load(r#"{"limits":{"maxHeaders":"64"}}"#).unwrap_err();
         assert!(e.contains("limits.maxHeaders"), "{e}");
+        let e =
+            load(r#"{"limits":{"maxBodyBytes":4194304,"maxBufferedBytes":2097152}}"#).unwrap_err();
+        assert!(
+            e.contains("limits.maxBufferedBytes: must be at least"),
+            "{e}"
+        );
         let e = load(r#"{"bogus":1}"#).unwrap_err();
         assert!(e.contains("bogus: unknown field"), "{e}");
         let e = load("{nope").unwrap_err();
