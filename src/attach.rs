@@ -32,8 +32,8 @@ pub const DETACH_KEY: u8 = 0x1d;
 
 /// How long the replay's stale terminal replies may take to arrive (see
 /// `Sync`). A terminal answers in milliseconds; one that never answers
-/// costs this once.
-const SYNC_WAIT: Duration = Duration::from_secs(1);
+/// (and does not call itself `dumb`) costs this once.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a keystroke is retried while the session's input queue is full.
 const INPUT_RETRY: Duration = Duration::from_secs(10);

@@ -17,6 +17,12 @@ fn coven_home() -> Result<PathBuf, String> {
     }
 }
 
+/// Whether the terminal answers status queries (a `dumb` one does not):
+/// `coven attach` then drops its answers to the replay's old queries.
+fn answers_queries() -> bool {
+    std::env::var_os("TERM").is_some_and(|t| !t.is_empty() && t != "dumb")
+}
+
 fn serve() -> Result<(), String> {
     let level = logger::parse_level(std::env::var("COVEN_LOG").ok().as_deref())?;
     logger::init(level);
@@ -72,7 +78,7 @@ fn main() -> ExitCode {
                 Command::Run(args) => coven::attach::run(&client, args, inv.json, out),
                 Command::Attach { id } => client
                     .resolve_id(id)
-                    .and_then(|id| coven::attach::attach(&client, &id, true)),
+                    .and_then(|id| coven::attach::attach(&client, &id, answers_queries())),
                 Command::DaemonStart
                 | Command::DaemonStop
                 | Command::DaemonStatus

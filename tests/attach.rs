@@ -41,6 +41,7 @@ impl Term {
         let before = tcgetattr(pty.slave.as_fd()).unwrap();
         let mut cmd = d.command();
         cmd.args(args)
+            .env("TERM", "xterm-256color")
             .current_dir(d.dir.path())
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
