@@ -274,7 +274,9 @@ fn follow(
         }
 
         if stream_ready {
-            loop {
+            // Bounded, so that a fast session is shown as it is read rather
+            // than gathered here.
+            for _ in 0..16 {
                 let gone = match stream.read(&mut buf) {
                     Ok(0) => "the stream ended before the session did".to_owned(),
                     Ok(n) => {
