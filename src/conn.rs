@@ -397,9 +397,10 @@ impl<T: Socket> Conn<T> {
             return;
         }
         let budget = STREAM_BUDGET_BYTES - self.queued();
-        if self.written > 0 {
+        if self.written > 0 && self.written >= self.queued() {
             // A reader that always leaves some bytes unread must not make
-            // the buffer keep what it already took.
+            // the buffer keep what it already took. Moving only when the
+            // dead prefix is the larger part keeps the copying amortized.
             self.output.drain(..self.written);
             self.written = 0;
         }
@@ -1080,5 +1081,105 @@ mod tests {
         // Not doubled past it, as growing by reads would.
         assert_eq!(conn.input.data.len(), head_len + 500_000);
         assert_eq!(conn.bytes_over_free(), head_len + 500_000 - FREE_BYTES);
+    }
+
+    /// A socket whose reader takes at most `room` bytes per write call,
+    /// then is full until the test says it drained.
+    struct SlowReader {
+        room: usize,
+        full: bool,
+        taken: usize,
+    }
+
+    impl Read for SlowReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for SlowReader {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.full {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            self.full = true;
+            let n = buf.len().min(self.room);
+            self.taken += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Socket for SlowReader {
+        fn shutdown_write(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stream that always has more to say.
+    struct Firehose;
+
+    impl Service for Firehose {
+        fn call(&mut self, _: &Request<'_>, _: &mut Vec<u8>) -> Reply {
+            Reply {
+                hold: Some(Hold {
+                    kind: HoldKind::Stream,
+                    topic: 0,
+                    cursor: 0,
+                    limit: 0,
+                    until: None,
+                }),
+                ..Reply::new(200)
+            }
+        }
+        fn framing_error(&mut self, _: Error, _: &mut Vec<u8>) -> Reply {
+            Reply::new(400)
+        }
+        fn stream(&mut self, _: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {
+            out.resize(out.len() + budget, b'.');
+            Fill::Full
+        }
+    }
+
+    #[test]
+    fn a_slow_reader_keeps_a_stream_buffer_bounded() {
+        let now = Instant::now();
+        let limits = limits();
+        let mut pools = Pools::default();
+        let mut body = Vec::new();
+        let mut conn = Conn::new(
+            SlowReader {
+                room: 20_000,
+                full: false,
+                taken: 0,
+            },
+            now,
+        );
+        conn.input.data = b"GET /s HTTP/1.1\r\n\r\n".to_vec();
+        conn.input.end = conn.input.data.len();
+        conn.writable = true;
+        let mut cx = Cx {
+            service: &mut Firehose,
+            pools: &mut pools,
+            limits: &limits,
+            body: &mut body,
+            now,
+            budget: limits.max_buffered_bytes,
+        };
+        conn.process(&mut cx);
+        let mut most = 0;
+        // The reader drains a little at a time, never all that is queued,
+        // while new events keep waking the stream.
+        for _ in 0..1000 {
+            conn.sock.full = false;
+            conn.writable = true;
+            conn.on_ready(&mut cx);
+            conn.wake(&mut cx);
+            most = most.max(conn.output.capacity());
+        }
+        assert!(conn.sock.taken >= 1000 * 20_000);
+        assert!(most <= 2 * STREAM_BUDGET_BYTES, "grew to {most} bytes");
     }
 }
