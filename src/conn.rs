@@ -397,13 +397,6 @@ impl<T: Socket> Conn<T> {
             return;
         }
         let budget = STREAM_BUDGET_BYTES - self.queued();
-        if self.written > 0 && self.written >= self.queued() {
-            // A reader that always leaves some bytes unread must not make
-            // the buffer keep what it already took. Moving only when the
-            // dead prefix is the larger part keeps the copying amortized.
-            self.output.drain(..self.written);
-            self.written = 0;
-        }
         let out = self.output_buf(cx.pools);
         let before = out.len();
         let fill = cx.service.stream(&mut hold, out, budget);
@@ -664,11 +657,24 @@ impl<T: Socket> Conn<T> {
         }
     }
 
+    /// The output buffer, to append to.
     fn output_buf(&mut self, pools: &mut Pools) -> &mut Vec<u8> {
         if self.output.capacity() == 0 {
             self.output = pools.take_output();
         }
+        self.compact_output();
         &mut self.output
+    }
+
+    /// Drops the bytes already written from the front of the output. A
+    /// reader that always leaves some bytes unread must not make the buffer
+    /// keep everything it took. Moving only when the written part is the
+    /// larger one keeps the copying amortized.
+    fn compact_output(&mut self) {
+        if self.written > 0 && self.written >= self.queued() {
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
     }
 
     fn respond<S: Service>(
@@ -736,6 +742,7 @@ impl<T: Socket> Conn<T> {
         safe: bool,
     ) {
         const MAX_HEAD: usize = 512;
+        self.compact_output();
         let needed = self.output.len() + MAX_HEAD + cx.body.len();
         if safe
             && !head_only
@@ -1089,11 +1096,19 @@ mod tests {
         room: usize,
         full: bool,
         taken: usize,
+        /// Requests it keeps sending, one per read, for ever.
+        sends: Option<&'static [u8]>,
     }
 
     impl Read for SlowReader {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(ErrorKind::WouldBlock.into())
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.sends {
+                Some(req) => {
+                    buf[..req.len()].copy_from_slice(req);
+                    Ok(req.len())
+                }
+                None => Err(ErrorKind::WouldBlock.into()),
+            }
         }
     }
 
@@ -1154,6 +1169,7 @@ mod tests {
                 room: 20_000,
                 full: false,
                 taken: 0,
+                sends: None,
             },
             now,
         );
@@ -1181,5 +1197,42 @@ mod tests {
         }
         assert!(conn.sock.taken >= 1000 * 20_000);
         assert!(most <= 2 * STREAM_BUDGET_BYTES, "grew to {most} bytes");
+    }
+
+    #[test]
+    fn a_slow_reader_of_pipelined_answers_keeps_the_buffer_bounded() {
+        let now = Instant::now();
+        let limits = limits();
+        let mut pools = Pools::default();
+        let mut body = Vec::new();
+        // Sends a request a turn and reads 50 bytes, less than an answer.
+        let mut conn = Conn::new(
+            SlowReader {
+                room: 50,
+                full: false,
+                taken: 0,
+                sends: Some(b"GET /a HTTP/1.1\r\n\r\n"),
+            },
+            now,
+        );
+        let mut cx = Cx {
+            service: &mut Echo,
+            pools: &mut pools,
+            limits: &limits,
+            body: &mut body,
+            now,
+            budget: limits.max_buffered_bytes,
+        };
+        let mut most = 0;
+        for _ in 0..40_000 {
+            conn.sock.full = false;
+            conn.writable = true;
+            conn.readable = true;
+            conn.on_ready(&mut cx);
+            most = most.max(conn.output.capacity());
+        }
+        assert!(conn.sock.taken >= 39_000 * 50);
+        // Without compaction it keeps all 2 MB it wrote.
+        assert!(most <= 4 * limits.max_queued_bytes, "grew to {most} bytes");
     }
 }
