@@ -183,26 +183,15 @@ fn follow(
         resize(client, id, cols, rows)?;
     }
 
-    // Replay what is recorded so far, page by page.
-    let mut cursor = 0u64;
-    loop {
-        let page = client.call(
-            "GET",
-            &format!("/api/v1/sessions/{id}/events?afterSeq={cursor}&limit=10000"),
-            None,
-        )?;
-        for e in page["events"].as_array().into_iter().flatten() {
-            cursor = e["seq"].as_u64().unwrap_or(cursor);
-            if let Some(end) = screen.show(e)? {
-                return Ok(end);
-            }
-        }
+    // Replay what is recorded so far.
+    let (cursor, end) = client.events(id, 0, |e| {
         if let Some(sig) = signals.stop() {
-            return Ok(End::Signalled(sig));
+            return Ok(Some(End::Signalled(sig)));
         }
-        if page["hasMore"] != true {
-            break;
-        }
+        screen.show(e)
+    })?;
+    if let Some(end) = end {
+        return Ok(end);
     }
     screen.flush()?;
     let mut sync = Sync::None;
@@ -453,8 +442,7 @@ impl Default for Screen {
 impl Screen {
     /// Shows one event record; an `exit` ends the attachment.
     fn show(&mut self, e: &Value) -> Result<Option<End>, ClientError> {
-        let payload: Value =
-            serde_json::from_str(e["payload_json"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+        let payload = crate::client::payload(e);
         match e["kind"].as_str() {
             Some("output") => {
                 let data = payload["data"].as_str().unwrap_or("").as_bytes();

@@ -496,29 +496,11 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             follow: false,
         } => {
             let id = client.resolve_id(id)?;
-            let mut cursor = *after;
-            loop {
-                let page = client.call(
-                    "GET",
-                    &format!("/api/v1/sessions/{id}/events?afterSeq={cursor}&limit=10000"),
-                    None,
-                )?;
-                for e in page["events"].as_array().into_iter().flatten() {
-                    if inv.json {
-                        print_json(out, e).map_err(io)?;
-                    } else if e["kind"] == "output" {
-                        let payload: Value =
-                            serde_json::from_str(e["payload_json"].as_str().unwrap_or("{}"))
-                                .unwrap_or(Value::Null);
-                        out.write_all(payload["data"].as_str().unwrap_or("").as_bytes())
-                            .map_err(io)?;
-                    }
-                    cursor = e["seq"].as_u64().unwrap_or(cursor);
-                }
-                if page["hasMore"] != true {
-                    return out.flush().map_err(io);
-                }
-            }
+            let json = inv.json;
+            client.events(&id, *after, |e| {
+                write_event(out, json, e).map(|()| None::<()>).map_err(io)
+            })?;
+            out.flush().map_err(io)
         }
         Command::Input { id, text } => {
             let id = client.resolve_id(id)?;
@@ -571,8 +553,7 @@ fn write_event(out: &mut impl Write, json: bool, e: &Value) -> std::io::Result<(
         return print_json(out, e);
     }
     if e["kind"] == "output" {
-        let payload: Value =
-            serde_json::from_str(e["payload_json"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+        let payload = crate::client::payload(e);
         out.write_all(payload["data"].as_str().unwrap_or("").as_bytes())?;
     }
     Ok(())

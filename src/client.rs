@@ -132,6 +132,34 @@ impl Client {
         }
     }
 
+    /// Pages through a session's events after `after`, oldest first,
+    /// calling `on_event` with each until it returns `Some` or the newest
+    /// is passed. Returns the last seq seen and what stopped it, if anything.
+    pub fn events<T>(
+        &self,
+        id: &str,
+        after: u64,
+        mut on_event: impl FnMut(&Value) -> Result<Option<T>, ClientError>,
+    ) -> Result<(u64, Option<T>), ClientError> {
+        let mut cursor = after;
+        loop {
+            let page = self.call(
+                "GET",
+                &format!("/api/v1/sessions/{id}/events?afterSeq={cursor}&limit=10000"),
+                None,
+            )?;
+            for e in page["events"].as_array().into_iter().flatten() {
+                cursor = e["seq"].as_u64().unwrap_or(cursor);
+                if let Some(stop) = on_event(e)? {
+                    return Ok((cursor, Some(stop)));
+                }
+            }
+            if page["hasMore"] != true {
+                return Ok((cursor, None));
+            }
+        }
+    }
+
     /// A session id from a full id or a unique prefix of one.
     pub fn resolve_id(&self, given: &str) -> Result<String, ClientError> {
         let list = self.call("GET", "/api/v1/sessions", None)?;
@@ -157,6 +185,11 @@ impl Client {
             }),
         }
     }
+}
+
+/// An event record's payload, decoded (`Null` if it is not JSON).
+pub fn payload(event: &Value) -> Value {
+    serde_json::from_str(event["payload_json"].as_str().unwrap_or("{}")).unwrap_or(Value::Null)
 }
 
 fn status_of(head: &str) -> Result<u16, ClientError> {
