@@ -14,7 +14,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
-dir=target/x86_64-unknown-linux-gnu/release
+dir=target/release
 [ -d "$dir" ] || dir=target/release
 bin=$dir/coven
 export COVEN_HOME=$work/home

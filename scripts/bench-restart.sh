@@ -11,7 +11,7 @@ mb=${2:-1}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet
-dir=target/x86_64-unknown-linux-gnu/release
+dir=target/release
 [ -d "$dir" ] || dir=target/release
 mkdir -p "$work/home"
 cat > "$work/home/config.json" <<CONF

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --bin coven --example sessionbench
-dir=target/x86_64-unknown-linux-gnu/release
+dir=target/release
 [ -d "$dir" ] || dir=target/release
 bin=$dir/coven
 bench=$dir/examples/sessionbench

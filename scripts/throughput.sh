@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin coven --example throughput
-dir=target/x86_64-unknown-linux-gnu/release
+dir=target/release
 [ -d "$dir" ] || dir=target/release
 exec "$dir/examples/throughput" "$@"

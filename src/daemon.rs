@@ -15,6 +15,11 @@ use crate::session::{harness, Sessions};
 pub enum ServeError {
     /// Another daemon holds the home's lock.
     AlreadyRunning(Option<DaemonInfo>),
+    /// The socket's path is longer than Unix sockets take on this system.
+    SocketPathTooLong {
+        path: std::path::PathBuf,
+        max: usize,
+    },
     /// Any other start or run failure, with what was being done.
     Io(&'static str, io::Error),
 }
@@ -30,6 +35,13 @@ impl fmt::Display for ServeError {
             ServeError::AlreadyRunning(None) => {
                 write!(f, "a coven daemon is already running for this COVEN_HOME")
             }
+            ServeError::SocketPathTooLong { path, max } => write!(
+                f,
+                "the socket path {} is {} bytes long, but Unix sockets on this \
+                 system take at most {max}: set COVEN_HOME to a shorter directory",
+                path.display(),
+                path.as_os_str().len()
+            ),
             ServeError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -49,64 +61,14 @@ fn raise_fd_limit() {
     }
 }
 
-/// Marks every descriptor the daemon inherited (beyond stdio) close-on-exec,
-/// so that none reaches a harness. Whoever started the daemon may have left
-/// some open (a shell's, a build tool's jobserver pipe).
-fn cloexec_inherited() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: setting a descriptor flag; a closed or invalid fd (like
-        // the directory handle just dropped) only yields EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-}
-
-/// Hands the daemon's code pages back to the kernel once start-up is done.
-/// Start-up code (configuration, loading sessions, binding) runs once; left
-/// resident, it and the neighbours fault-around mapped with it are most of
-/// an idle daemon's memory. The serving path faults its own pages back on
-/// first use. Clean file-backed pages only, so nothing is lost; best effort.
-fn release_startup_code() {
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
-        return;
-    };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let path = fields.nth(3).unwrap_or("");
-        if !perms.starts_with("r-x") || std::path::Path::new(path) != exe {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        // SAFETY: advice on our own read-only code mapping exactly as /proc
-        // reports it; MADV_PAGEOUT only reclaims clean pages, which fault
-        // back in unchanged when executed.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
-    }
-}
-
 pub fn serve(config: &Config) -> Result<(), ServeError> {
-    cloexec_inherited();
+    crate::sys::cloexec_inherited();
     let home = &config.home;
+    let socket = config.socket_path();
+    let max = crate::sys::max_socket_path_bytes();
+    if socket.as_os_str().len() > max {
+        return Err(ServeError::SocketPathTooLong { path: socket, max });
+    }
     home::prepare(home).map_err(|e| ServeError::Io("preparing COVEN_HOME", e))?;
     let _lock = match home::lock(home) {
         Ok(lock) => lock,
@@ -114,7 +76,6 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         Err(LockError::Io(e)) => return Err(ServeError::Io("taking the lock", e)),
     };
     raise_fd_limit();
-    let socket = config.socket_path();
     let listener = home::bind(&socket).map_err(|e| ServeError::Io("binding the socket", e))?;
     let info = DaemonInfo {
         pid: std::process::id(),
@@ -151,7 +112,8 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             info.socket,
             info.pid
         );
-        release_startup_code();
+        // Start-up code runs once: give its pages back before serving.
+        crate::sys::release_code_pages();
         reactor.run().map_err(|e| ServeError::Io("event loop", e))
     })();
     let _ = std::fs::remove_file(&socket);

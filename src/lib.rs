@@ -15,3 +15,4 @@ pub mod logger;
 pub mod reactor;
 pub mod ring;
 pub mod session;
+pub mod sys;

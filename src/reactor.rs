@@ -349,9 +349,8 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut stream: UnixStream, now: Instant) {
-        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-        match getsockopt(&stream, PeerCredentials) {
-            Ok(cred) if cred.uid() == self.uid => {}
+        match crate::sys::peer_uid(&stream) {
+            Ok(uid) if uid == self.uid => {}
             _ => {
                 self.api.stats.refused_connections += 1;
                 return;

@@ -173,3 +173,34 @@ fn sigterm_finishes_queued_responses() {
     assert!(answered > 0);
     assert!(d.wait_exit().success());
 }
+
+#[test]
+fn socket_path_over_the_platform_limit_is_refused_by_name() {
+    let max = coven::sys::max_socket_path_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    // "<dir>/<pad>/coven.sock" exactly at the limit, then one byte over.
+    let pad = max - dir.path().as_os_str().len() - "/".len() - "/coven.sock".len();
+    let fits = dir.path().join("h".repeat(pad));
+    let mut d = Daemon {
+        socket: fits.join("coven.sock"),
+        home: fits,
+        dir,
+        child: None,
+    };
+    assert_eq!(d.socket.as_os_str().len(), max);
+    d.spawn();
+    d.assert_alive();
+
+    let long = d.dir.path().join("h".repeat(pad + 1));
+    let out = std::process::Command::new(coven_bin())
+        .args(["daemon", "serve"])
+        .env("COVEN_HOME", &long)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let socket = long.join("coven.sock");
+    assert!(err.contains(&socket.display().to_string()), "{err}");
+    assert!(err.contains(&format!("at most {max}")), "{err}");
+    assert!(!long.exists(), "nothing is created");
+}

@@ -7,7 +7,6 @@
 //! No HTTP here.
 
 pub mod harness;
-pub mod pty;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -25,6 +24,7 @@ use slab::Slab;
 use crate::api::wire;
 use crate::journal::{self, Journal};
 use crate::ring::{Event, Kind, Ring};
+use crate::sys::pty;
 use harness::Harness;
 
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
@@ -116,6 +116,9 @@ pub struct Session {
     /// so that a kill's escalation still reaches leftover members.
     pgid: i32,
     master: Option<OwnedFd>,
+    /// The daemon's slave descriptor, held until the harness is reaped and
+    /// the master drained (see `sys::pty`), so no platform drops its tail.
+    slave: Option<OwnedFd>,
     readable: bool,
     writable: bool,
     /// The master reported EOF or EIO: every process let go of the PTY.
@@ -163,6 +166,7 @@ impl Session {
             pid: None,
             pgid: 0,
             master: None,
+            slave: None,
             readable: false,
             writable: false,
             eof: false,
@@ -735,8 +739,7 @@ impl Sessions {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let mut rand = [0u8; 4];
-        // SAFETY: getrandom writes at most `rand.len()` bytes into `rand`.
-        unsafe { libc::getrandom(rand.as_mut_ptr().cast(), rand.len(), 0) };
+        crate::sys::random_bytes(&mut rand);
         // Millisecond prefix first: ids sort by creation time.
         format!("{ms:013}-{:08x}", u32::from_be_bytes(rand)).into_boxed_str()
     }
@@ -806,6 +809,7 @@ impl Sessions {
                 s.pid = Some(spawned.pid);
                 s.pgid = spawned.pid;
                 s.master = Some(spawned.master);
+                s.slave = Some(spawned.slave);
                 self.by_pid.insert(spawned.pid, key);
                 self.live += 1;
                 self.new_masters.push(key);
@@ -875,6 +879,12 @@ impl Sessions {
                             return self.pending.push(key);
                         }
                     }
+                }
+                Err(Errno::EAGAIN) if s.exit.is_some() && s.slave.is_some() => {
+                    // The harness is gone and everything it wrote is read:
+                    // let go of the slave, so the master reports EOF once
+                    // no other process holds the terminal. Read again.
+                    s.slave = None;
                 }
                 Err(Errno::EAGAIN) => s.readable = false,
                 Err(Errno::EINTR) => {}
@@ -950,6 +960,7 @@ impl Sessions {
         };
         s.exit_code = info.code;
         s.master = None;
+        s.slave = None;
         s.input = Vec::new();
         s.input_written = 0;
         s.drain_until = None;
@@ -1082,6 +1093,11 @@ impl Sessions {
             }
             if s.drain_until.is_some_and(|t| t <= now) {
                 s.drain_until = None;
+                log::debug!(
+                    "session {}: no EOF {} s after its exit (the terminal is still held); finishing",
+                    s.id,
+                    EXIT_DRAIN.as_secs()
+                );
                 // Read what is there without waiting for EOF any longer.
                 s.readable = true;
                 self.pump(key);

@@ -264,14 +264,28 @@ pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// VmRSS of a process, from /proc.
+/// What `ps -o FIELD= -p PID` says of a process (empty when it is gone):
+/// POSIX `ps`, the same on Linux, macOS and FreeBSD, where `/proc` is not.
+pub fn ps_field(pid: i32, field: &str) -> String {
+    let out = Command::new("ps")
+        .args(["-o", &format!("{field}="), "-p", &pid.to_string()])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Resident set size of a process, in KiB.
 pub fn vm_rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    let rss = ps_field(pid, "rss");
+    rss.parse()
+        .unwrap_or_else(|_| panic!("ps rss of {pid}: {rss:?}"))
+}
+
+/// The process has exited (a zombie nobody reaps, as in some containers
+/// without an init, counts as gone).
+pub fn process_gone(pid: i32) -> bool {
+    let stat = ps_field(pid, "stat");
+    stat.is_empty() || stat.starts_with('Z')
 }
 
 /// Test harnesses every session test can use.

@@ -1,4 +1,11 @@
 //! Opening a PTY and starting a harness in it; resizing and signalling.
+//!
+//! The daemon keeps its own descriptor of the slave until the harness has
+//! been reaped and the master read dry (`Spawned::slave`). macOS and
+//! FreeBSD discard a PTY's unread output when the last slave descriptor
+//! closes, so a harness that prints and exits at once would otherwise lose
+//! its tail before the loop reads it. Linux keeps the output; holding the
+//! slave there too keeps one code path, tested here, for every system.
 
 use std::ffi::OsStr;
 use std::io;
@@ -38,6 +45,10 @@ pub struct Launch<'a> {
 pub struct Spawned {
     /// Non-blocking, close-on-exec.
     pub master: OwnedFd,
+    /// The daemon's own slave descriptor (close-on-exec): close it once the
+    /// harness is reaped and the master reads `EAGAIN`, so that the master
+    /// reports EOF when the last other holder lets go.
+    pub slave: OwnedFd,
     pub pid: i32,
 }
 
@@ -59,7 +70,7 @@ pub fn spawn(launch: &Launch<'_>) -> io::Result<Spawned> {
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::from(pty.slave.try_clone()?))
         .stdout(Stdio::from(pty.slave.try_clone()?))
-        .stderr(Stdio::from(pty.slave));
+        .stderr(Stdio::from(pty.slave.try_clone()?));
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe calls (setsid, ioctl, sigprocmask, signal).
     unsafe {
@@ -90,6 +101,7 @@ pub fn spawn(launch: &Launch<'_>) -> io::Result<Spawned> {
     drop(child);
     Ok(Spawned {
         master: pty.master,
+        slave: pty.slave,
         pid,
     })
 }

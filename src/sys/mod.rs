@@ -1,0 +1,200 @@
+//! The platform layer: every operating-system call whose availability or
+//! behaviour differs between the systems the daemon runs on (Linux, macOS,
+//! FreeBSD), behind small functions named for what they do.
+//!
+//! This is the only module that says `cfg(target_os)`. Everything else calls
+//! these functions and is the same code everywhere. What is left to `nix`,
+//! `libc` and `std` outside this module is POSIX that behaves alike on all
+//! of them (termios, `poll`, `flock`, `waitpid`, `kill`).
+
+pub mod pty;
+
+use std::io;
+use std::os::fd::AsFd;
+
+/// The longest socket path `bind` and `connect` take, in bytes: the size of
+/// `sockaddr_un.sun_path` less its terminating NUL (107 on Linux, 103 on
+/// macOS and the BSDs).
+pub fn max_socket_path_bytes() -> usize {
+    // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
+    let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    std::mem::size_of_val(&addr.sun_path) - 1
+}
+
+/// The effective uid of the process at the other end of a connected Unix
+/// socket, as the kernel recorded it at `connect`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_uid(sock: &impl AsFd) -> io::Result<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    Ok(getsockopt(sock, PeerCredentials)?.uid())
+}
+
+/// The effective uid of the process at the other end of a connected Unix
+/// socket. macOS and the BSDs have no `SO_PEERCRED`; `getpeereid` reads the
+/// credentials the kernel kept from `connect` (`LOCAL_PEERCRED`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn peer_uid(sock: &impl AsFd) -> io::Result<u32> {
+    Ok(nix::unistd::getpeereid(sock)?.0.as_raw())
+}
+
+/// Fills `buf` (at most 256 bytes) with random bytes from the kernel; on
+/// the unlikely failure the buffer is left as it was.
+pub fn random_bytes(buf: &mut [u8]) {
+    debug_assert!(buf.len() <= 256);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    unsafe {
+        libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    // SAFETY: getentropy writes at most `buf.len()` (<= 256) bytes.
+    unsafe {
+        libc::getentropy(buf.as_mut_ptr().cast(), buf.len());
+    }
+}
+
+/// Where the kernel lists this process's open descriptors, if anywhere.
+/// FreeBSD's `/dev/fd` shows only 0–2 unless fdescfs is mounted, so it is
+/// not trusted there.
+fn fd_dir() -> Option<&'static str> {
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        Some("/proc/self/fd")
+    } else if cfg!(target_vendor = "apple") {
+        Some("/dev/fd")
+    } else {
+        None
+    }
+}
+
+/// Marks every descriptor the process inherited (beyond stdio)
+/// close-on-exec, so that none reaches a harness: whoever started the
+/// daemon may have left some open (a shell's, a build tool's jobserver
+/// pipe). Runs once, before anything else is opened.
+pub fn cloexec_inherited() {
+    fn mark(fd: i32) {
+        // SAFETY: setting a descriptor flag; a closed or invalid fd (like
+        // the directory handle of the listing) only yields EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    #[cfg(target_os = "freebsd")]
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    if unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } == 0 {
+        return;
+    }
+    if let Some(Ok(dir)) = fd_dir().map(std::fs::read_dir) {
+        let fds: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        fds.into_iter().for_each(mark);
+        return;
+    }
+    // No listing: try every descriptor below the limit (a few thousand
+    // cheap calls at most; this runs once).
+    // SAFETY: sysconf has no preconditions.
+    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+    (3..max.clamp(3, 65_536) as i32).for_each(mark);
+}
+
+/// Gives back the pages of clean, read-only file mappings (the daemon's
+/// code and constants, and the shared libraries'), which the kernel keeps
+/// mapped once touched. Start-up code runs once; left resident, it and the
+/// neighbours fault-around brought in with it are most of an idle daemon's
+/// memory. Pages fault back in, unchanged, from the page cache when next
+/// used.
+///
+/// Linux: `MADV_DONTNEED` on each private mapping without write permission
+/// whose pages are all still the file's (`Anonymous: 0` in smaps). That
+/// test matters: RELRO pages are read-only now but were written by the
+/// loader, and dropping them would bring back unrelocated bytes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn release_code_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut candidate: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else {
+            continue;
+        };
+        if let Some(range) = parse_range(first) {
+            // A mapping's header: "start-end perms offset dev inode path".
+            let perms = fields.next().unwrap_or("");
+            let path = fields.nth(3).unwrap_or("");
+            let read_only_private = perms.len() == 4
+                && perms.starts_with('r')
+                && perms.as_bytes()[1] == b'-'
+                && perms.ends_with('p');
+            candidate = (read_only_private && path.starts_with('/')).then_some(range);
+        } else if first == "Anonymous:" {
+            if let Some((start, end)) = candidate.take() {
+                if fields.next() == Some("0") {
+                    // SAFETY: advice on our own read-only, never-written
+                    // file mapping exactly as the kernel reports it; its
+                    // pages refault unchanged from the file.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Elsewhere nothing is given back: macOS's and FreeBSD's `MADV_DONTNEED`
+/// and `MADV_FREE` are hints for anonymous memory, and there is no cheap way
+/// to drop a file mapping's resident pages. The cost is the code pages that
+/// start-up and the first requests touched (about a megabyte on Linux
+/// before this was done), which stay resident until memory is short.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn release_code_pages() {}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn parse_range(field: &str) -> Option<(usize, usize)> {
+    let (start, end) = field.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    (start < end).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_of_a_socket_pair_is_us() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(&a).unwrap(), nix::unistd::geteuid().as_raw());
+    }
+
+    #[test]
+    fn random_bytes_vary() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        random_bytes(&mut a);
+        random_bytes(&mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn socket_path_limit_is_the_platform_one() {
+        let max = max_socket_path_bytes();
+        assert!(max == 107 || max == 103, "{max}");
+        let dir = tempfile::tempdir().unwrap();
+        let room = max - dir.path().as_os_str().len() - 1;
+        let fits = dir.path().join("x".repeat(room));
+        assert_eq!(fits.as_os_str().len(), max);
+        std::os::unix::net::UnixListener::bind(&fits).unwrap();
+        let long = dir.path().join("y".repeat(room + 1));
+        assert!(std::os::unix::net::UnixListener::bind(&long).is_err());
+    }
+
+    #[test]
+    fn released_code_still_runs() {
+        release_code_pages();
+        // Code, constants and relocated data all still work afterwards.
+        let v: Vec<String> = (0..100).map(|i| format!("{i:x}")).collect();
+        assert_eq!(v[99], "63");
+        assert!(std::panic::catch_unwind(|| panic!("unwinds")).is_err());
+    }
+}
