@@ -662,17 +662,36 @@ pub fn lifecycle(
             let Some(h) = running() else {
                 return writeln!(out, "not running").map_err(io);
             };
-            // Only the pid that health confirms gets the signal.
+            // The daemon is asked by the identity health reported, so a
+            // daemon that replaced it meanwhile is left alone (409).
             let pid = h["daemon"]["pid"].as_i64().unwrap_or(0) as i32;
-            let recorded = crate::home::read_info(home).map(|i| i.pid as i32);
-            if pid <= 0 || recorded != Some(pid) {
+            if pid <= 0 {
                 return Err(ClientError::Protocol(format!(
-                    "health names pid {pid}, daemon.json {recorded:?}: not signalling"
+                    "health names no daemon pid ({}): not stopping",
+                    h["daemon"]
                 )));
             }
+            let ask = json!({ "apiVersion": h["apiVersion"], "daemon": h["daemon"] });
+            match client.call("POST", "/api/v1/internal/lifecycle/shutdown", Some(&ask)) {
+                Ok(_) => {}
+                // An older daemon without the route: a signal, to the pid
+                // that both health and daemon.json name, and only that one.
+                Err(ClientError::Api { status: 404, .. }) => {
+                    let recorded = crate::home::read_info(home).map(|i| i.pid as i32);
+                    if recorded != Some(pid) {
+                        return Err(ClientError::Protocol(format!(
+                            "health names pid {pid}, daemon.json {recorded:?}: not signalling"
+                        )));
+                    }
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    )
+                    .map_err(|e| io(e.into()))?;
+                }
+                Err(e) => return Err(e),
+            }
             let target = nix::unistd::Pid::from_raw(pid);
-            nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
-                .map_err(|e| io(e.into()))?;
             let start = std::time::Instant::now();
             while nix::sys::signal::kill(target, None).is_ok()
                 && client.call("GET", "/api/v1/health", None).is_ok()

@@ -227,6 +227,7 @@ impl Reactor {
                     None => {}
                 }
             }
+            self.stop_if_requested(now);
             self.api.sessions.on_pending();
             self.api.sessions.on_timers(now);
             self.wake_waiters(now);
@@ -237,6 +238,7 @@ impl Reactor {
                     }
                 }
             }
+            self.stop_if_requested(now);
             if self.accept_pending {
                 self.accept(now);
             }
@@ -286,6 +288,14 @@ impl Reactor {
             self.api.sessions.reap(now);
         }
         if self.signals.stop.swap(false, Ordering::SeqCst) {
+            self.begin_stop(now);
+        }
+    }
+
+    /// A client asked to stop (the lifecycle route): stop as on SIGTERM,
+    /// once; a repeated request does not hurry a stop already under way.
+    fn stop_if_requested(&mut self, now: Instant) {
+        if std::mem::take(&mut self.api.stop_requested) && self.stopping.is_none() {
             self.begin_stop(now);
         }
     }

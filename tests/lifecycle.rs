@@ -204,3 +204,95 @@ fn socket_path_over_the_platform_limit_is_refused_by_name() {
     assert!(err.contains(&format!("at most {max}")), "{err}");
     assert!(!long.exists(), "nothing is created");
 }
+
+#[test]
+fn shutdown_route_checks_the_identity_then_stops_like_sigterm() {
+    let mut d = Daemon::with_sessions("");
+    let health = d.get("/api/v1/health").json();
+    let me = health["daemon"].clone();
+    let path = "/api/v1/internal/lifecycle/shutdown";
+
+    // Bad bodies: 400 naming the field.
+    for (body, field) in [
+        ("", "body"),
+        ("[]", "body"),
+        ("{", "body"),
+        (r#"{"daemon":{}}"#, "apiVersion"),
+        (r#"{"apiVersion":"coven.daemon.v1"}"#, "daemon"),
+        (r#"{"apiVersion":"coven.daemon.v1","daemon":7}"#, "daemon"),
+        (
+            r#"{"apiVersion":"coven.daemon.v1","daemon":{"pid":"1","startedAt":"x","socket":"y"}}"#,
+            "daemon.pid",
+        ),
+        (
+            r#"{"apiVersion":"coven.daemon.v1","daemon":{"pid":1,"socket":"y"}}"#,
+            "daemon.startedAt",
+        ),
+        (
+            r#"{"apiVersion":"coven.daemon.v1","daemon":{"pid":1,"startedAt":"x"}}"#,
+            "daemon.socket",
+        ),
+    ] {
+        let r = d.post(path, body.as_bytes());
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_request".into()),
+            "{body}"
+        );
+        assert_eq!(r.json()["error"]["details"]["field"], field, "{body}");
+    }
+    // Another daemon's identity: 409, and nothing changes.
+    let mut others = Vec::new();
+    for (key, value) in [
+        ("pid", serde_json::json!(me["pid"].as_u64().unwrap() + 1)),
+        ("startedAt", serde_json::json!("2020-01-01T00:00:00Z")),
+        ("socket", serde_json::json!("/elsewhere/coven.sock")),
+    ] {
+        let mut daemon = me.clone();
+        daemon[key] = value;
+        others.push(serde_json::json!({"apiVersion": "coven.daemon.v1", "daemon": daemon}));
+    }
+    others.push(serde_json::json!({"apiVersion": "coven.daemon.v2", "daemon": me}));
+    for body in others {
+        let r = d.post(path, body.to_string().as_bytes());
+        assert_eq!(
+            (r.status, r.code()),
+            (409, "daemon_identity_mismatch".into()),
+            "{body}"
+        );
+        assert_eq!(r.json()["error"]["details"]["daemon"], me);
+    }
+    let r = d.get(path);
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    d.assert_alive();
+
+    // The right identity: 202, then the daemon stops as on SIGTERM: its
+    // running session is killed and recorded, its files are removed.
+    let id = d.launch("sleep", "60")["id"].as_str().unwrap().to_owned();
+    let mut s = d.connect();
+    let body = serde_json::json!({"apiVersion": "coven.daemon.v1", "daemon": me}).to_string();
+    send(&mut s, "POST", path, Some(body.as_bytes()));
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "ok": true,
+            "apiVersion": "coven.daemon.v1",
+            "capabilities": {"structuredErrors": true},
+            "daemon": me,
+        })
+    );
+    assert!(
+        closed_by_peer(&mut s),
+        "the connection closes as the daemon exits"
+    );
+    assert!(d.wait_exit().success());
+    assert!(!d.socket.exists() && !d.home.join("daemon.json").exists());
+    assert!(d.log().contains("shutdown requested"), "{}", d.log());
+    d.spawn();
+    let record = d.session(&id);
+    assert_eq!(record["status"], "killed", "{record}");
+    let exit = d.events(&id).pop().unwrap();
+    assert_eq!(exit["kind"], "exit");
+}

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::error::ApiError;
-use super::router::query_param;
+use super::query::query_param;
 use super::sessions::find;
 use super::Api;
 use std::time::{Duration, Instant};

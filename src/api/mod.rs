@@ -4,9 +4,12 @@
 //! file descriptors.
 
 pub mod actions;
+pub mod body;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod meta;
+pub mod query;
 pub mod router;
 pub mod sessions;
 pub mod wire;
@@ -33,6 +36,9 @@ pub struct Api {
     pub daemon: Option<wire::DaemonInfo>,
     pub stats: Stats,
     pub sessions: Sessions,
+    /// A client asked the daemon to stop (the lifecycle route); the reactor
+    /// acts on it after the turn, as on SIGTERM.
+    pub stop_requested: bool,
 }
 
 impl Api {
@@ -55,6 +61,7 @@ impl Api {
             daemon,
             stats: Stats::default(),
             sessions,
+            stop_requested: false,
         }
     }
 }

@@ -6,11 +6,11 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{actions, events, meta, sessions, Api};
+use super::query::decode;
+use super::{actions, events, lifecycle, meta, sessions, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -33,6 +33,7 @@ pub enum Route {
     Events,
     SessionStream,
     EventsStream,
+    Shutdown,
 }
 
 impl Route {
@@ -49,9 +50,11 @@ impl Route {
             | Route::SessionStream
             | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
-            Route::Actions | Route::SessionInput | Route::SessionKill | Route::SessionResize => {
-                "POST"
-            }
+            Route::Actions
+            | Route::SessionInput
+            | Route::SessionKill
+            | Route::SessionResize
+            | Route::Shutdown => "POST",
         }
     }
 
@@ -62,13 +65,6 @@ impl Route {
             _ => false,
         }
     }
-}
-
-/// Percent-decodes one path segment or query component.
-pub fn decode(raw: &[u8]) -> Result<Cow<'_, str>, ApiError> {
-    percent_decode(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::invalid("Request target is not valid UTF-8 once decoded."))
 }
 
 /// Splits and decodes the path (without its leading `/`).
@@ -114,6 +110,7 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
         ["sessions"] => Route::Sessions,
         ["events"] => Route::Events,
         ["events", "stream"] => Route::EventsStream,
+        ["internal", "lifecycle", "shutdown"] => Route::Shutdown,
         ["sessions", id, tail @ ..] if !id.is_empty() => {
             let route = match tail {
                 [] => Route::Session,
@@ -153,21 +150,8 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::Events => events::on_events(api, None, req.query, body)?,
         Route::SessionStream => events::on_stream(api, Some(id), req.query, req.last_event_id)?,
         Route::EventsStream => events::on_stream(api, None, req.query, req.last_event_id)?,
+        Route::Shutdown => lifecycle::on_shutdown(api, req.body, body)?,
     })
-}
-
-/// The first value of query parameter `name`, percent-decoded.
-pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, ApiError> {
-    for pair in query.split(|&b| b == b'&') {
-        let (key, value) = match memchr::memchr(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &b""[..]),
-        };
-        if decode(key)? == name {
-            return decode(value).map(Some);
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -46,6 +46,22 @@ pub struct DaemonInfo {
     pub socket: String,
 }
 
+/// The answer to an accepted shutdown request.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownAccepted<'a> {
+    pub ok: bool,
+    pub api_version: &'static str,
+    pub capabilities: StructuredErrors,
+    pub daemon: &'a DaemonInfo,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct StructuredErrors {
+    pub structured_errors: bool,
+}
+
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct Health<'a> {
