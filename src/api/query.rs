@@ -27,3 +27,18 @@ pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query() {
+        let q = b"sessionId=a%20b&afterSeq=3&flag&afterSeq=4";
+        assert_eq!(query_param(q, "sessionId").unwrap().as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "afterSeq").unwrap().as_deref(), Some("3"));
+        assert_eq!(query_param(q, "flag").unwrap().as_deref(), Some(""));
+        assert_eq!(query_param(q, "limit").unwrap(), None);
+        assert!(query_param(b"x=%ff", "x").is_err());
+    }
+}

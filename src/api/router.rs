@@ -189,6 +189,9 @@ mod tests {
         check("/api/v1%2Fhealth", Err((404, "invalid_request")));
         check("/a/b/c/d/e/f/g/h/i", Err((404, "not_found")));
         check("/api/v1/%ff", Err((400, "invalid_request")));
+        check("/api/v1/internal/lifecycle/shutdown", Ok(Shutdown));
+        check("/internal/lifecycle/shutdown", Ok(Shutdown));
+        check("/api/v1/internal/lifecycle", Err((404, "not_found")));
         check("/api/v1/sessions", Ok(Sessions));
         check("/sessions/abc", Ok(Session));
         check("/api/v1/sessions/abc/input", Ok(SessionInput));
@@ -210,15 +213,5 @@ mod tests {
             e.details,
             Some(json!({"apiVersion": "v9", "supportedApiVersions": ["v1"]}))
         );
-    }
-
-    #[test]
-    fn query() {
-        let q = b"sessionId=a%20b&afterSeq=3&flag&afterSeq=4";
-        assert_eq!(query_param(q, "sessionId").unwrap().as_deref(), Some("a b"));
-        assert_eq!(query_param(q, "afterSeq").unwrap().as_deref(), Some("3"));
-        assert_eq!(query_param(q, "flag").unwrap().as_deref(), Some(""));
-        assert_eq!(query_param(q, "limit").unwrap(), None);
-        assert!(query_param(b"x=%ff", "x").is_err());
     }
 }
