@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::conn::ConnLimits;
 use crate::http::parse;
+use crate::session::harness::Harness;
 
 /// Limits, each with a unit in its name. Defaults are in `Limits::default`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,20 +107,6 @@ impl Limits {
     }
 }
 
-/// A harness declared in `config.json`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HarnessSpec {
-    /// `[A-Za-z0-9._-]{1,64}`.
-    pub id: String,
-    pub label: String,
-    /// An absolute path, or a name looked up on `PATH` at launch.
-    pub command: String,
-    /// Arguments; `{prompt}` anywhere in one is replaced by the prompt.
-    pub args: Vec<String>,
-    /// Added to the daemon's environment.
-    pub env: Vec<(String, String)>,
-}
-
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `COVEN_HOME`.
@@ -127,7 +114,7 @@ pub struct Config {
     pub limits: Limits,
     /// Declared harnesses, in file order (built-ins are added by
     /// `session::harness`).
-    pub harnesses: Vec<HarnessSpec>,
+    pub harnesses: Vec<Harness>,
     /// The daemon's `PATH`, where harness commands are looked up.
     pub path: std::ffi::OsString,
 }
@@ -268,11 +255,11 @@ pub fn valid_harness_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-fn parse_harnesses(path: &Path, value: &Value) -> Result<Vec<HarnessSpec>, ConfigError> {
+fn parse_harnesses(path: &Path, value: &Value) -> Result<Vec<Harness>, ConfigError> {
     let Some(list) = value.as_array() else {
         return Err(error(path, "harnesses", "must be an array".into()));
     };
-    let mut out: Vec<HarnessSpec> = Vec::new();
+    let mut out: Vec<Harness> = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let at = |field: &str| format!("harnesses[{i}]{field}");
         let Some(obj) = entry.as_object() else {
@@ -346,7 +333,7 @@ fn parse_harnesses(path: &Path, value: &Value) -> Result<Vec<HarnessSpec>, Confi
                 .collect::<Result<Vec<_>, _>>()?,
             Some(_) => return Err(error(path, &at(".env"), "must be an object".into())),
         };
-        out.push(HarnessSpec {
+        out.push(Harness {
             label: string("label")?.unwrap_or_else(|| id.clone()),
             id,
             command,

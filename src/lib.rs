@@ -2,9 +2,7 @@
 //! fuzz targets all drive this same code. See ARCHITECTURE.md for the map.
 
 pub mod api;
-pub mod attach;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod conn;
 pub mod daemon;

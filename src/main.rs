@@ -72,19 +72,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let client = coven::client::Client::new(&home);
+            let client = coven::cli::client::Client::new(&home);
             let out = &mut std::io::stdout().lock();
             let result = match &inv.command {
-                Command::Run(args) => coven::attach::run(&client, args, inv.json, out),
+                Command::Run(args) => coven::cli::attach::run(&client, args, inv.json, out),
                 Command::Attach { id } => client
                     .resolve_id(id)
-                    .and_then(|id| coven::attach::attach(&client, &id, answers_queries())),
+                    .and_then(|id| coven::cli::attach::attach(&client, &id, answers_queries())),
                 Command::DaemonStart
                 | Command::DaemonStop
                 | Command::DaemonStatus
                 | Command::DaemonRestart => match std::env::current_exe() {
                     Ok(exe) => cli::lifecycle(&client, &inv, &home, &exe, out).map(|()| 0),
-                    Err(e) => Err(coven::client::ClientError::Unreachable(e)),
+                    Err(e) => Err(coven::cli::client::ClientError::Unreachable(e)),
                 },
                 _ => cli::run(&client, &inv, out).map(|()| 0),
             };

@@ -5,15 +5,18 @@ use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::HarnessSpec;
-
+/// A harness: built in, or declared in `config.json` (which `config`
+/// parses straight into this type).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Harness {
+    /// `[A-Za-z0-9._-]{1,64}`.
     pub id: String,
     pub label: String,
+    /// An absolute path, or a name looked up on `PATH` at launch.
     pub command: String,
     /// `{prompt}` in any argument is replaced by the prompt.
     pub args: Vec<String>,
+    /// Added to the daemon's environment.
     pub env: Vec<(String, String)>,
 }
 
@@ -29,20 +32,13 @@ fn builtin(id: &str, label: &str, args: &[&str]) -> Harness {
 
 /// Built-ins first (`codex`, `claude`, `copilot`), then declared ones; a
 /// declared harness with a built-in's id replaces it.
-pub fn registry(declared: &[HarnessSpec]) -> Vec<Harness> {
+pub fn registry(declared: &[Harness]) -> Vec<Harness> {
     let mut all = vec![
         builtin("codex", "Codex", &["{prompt}"]),
         builtin("claude", "Claude Code", &["{prompt}"]),
         builtin("copilot", "GitHub Copilot", &["--interactive={prompt}"]),
     ];
-    for spec in declared {
-        let h = Harness {
-            id: spec.id.clone(),
-            label: spec.label.clone(),
-            command: spec.command.clone(),
-            args: spec.args.clone(),
-            env: spec.env.clone(),
-        };
+    for h in declared.iter().cloned() {
         match all.iter_mut().find(|b| b.id == h.id) {
             Some(slot) => *slot = h,
             None => all.push(h),
@@ -89,7 +85,7 @@ mod tests {
 
     #[test]
     fn builtins_and_overrides() {
-        let declared = [HarnessSpec {
+        let declared = [Harness {
             id: "codex".into(),
             label: "Mine".into(),
             command: "/bin/echo".into(),

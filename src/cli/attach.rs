@@ -24,8 +24,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 use serde_json::{json, Value};
 
-use crate::cli::RunArgs;
-use crate::client::{Client, ClientError, SseDecoder};
+use super::args::RunArgs;
+use super::client::{Client, ClientError, SseDecoder};
 
 /// The byte Ctrl-] sends: it detaches, as it escapes telnet.
 pub const DETACH_KEY: u8 = 0x1d;
@@ -442,7 +442,7 @@ impl Default for Screen {
 impl Screen {
     /// Shows one event record; an `exit` ends the attachment.
     fn show(&mut self, e: &Value) -> Result<Option<End>, ClientError> {
-        let payload = crate::client::payload(e);
+        let payload = super::client::payload(e);
         match e["kind"].as_str() {
             Some("output") => {
                 let data = payload["data"].as_str().unwrap_or("").as_bytes();

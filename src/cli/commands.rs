@@ -1,0 +1,362 @@
+//! The client commands: each turns an `Invocation` into calls on the
+//! daemon's socket, through `client::Client` only, and prints the answer
+//! (text for people, the API's JSON with `--json`).
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::args::{Command, Invocation};
+use super::client::{Client, ClientError};
+
+fn print_json(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(out, "{v}")
+}
+
+/// Runs a client command, writing its output to `out`.
+pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Protocol(format!("writing output: {e}"));
+    match &inv.command {
+        Command::Health => {
+            let h = client.call("GET", "/api/v1/health", None)?;
+            if inv.json {
+                return print_json(out, &h).map_err(io);
+            }
+            let stats = &h["stats"];
+            writeln!(
+                out,
+                "ok {}  coven {}  pid {}  socket {}\nsessions {} live / {} total  connections {}",
+                h["apiVersion"].as_str().unwrap_or("?"),
+                h["covenVersion"].as_str().unwrap_or("?"),
+                h["daemon"]["pid"],
+                h["daemon"]["socket"].as_str().unwrap_or("?"),
+                stats["liveSessions"],
+                stats["sessions"],
+                stats["openConnections"],
+            )
+            .map_err(io)
+        }
+        Command::Sessions => {
+            let list = client.call("GET", "/api/v1/sessions", None)?;
+            if inv.json {
+                return print_json(out, &list).map_err(io);
+            }
+            writeln!(
+                out,
+                "{:<23} {:<9} {:<8} {:<20} TITLE",
+                "ID", "STATUS", "HARNESS", "CREATED"
+            )
+            .map_err(io)?;
+            for s in list.as_array().into_iter().flatten() {
+                let title: String = s["title"].as_str().unwrap_or("").chars().take(50).collect();
+                writeln!(
+                    out,
+                    "{:<23} {:<9} {:<8} {:<20} {}",
+                    s["id"].as_str().unwrap_or(""),
+                    s["status"].as_str().unwrap_or(""),
+                    s["harness"].as_str().unwrap_or(""),
+                    s["created_at"].as_str().unwrap_or(""),
+                    title.replace('\n', " ")
+                )
+                .map_err(io)?;
+            }
+            Ok(())
+        }
+        Command::Show { id } => {
+            let id = client.resolve_id(id)?;
+            let s = client.call("GET", &format!("/api/v1/sessions/{id}"), None)?;
+            if inv.json {
+                return print_json(out, &s).map_err(io);
+            }
+            for (k, v) in s.as_object().into_iter().flatten() {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                writeln!(out, "{k:<13} {v}").map_err(io)?;
+            }
+            Ok(())
+        }
+        Command::Events {
+            id,
+            after,
+            follow: true,
+        } => {
+            let id = client.resolve_id(id)?;
+            let json = inv.json;
+            let mut ended = false;
+            client.stream(
+                &format!("/api/v1/sessions/{id}/stream?afterSeq={after}"),
+                |e| {
+                    ended |= e["kind"] == "exit";
+                    write_event(out, json, e)?;
+                    out.flush()
+                },
+            )?;
+            // A session that never ran (failed, orphaned) has no exit event;
+            // a live one whose stream broke lost its daemon.
+            let live = || {
+                client
+                    .call("GET", &format!("/api/v1/sessions/{id}"), None)
+                    .map_or(true, |s| s["status"] == "running")
+            };
+            if !ended && live() {
+                return Err(ClientError::Unreachable(std::io::Error::other(
+                    "the stream ended before the session did",
+                )));
+            }
+            Ok(())
+        }
+        Command::Harnesses => {
+            let h = client.call("GET", "/api/v1/harnesses", None)?;
+            if inv.json {
+                return print_json(out, &h).map_err(io);
+            }
+            for x in h["harnesses"].as_array().into_iter().flatten() {
+                let id = x["id"].as_str().unwrap_or("");
+                let exe = x["executable"].as_str().unwrap_or("");
+                if x["available"] == true {
+                    writeln!(out, "{id:<10} {exe}").map_err(io)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{id:<10} not installed ({exe} is not on the daemon's PATH){}",
+                        install_hint(id)
+                    )
+                    .map_err(io)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Events {
+            id,
+            after,
+            follow: false,
+        } => {
+            let id = client.resolve_id(id)?;
+            let json = inv.json;
+            client.events(&id, *after, |e| {
+                write_event(out, json, e).map(|()| None::<()>).map_err(io)
+            })?;
+            out.flush().map_err(io)
+        }
+        Command::Input { id, text } => {
+            let id = client.resolve_id(id)?;
+            let r = client.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/input"),
+                Some(&json!({ "data": text })),
+            )?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Kill {
+            id,
+            signal,
+            grace_ms,
+        } => {
+            let id = client.resolve_id(id)?;
+            let mut body = json!({});
+            if let Some(s) = signal {
+                body["signal"] = json!(s);
+            }
+            if let Some(g) = grace_ms {
+                body["graceMs"] = json!(g);
+            }
+            let r = client.call("POST", &format!("/api/v1/sessions/{id}/kill"), Some(&body))?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Resize { id, cols, rows } => {
+            let id = client.resolve_id(id)?;
+            let r = client.call(
+                "POST",
+                &format!("/api/v1/sessions/{id}/resize"),
+                Some(&json!({ "cols": cols, "rows": rows })),
+            )?;
+            accepted(out, inv.json, &r).map_err(io)
+        }
+        Command::Run(_) | Command::Attach { .. } => Ok(()),
+        Command::Serve
+        | Command::Help(_)
+        | Command::Version
+        | Command::DaemonStart
+        | Command::DaemonStop
+        | Command::DaemonStatus
+        | Command::DaemonRestart => Ok(()),
+    }
+}
+
+/// An event as `events` prints it: the record (`--json`) or its output.
+fn write_event(out: &mut impl Write, json: bool, e: &Value) -> std::io::Result<()> {
+    if json {
+        return print_json(out, e);
+    }
+    if e["kind"] == "output" {
+        let payload = super::client::payload(e);
+        out.write_all(payload["data"].as_str().unwrap_or("").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn install_hint(id: &str) -> &'static str {
+    match id {
+        "codex" => "; install: npm install -g @openai/codex",
+        "claude" => "; install: npm install -g @anthropic-ai/claude-code",
+        "copilot" => "; install: npm install -g @github/copilot",
+        _ => "",
+    }
+}
+
+/// How long `daemon start` waits for health, and `stop` for the exit.
+const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `daemon start | stop | status | restart`.
+pub fn lifecycle(
+    client: &Client,
+    inv: &Invocation,
+    home: &std::path::Path,
+    exe: &std::path::Path,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
+    let running = || client.call("GET", "/api/v1/health", None).ok();
+    match &inv.command {
+        Command::DaemonStatus => match running() {
+            Some(h) => {
+                let d = &h["daemon"];
+                let up = d["startedAt"]
+                    .as_str()
+                    .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                if inv.json {
+                    let status = json!({
+                        "running": true,
+                        "pid": d["pid"],
+                        "startedAt": d["startedAt"],
+                        "uptimeSeconds": up,
+                        "socket": d["socket"],
+                        "liveSessions": h["stats"]["liveSessions"],
+                    });
+                    return print_json(out, &status).map_err(io);
+                }
+                writeln!(
+                    out,
+                    "running  pid {}  up {}s  socket {}  live sessions {}",
+                    d["pid"],
+                    up,
+                    d["socket"].as_str().unwrap_or("?"),
+                    h["stats"]["liveSessions"]
+                )
+                .map_err(io)
+            }
+            None => Err(ClientError::Unreachable(std::io::Error::other(
+                "not running",
+            ))),
+        },
+        Command::DaemonStart => {
+            if let Some(h) = running() {
+                return writeln!(out, "already running (pid {})", h["daemon"]["pid"]).map_err(io);
+            }
+            crate::home::prepare(home).map_err(io)?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(home.join("daemon.log"))
+                .map_err(io)?;
+            let mut cmd = std::process::Command::new(exe);
+            cmd.args(["daemon", "serve"])
+                .env("COVEN_HOME", home)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().map_err(io)?)
+                .stderr(log);
+            // SAFETY: setsid in the child only: detach from our terminal.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().map_err(io)?;
+            let start = std::time::Instant::now();
+            loop {
+                if let Some(h) = running() {
+                    return writeln!(out, "started (pid {})", h["daemon"]["pid"]).map_err(io);
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(ClientError::Protocol(format!(
+                        "the daemon exited at start ({status}); see {}",
+                        home.join("daemon.log").display()
+                    )));
+                }
+                if start.elapsed() > LIFECYCLE_WAIT {
+                    return Err(ClientError::Protocol(
+                        "the daemon did not answer in time".into(),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        Command::DaemonStop => {
+            let Some(h) = running() else {
+                return writeln!(out, "not running").map_err(io);
+            };
+            // The daemon is asked by the identity health reported, so a
+            // daemon that replaced it meanwhile is left alone (409).
+            let pid = h["daemon"]["pid"].as_i64().unwrap_or(0) as i32;
+            if pid <= 0 {
+                return Err(ClientError::Protocol(format!(
+                    "health names no daemon pid ({}): not stopping",
+                    h["daemon"]
+                )));
+            }
+            let ask = json!({ "apiVersion": h["apiVersion"], "daemon": h["daemon"] });
+            match client.call("POST", "/api/v1/internal/lifecycle/shutdown", Some(&ask)) {
+                Ok(_) => {}
+                // An older daemon without the route: a signal, to the pid
+                // that both health and daemon.json name, and only that one.
+                Err(ClientError::Api { status: 404, .. }) => {
+                    let recorded = crate::home::read_info(home).map(|i| i.pid as i32);
+                    if recorded != Some(pid) {
+                        return Err(ClientError::Protocol(format!(
+                            "health names pid {pid}, daemon.json {recorded:?}: not signalling"
+                        )));
+                    }
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    )
+                    .map_err(|e| io(e.into()))?;
+                }
+                Err(e) => return Err(e),
+            }
+            let target = nix::unistd::Pid::from_raw(pid);
+            let start = std::time::Instant::now();
+            while nix::sys::signal::kill(target, None).is_ok()
+                && client.call("GET", "/api/v1/health", None).is_ok()
+                || home.join("daemon.json").exists()
+            {
+                if start.elapsed() > LIFECYCLE_WAIT {
+                    return Err(ClientError::Protocol(format!(
+                        "pid {pid} did not stop in time"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            writeln!(out, "stopped (pid {pid})").map_err(io)
+        }
+        Command::DaemonRestart => {
+            let step = |command| Invocation {
+                command,
+                json: inv.json,
+            };
+            lifecycle(client, &step(Command::DaemonStop), home, exe, out)?;
+            lifecycle(client, &step(Command::DaemonStart), home, exe, out)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn accepted(out: &mut impl Write, json: bool, r: &Value) -> std::io::Result<()> {
+    if json {
+        print_json(out, r)
+    } else {
+        writeln!(out, "accepted")
+    }
+}
