@@ -373,6 +373,7 @@ fn thousand_concurrent_connections() {
 #[test]
 fn connection_limit() {
     let d = Daemon::start_with_config(Some(r#"{"limits":{"maxConnections":4}}"#));
+    d.settle();
     let mut held: Vec<UnixStream> = (0..4).map(|_| d.connect()).collect();
     // Make sure all four are admitted before the fifth.
     for s in held.iter_mut() {

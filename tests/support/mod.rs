@@ -122,6 +122,16 @@ impl Daemon {
         self.request("POST", path, Some(body))
     }
 
+    /// Waits until the daemon has seen every earlier connection of this
+    /// test close (a client's close is noticed a loop turn later, and on a
+    /// loaded machine accepts may run first), and returns that health.
+    pub fn settle(&self) -> Value {
+        wait_for("earlier connections to be closed", || {
+            let h = self.get("/api/v1/health").json();
+            (h["stats"]["openConnections"] == 1).then_some(h)
+        })
+    }
+
     /// The daemon is alive and serving.
     pub fn assert_alive(&self) {
         let r = self.get("/api/v1/health");
