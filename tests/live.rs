@@ -24,7 +24,6 @@ fn long_poll_answers_when_an_event_lands() {
     let id = id_of(&d.launch("sh", "echo ready; read x; echo got $x; sleep 30"));
     d.wait_output(&id, "ready");
     let after = last_seq(&d, &id);
-    d.settle();
     let mut poll = d.connect();
     send(
         &mut poll,
@@ -52,7 +51,6 @@ fn long_poll_answers_when_an_event_lands() {
     assert_eq!(read_response(&mut poll).unwrap().status, 200);
     // The sessions/:id/events form waits too.
     let after = last_seq(&d, &id);
-    d.settle();
     let mut poll = d.connect();
     send(
         &mut poll,
