@@ -88,7 +88,7 @@ impl Term {
         let start = std::time::Instant::now();
         while !self.screen().contains(needle) {
             assert!(
-                start.elapsed() < DEADLINE,
+                start.elapsed() < deadline(),
                 "timed out waiting for {needle:?} on the terminal; it shows {:?}",
                 self.screen()
             );

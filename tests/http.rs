@@ -469,7 +469,7 @@ fn timeouts_close_idle_and_slow_connections() {
     slow.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
     let start = std::time::Instant::now();
     let mut closed = false;
-    while start.elapsed() < DEADLINE {
+    while start.elapsed() < deadline() {
         if slow.write_all(b"X-A: b\r\n").is_err() {
             closed = true;
             break;
@@ -483,7 +483,7 @@ fn timeouts_close_idle_and_slow_connections() {
         .unwrap();
     let start = std::time::Instant::now();
     let mut closed = false;
-    while start.elapsed() < DEADLINE {
+    while start.elapsed() < deadline() {
         if slow.write_all(b"x").is_err() {
             closed = true;
             break;

@@ -10,8 +10,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// How long any single wait in a test may take before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+/// How long any single wait in a test may take before it fails: 20 s, times
+/// `COVEN_TEST_TIME_SCALE` (a whole number) where the machine is slower than
+/// the tests were written for. CI sets it for the emulated aarch64 run,
+/// where every instruction of the daemon and the tests is translated.
+pub fn deadline() -> Duration {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| {
+        std::env::var("COVEN_TEST_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or(1)
+    });
+    Duration::from_secs(20) * scale
+}
 
 pub struct Daemon {
     pub dir: tempfile::TempDir,
@@ -24,14 +37,14 @@ pub fn coven_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coven")
 }
 
-/// Polls `f` until it returns `Some`, failing the test past `DEADLINE`.
+/// Polls `f` until it returns `Some`, failing the test past `deadline()`.
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline(), "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -85,7 +98,7 @@ impl Daemon {
                 panic!("daemon exited at start: {status}\n{}", self.log());
             }
             let mut s = UnixStream::connect(&self.socket).ok()?;
-            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            s.set_read_timeout(Some(deadline())).unwrap();
             s.write_all(b"GET /api/v1/health HTTP/1.1\r\n\r\n").ok()?;
             let r = read_response(&mut s)?;
             (r.status == 200).then_some(())
@@ -102,8 +115,8 @@ impl Daemon {
 
     pub fn connect(&self) -> UnixStream {
         let s = UnixStream::connect(&self.socket).expect("connect to the daemon");
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        s.set_write_timeout(Some(DEADLINE)).unwrap();
+        s.set_read_timeout(Some(deadline())).unwrap();
+        s.set_write_timeout(Some(deadline())).unwrap();
         s
     }
 
@@ -370,7 +383,7 @@ impl Daemon {
                 return text;
             }
             assert!(
-                start.elapsed() < DEADLINE,
+                start.elapsed() < deadline(),
                 "timed out waiting for output containing {needle:?}; output so far: {text:?}"
             );
             std::thread::sleep(Duration::from_millis(5));
