@@ -1142,6 +1142,7 @@ mod tests {
                 hold: Some(Hold {
                     kind: HoldKind::Stream,
                     topic: 0,
+                    tag: 0,
                     cursor: 0,
                     limit: 0,
                     until: None,

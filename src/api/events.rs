@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::error::ApiError;
-use super::query::query_param;
+use super::query::{bad_query, number, query_param};
 use super::sessions::find;
 use super::Api;
 use std::time::{Duration, Instant};
@@ -20,24 +20,6 @@ pub const MAX_LIMIT: u64 = 10_000;
 pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 /// Room kept for the page's closing fields.
 const PAGE_TAIL_BYTES: usize = 128;
-
-fn bad_query(field: &str, value: &str, message: &str) -> ApiError {
-    ApiError::invalid(message).with_details(json!({ "field": field, field: value }))
-}
-
-fn number(query: &[u8], field: &str) -> Result<Option<u64>, ApiError> {
-    match query_param(query, field)? {
-        None => Ok(None),
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if !v.starts_with('+') => Ok(Some(n)),
-            _ => Err(bad_query(
-                field,
-                &v,
-                &format!("`{field}` must be a non-negative integer."),
-            )),
-        },
-    }
-}
 
 /// An event id as this daemon makes them: `e<seq>`.
 pub fn event_id_seq(id: &str) -> Option<u64> {
@@ -118,13 +100,14 @@ pub fn on_events(
         .clamp(1, MAX_LIMIT) as usize;
     let wait = number(query, "waitMs")?.unwrap_or(0).min(MAX_WAIT_MS);
     let count = write_page(&mut api.sessions, key, after, limit, out);
-    let live = api.sessions.get(key).is_some_and(|s| s.is_live());
-    if count == 0 && wait > 0 && live {
+    let s = api.sessions.get(key).expect("located");
+    if count == 0 && wait > 0 && s.is_live() {
         out.clear();
         return Ok(Reply {
             hold: Some(Hold {
                 kind: HoldKind::LongPoll,
                 topic: key,
+                tag: s.serial,
                 cursor: after,
                 limit,
                 until: Some(Instant::now() + Duration::from_millis(wait)),
@@ -135,10 +118,20 @@ pub fn on_events(
     Ok(Reply::new(200))
 }
 
+/// The session a held request waits on, unless it went away (deleted; its
+/// slab key may belong to another session by now).
+fn held<'a>(api: &'a Api, hold: &Hold) -> Option<&'a crate::session::Session> {
+    api.sessions
+        .get(hold.topic)
+        .filter(|s| s.serial == hold.tag)
+}
+
 /// A held long poll: the page if it has events now (or must answer anyway).
 pub fn resume(api: &mut Api, hold: &Hold, expired: bool, out: &mut Vec<u8>) -> Reply {
-    if api.sessions.get(hold.topic).is_none() {
-        return Reply::new(500);
+    if held(api, hold).is_none() {
+        // Deleted while held (only a finished session can be, and a long
+        // poll on one answers at once): nothing more will come.
+        return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     }
     let count = write_page(&mut api.sessions, hold.topic, hold.cursor, hold.limit, out);
     let live = api.sessions.get(hold.topic).is_some_and(|s| s.is_live());
@@ -159,10 +152,12 @@ pub fn on_stream(
     last_event_id: Option<&[u8]>,
 ) -> Result<Reply, ApiError> {
     let (key, after) = locate(api, path_id, query, last_event_id)?;
+    let serial = api.sessions.get(key).expect("located").serial;
     Ok(Reply {
         hold: Some(Hold {
             kind: HoldKind::Stream,
             topic: key,
+            tag: serial,
             cursor: after,
             limit: 0,
             until: None,
@@ -173,7 +168,8 @@ pub fn on_stream(
 
 /// Appends `id` / `event` / `data` frames after the stream's cursor.
 pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {
-    let Some(s) = api.sessions.get(hold.topic) else {
+    let Some(s) = held(api, hold) else {
+        // The session was deleted under the stream: it ends.
         return Fill::End;
     };
     let live = s.is_live();

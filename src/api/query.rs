@@ -28,6 +28,41 @@ pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str
     Ok(None)
 }
 
+/// Every value of query parameter `name`, percent-decoded, in order.
+pub fn query_values<'a>(query: &'a [u8], name: &str) -> Result<Vec<Cow<'a, str>>, ApiError> {
+    let mut values = Vec::new();
+    for pair in query.split(|&b| b == b'&') {
+        let (key, value) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if decode(key)? == name {
+            values.push(decode(value)?);
+        }
+    }
+    Ok(values)
+}
+
+/// A `400 invalid_request` naming a query parameter and the value given.
+pub fn bad_query(field: &str, value: &str, message: &str) -> ApiError {
+    ApiError::invalid(message).with_details(serde_json::json!({ "field": field, field: value }))
+}
+
+/// A non-negative integer parameter, if present.
+pub fn number(query: &[u8], field: &str) -> Result<Option<u64>, ApiError> {
+    match query_param(query, field)? {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if !v.starts_with('+') => Ok(Some(n)),
+            _ => Err(bad_query(
+                field,
+                &v,
+                &format!("`{field}` must be a non-negative integer."),
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ pub enum Route {
     SessionStream,
     EventsStream,
     Shutdown,
+    SessionArchive,
+    SessionUnarchive,
 }
 
 impl Route {
@@ -44,24 +46,27 @@ impl Route {
             | Route::Health
             | Route::Capabilities
             | Route::Harnesses
-            | Route::Session
             | Route::SessionEvents
             | Route::Events
             | Route::SessionStream
             | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
+            Route::Session => "GET, HEAD, DELETE",
             Route::Actions
             | Route::SessionInput
             | Route::SessionKill
             | Route::SessionResize
-            | Route::Shutdown => "POST",
+            | Route::Shutdown
+            | Route::SessionArchive
+            | Route::SessionUnarchive => "POST",
         }
     }
 
     fn accepts(self, method: Method) -> bool {
         match method {
             Method::Get | Method::Head => self.allow().starts_with("GET"),
-            Method::Post => self.allow().ends_with("POST"),
+            Method::Post => self.allow().contains("POST"),
+            Method::Delete => self.allow().contains("DELETE"),
             _ => false,
         }
     }
@@ -119,6 +124,8 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
                 ["resize"] => Route::SessionResize,
                 ["events"] => Route::SessionEvents,
                 ["stream"] => Route::SessionStream,
+                ["archive"] => Route::SessionArchive,
+                ["unarchive"] => Route::SessionUnarchive,
                 _ => return Err(ApiError::not_found()),
             };
             return Ok((route, Some((*id).to_owned())));
@@ -141,8 +148,11 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::Actions => actions::on_action(req.body, body),
         Route::Harnesses => sessions::on_harnesses(api, body),
         Route::Sessions if req.method == Method::Post => sessions::on_create(api, req.body, body)?,
-        Route::Sessions => sessions::on_list(api, body),
+        Route::Sessions => sessions::on_list(api, req.query, body)?,
+        Route::Session if req.method == Method::Delete => sessions::on_delete(api, id, body)?,
         Route::Session => sessions::on_get(api, id, body)?,
+        Route::SessionArchive => sessions::on_archive(api, id, true, body)?,
+        Route::SessionUnarchive => sessions::on_archive(api, id, false, body)?,
         Route::SessionInput => sessions::on_input(api, id, req.body, body)?,
         Route::SessionKill => sessions::on_kill(api, id, req.body, body)?,
         Route::SessionResize => sessions::on_resize(api, id, req.body, body)?,
@@ -197,6 +207,8 @@ mod tests {
         check("/api/v1/sessions/abc/input", Ok(SessionInput));
         check("/api/v1/sessions/abc/kill", Ok(SessionKill));
         check("/api/v1/sessions/abc/resize", Ok(SessionResize));
+        check("/api/v1/sessions/abc/archive", Ok(SessionArchive));
+        check("/sessions/abc/unarchive", Ok(SessionUnarchive));
         check("/api/v1/sessions/abc/events", Ok(SessionEvents));
         check("/api/v1/sessions/abc/nope", Err((404, "not_found")));
         check("/api/v1/sessions//input", Err((404, "not_found")));

@@ -10,10 +10,14 @@ use serde_json::{json, Value};
 
 use super::body::{field_error, object, optional_int, optional_str, required_str};
 use super::error::ApiError;
+use super::query::{bad_query, number, query_param, query_values};
 use super::wire::{self, SessionRecord};
 use super::Api;
 use crate::http::Reply;
-use crate::session::{LaunchError, LaunchSpec, Refusal, Session, Sessions, Status};
+use crate::session::{
+    stamp_str, valid_session_id, DeleteError, LaunchError, LaunchSpec, Refusal, Session, Sessions,
+    Status,
+};
 
 const MAX_DIMENSION: u64 = 1000;
 const MAX_GRACE_MS: u64 = 60_000;
@@ -30,7 +34,7 @@ pub fn record(s: &Session) -> SessionRecord<'_> {
         title: &s.title,
         status: s.status.as_str(),
         exit_code: s.exit_code,
-        archived_at: None,
+        archived_at: s.archived_at.as_ref().map(stamp_str),
         created_at: s.created_at(),
         updated_at: s.updated_at(),
         cwd: &s.cwd,
@@ -62,12 +66,170 @@ fn find_live(sessions: &Sessions, id: &str) -> Result<usize, ApiError> {
     Ok(key)
 }
 
-pub fn on_list(api: &Api, out: &mut Vec<u8>) -> Reply {
-    let mut all: Vec<&Session> = api.sessions.iter().collect();
-    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-    let records: Vec<SessionRecord<'_>> = all.into_iter().map(record).collect();
-    wire::write_json(out, &records);
-    reply(200)
+/// Sessions per page of the paged list, by default and at most.
+pub const DEFAULT_PAGE_SESSIONS: u64 = 100;
+pub const MAX_PAGE_SESSIONS: u64 = 1000;
+/// The query parameters that ask for the paged form of the list.
+const PAGING_PARAMS: [&str; 4] = ["limit", "cursor", "includeArchived", "status"];
+const STATUSES: [Status; 5] = [
+    Status::Running,
+    Status::Completed,
+    Status::Failed,
+    Status::Killed,
+    Status::Orphaned,
+];
+
+/// A page position as clients carry it: opaque, `[0-9a-f]`, the hex of the
+/// last listed session's `created_at` (20 bytes) followed by its id.
+fn encode_cursor(s: &Session) -> String {
+    let mut out = String::with_capacity(2 * (20 + s.id.len()));
+    for b in s.created_at.iter().chain(s.id.as_bytes()) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn decode_cursor(text: &str) -> Option<([u8; 20], String)> {
+    if !text.len().is_multiple_of(2) || text.len() <= 40 || text.len() > 2 * (20 + 128) {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let (stamp, id) = bytes.split_at(20);
+    let stamp: [u8; 20] = stamp.try_into().ok()?;
+    if !stamp
+        .iter()
+        .all(|b| b.is_ascii_digit() || b"-:TZ".contains(b))
+    {
+        return None;
+    }
+    let id = String::from_utf8(id.to_vec()).ok()?;
+    valid_session_id(&id).then_some((stamp, id))
+}
+
+/// `GET /sessions`: without paging parameters, every session that is not
+/// archived, as the contract's plain array; with any of them, one page
+/// `{ sessions, next_cursor }`.
+pub fn on_list(api: &Api, query: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let mut paged = false;
+    for name in PAGING_PARAMS {
+        paged |= query_param(query, name)?.is_some();
+    }
+    if !paged {
+        let (keys, _) = api
+            .sessions
+            .page(None, usize::MAX, |s| s.archived_at.is_none());
+        let records: Vec<SessionRecord<'_>> = keys
+            .into_iter()
+            .filter_map(|k| api.sessions.get(k))
+            .map(record)
+            .collect();
+        wire::write_json(out, &records);
+        return Ok(reply(200));
+    }
+    let limit = number(query, "limit")?.unwrap_or(DEFAULT_PAGE_SESSIONS);
+    if !(1..=MAX_PAGE_SESSIONS).contains(&limit) {
+        return Err(bad_query(
+            "limit",
+            &limit.to_string(),
+            &format!("`limit` must be an integer from 1 to {MAX_PAGE_SESSIONS}."),
+        ));
+    }
+    let cursor = match query_param(query, "cursor")? {
+        None => None,
+        Some(c) => Some(decode_cursor(&c).ok_or_else(|| {
+            bad_query(
+                "cursor",
+                &c,
+                "`cursor` is not a cursor this daemon gave out.",
+            )
+        })?),
+    };
+    let include_archived = match query_param(query, "includeArchived")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad_query(
+                "includeArchived",
+                other,
+                "`includeArchived` must be `true` or `false`.",
+            ))
+        }
+    };
+    let mut statuses: Vec<Status> = Vec::new();
+    for value in query_values(query, "status")? {
+        for name in value.split(',') {
+            let status = STATUSES
+                .into_iter()
+                .find(|s| s.as_str() == name)
+                .ok_or_else(|| {
+                    bad_query("status", name, "`status` must be one or more of running, completed, failed, killed, orphaned (comma-separated or repeated).")
+                        .with_details(json!({ "field": "status", "status": name, "statuses": STATUSES.map(Status::as_str) }))
+                })?;
+            statuses.push(status);
+        }
+    }
+    let after = cursor.as_ref().map(|(t, id)| (t, id.as_str()));
+    let (keys, more) = api.sessions.page(after, limit as usize, |s| {
+        (include_archived || s.archived_at.is_none())
+            && (statuses.is_empty() || statuses.contains(&s.status))
+    });
+    let sessions: Vec<&Session> = keys.iter().filter_map(|&k| api.sessions.get(k)).collect();
+    let next_cursor = match sessions.last() {
+        Some(last) if more => Some(encode_cursor(last)),
+        _ => None,
+    };
+    wire::write_json(
+        out,
+        &wire::SessionPage {
+            sessions: sessions.into_iter().map(record).collect(),
+            next_cursor,
+        },
+    );
+    Ok(reply(200))
+}
+
+/// `POST /sessions/:id/archive` and `/unarchive`: the updated record.
+pub fn on_archive(
+    api: &mut Api,
+    id: &str,
+    archived: bool,
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let (key, _) = find(&api.sessions, id)?;
+    api.sessions.set_archived(key, archived);
+    let s = api.sessions.get(key).expect("found");
+    wire::write_json(out, &record(s));
+    Ok(reply(200))
+}
+
+/// `DELETE /sessions/:id`: a finished session's record and history.
+pub fn on_delete(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let (key, s) = find(&api.sessions, id)?;
+    let status = s.status.as_str();
+    match api.sessions.delete(key) {
+        Ok(()) => {
+            wire::write_json(
+                out,
+                &json!({ "ok": true, "deleted": true, "sessionId": id }),
+            );
+            Ok(reply(200))
+        }
+        Err(DeleteError::Live) => Err(ApiError::new(
+            409,
+            "session_live",
+            "Session is running; kill it before deleting it.",
+        )
+        .with_details(json!({ "sessionId": id, "status": status }))),
+        Err(DeleteError::Storage(reason)) => Err(ApiError::new(
+            500,
+            "internal_error",
+            "The session's files could not be removed.",
+        )
+        .with_details(json!({ "sessionId": id, "reason": reason }))),
+    }
 }
 
 pub fn on_get(api: &Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {

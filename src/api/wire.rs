@@ -212,6 +212,14 @@ pub struct SessionRecord<'a> {
     pub pid: Option<i32>,
 }
 
+/// One page of the paged session list.
+#[derive(Serialize, Debug)]
+pub struct SessionPage<'a> {
+    pub sessions: Vec<SessionRecord<'a>>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 #[derive(Serialize, Debug)]
 pub struct HarnessInfo<'a> {
     pub id: &'a str,
@@ -243,6 +251,9 @@ pub struct SessionMeta {
     pub exit_code: Option<i32>,
     pub created_at: String,
     pub updated_at: String,
+    /// When it was archived; absent when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
     /// Retention removed the oldest part of the history.
     #[serde(default)]
     pub history_cut: bool,

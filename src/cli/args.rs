@@ -15,7 +15,20 @@ pub enum Command {
     DaemonRestart,
     Health,
     Harnesses,
-    Sessions,
+    Sessions {
+        /// Archived sessions too.
+        all: bool,
+        /// At most this many (all of them when `None`).
+        limit: Option<u64>,
+    },
+    Archive {
+        id: String,
+        /// `unarchive`: bring it back to the default list.
+        undo: bool,
+    },
+    Remove {
+        id: String,
+    },
     Show {
         id: String,
     },
@@ -73,8 +86,10 @@ commands:
   health                            the daemon's health
   harnesses                         harnesses and whether each is installed
   run <harness> [--] <prompt...>    start a session and attach to it
-  sessions                          list sessions, newest first
+  sessions [--all] [--limit N]      list sessions, newest first
   show <id>                         one session
+  archive <id> | unarchive <id>     hide a session from the list, or show it again
+  rm <id>                           delete a finished session and its history
   attach <id>                       a session's terminal (Ctrl-] detaches)
   events <id>                       a session's output
   input <id> <text>                 send text to a session's terminal
@@ -157,7 +172,26 @@ terminal is restored on every way out.
     ),
     (
         "sessions",
-        "usage: coven sessions [--json]\n\nAll sessions, newest first.\n",
+        "\
+usage: coven sessions [--all] [--limit N] [--json]
+
+Sessions, newest first, fetched a page at a time. Archived ones are left out
+unless --all is given.
+  --all         include archived sessions
+  --limit N     at most N sessions
+",
+    ),
+    (
+        "archive",
+        "usage: coven archive <id> [--json]\n\nHides a session from `coven sessions` (it keeps running if it runs).\n",
+    ),
+    (
+        "unarchive",
+        "usage: coven unarchive <id> [--json]\n\nBrings an archived session back to `coven sessions`.\n",
+    ),
+    (
+        "rm",
+        "usage: coven rm <id> [--json]\n\nDeletes a finished session: its record, its history and its files.\nA running session is refused (kill it first).\n",
     ),
     (
         "show",
@@ -211,6 +245,7 @@ fn allowed(command: &Command) -> &'static [&'static str] {
         Command::Events { .. } => &["after", "follow"],
         Command::Kill { .. } => &["signal", "grace"],
         Command::Run(_) => &["root", "cwd", "title", "detach"],
+        Command::Sessions { .. } => &["all", "limit"],
         _ => &[],
     }
 }
@@ -238,6 +273,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let mut grace_ms = None;
     let mut follow = false;
     let mut detach = false;
+    let mut all = false;
+    let mut limit = None;
     let (mut root, mut cwd, mut title) = (None, None, None);
     let number = |v: String, what: &str| -> Result<u64, String> {
         v.parse()
@@ -255,6 +292,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
             Long("detach") | Short('d') => {
                 detach = true;
                 given.push("detach");
+            }
+            Long("all") | Short('a') => {
+                all = true;
+                given.push("all");
+            }
+            Long("limit") => {
+                limit = Some(number(text(&mut parser)?, "--limit")?);
+                given.push("limit");
             }
             Long("after") => {
                 after = Some(number(text(&mut parser)?, "--after")?);
@@ -314,7 +359,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         ["help", topic] => Command::Help(help_for(Some(topic))?),
         ["version"] => Command::Version,
         ["health"] => Command::Health,
-        ["sessions"] => Command::Sessions,
+        ["sessions"] => Command::Sessions { all, limit },
+        ["archive", s] => Command::Archive {
+            id: id(s),
+            undo: false,
+        },
+        ["unarchive", s] => Command::Archive {
+            id: id(s),
+            undo: true,
+        },
+        ["rm", s] => Command::Remove { id: id(s) },
         ["show", s] => Command::Show { id: id(s) },
         ["attach", s] => Command::Attach { id: id(s) },
         ["events", s] => Command::Events {

@@ -161,27 +161,61 @@ impl Client {
     }
 
     /// A session id from a full id or a unique prefix of one.
+    /// Walks the paged session list, newest first, calling `f` with each
+    /// record until it returns false or the list ends.
+    pub fn sessions(
+        &self,
+        include_archived: bool,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path =
+                format!("/api/v1/sessions?limit=1000&includeArchived={include_archived}");
+            if let Some(c) = &cursor {
+                path.push_str("&cursor=");
+                path.push_str(c);
+            }
+            let page = self.call("GET", &path, None)?;
+            for s in page["sessions"].as_array().into_iter().flatten() {
+                if !f(s) {
+                    return Ok(());
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// A session id from a unique prefix of one (archived sessions too).
     pub fn resolve_id(&self, given: &str) -> Result<String, ClientError> {
-        let list = self.call("GET", "/api/v1/sessions", None)?;
-        let ids: Vec<&str> = list
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s["id"].as_str()).collect())
-            .unwrap_or_default();
-        if ids.contains(&given) {
+        let exact = crate::session::valid_session_id(given)
+            && self
+                .call("GET", &format!("/api/v1/sessions/{given}"), None)
+                .is_ok();
+        if exact {
             return Ok(given.to_owned());
         }
-        let matches: Vec<&str> = ids.into_iter().filter(|id| id.starts_with(given)).collect();
+        let mut matches: Vec<String> = Vec::new();
+        self.sessions(true, |s| {
+            if let Some(id) = s["id"].as_str().filter(|id| id.starts_with(given)) {
+                matches.push(id.to_owned());
+            }
+            matches.len() < 2
+        })?;
         match matches.as_slice() {
-            [one] => Ok((*one).to_owned()),
+            [one] => Ok(one.clone()),
             [] => Err(ClientError::Api {
                 status: 404,
                 code: "session_not_found".into(),
                 message: format!("no session matches {given:?}"),
             }),
-            many => Err(ClientError::Api {
+            _ => Err(ClientError::Api {
                 status: 400,
                 code: "invalid_request".into(),
-                message: format!("{given:?} matches {} sessions", many.len()),
+                message: format!("{given:?} matches more than one session"),
             }),
         }
     }

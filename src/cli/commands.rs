@@ -36,10 +36,17 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             )
             .map_err(io)
         }
-        Command::Sessions => {
-            let list = client.call("GET", "/api/v1/sessions", None)?;
+        Command::Sessions { all, limit } => {
+            let mut list: Vec<Value> = Vec::new();
+            let want = limit.map_or(usize::MAX, |n| n as usize);
+            if want > 0 {
+                client.sessions(*all, |s| {
+                    list.push(s.clone());
+                    list.len() < want
+                })?;
+            }
             if inv.json {
-                return print_json(out, &list).map_err(io);
+                return print_json(out, &Value::Array(list)).map_err(io);
             }
             writeln!(
                 out,
@@ -47,11 +54,16 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
                 "ID", "STATUS", "HARNESS", "CREATED"
             )
             .map_err(io)?;
-            for s in list.as_array().into_iter().flatten() {
+            for s in &list {
                 let title: String = s["title"].as_str().unwrap_or("").chars().take(50).collect();
+                let archived = if s["archived_at"].is_string() {
+                    " (archived)"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "{:<23} {:<9} {:<8} {:<20} {}",
+                    "{:<23} {:<9} {:<8} {:<20} {}{archived}",
                     s["id"].as_str().unwrap_or(""),
                     s["status"].as_str().unwrap_or(""),
                     s["harness"].as_str().unwrap_or(""),
@@ -61,6 +73,23 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
                 .map_err(io)?;
             }
             Ok(())
+        }
+        Command::Archive { id, undo } => {
+            let id = client.resolve_id(id)?;
+            let verb = if *undo { "unarchive" } else { "archive" };
+            let r = client.call("POST", &format!("/api/v1/sessions/{id}/{verb}"), None)?;
+            if inv.json {
+                return print_json(out, &r).map_err(io);
+            }
+            writeln!(out, "{verb}d {id}").map_err(io)
+        }
+        Command::Remove { id } => {
+            let id = client.resolve_id(id)?;
+            let r = client.call("DELETE", &format!("/api/v1/sessions/{id}"), None)?;
+            if inv.json {
+                return print_json(out, &r).map_err(io);
+            }
+            writeln!(out, "deleted {id}").map_err(io)
         }
         Command::Show { id } => {
             let id = client.resolve_id(id)?;

@@ -114,6 +114,10 @@ pub struct Hold {
     pub kind: HoldKind,
     /// What the held request waits on (for the reactor's wake lists).
     pub topic: usize,
+    /// Which incarnation of `topic` it waits on: the service checks it, so
+    /// that a topic key reused after its subject went away is not mistaken
+    /// for it.
+    pub tag: u64,
     /// Where the client is: the last event it has.
     pub cursor: u64,
     /// Page size for a long poll.

@@ -102,6 +102,11 @@ pub fn signal_name(sig: Signal) -> &'static str {
 pub struct Session {
     /// Public id: `[0-9a-f-]`, unique, never a slab key.
     pub id: Box<str>,
+    /// Unique among every session this daemon has held, unlike the slab
+    /// key, which a deleted session's successor may reuse.
+    pub serial: u64,
+    /// When it was archived (hidden from the default list).
+    pub archived_at: Option<[u8; 20]>,
     pub project_root: String,
     pub cwd: String,
     pub harness: String,
@@ -155,6 +160,8 @@ impl Session {
     fn new(key: usize, ring: Ring, journal: Option<Journal>) -> Session {
         Session {
             id: Box::default(),
+            serial: 0,
+            archived_at: None,
             project_root: String::new(),
             cwd: String::new(),
             harness: String::new(),
@@ -231,6 +238,7 @@ impl Session {
             exit_code: self.exit_code,
             created_at: self.created_at().to_owned(),
             updated_at: self.updated_at().to_owned(),
+            archived_at: self.archived_at.as_ref().map(|t| stamp_str(t).to_owned()),
             history_cut: self.history_cut,
             last_seq: self.ring.last_seq().unwrap_or(self.ring.dropped_through()),
         }
@@ -329,9 +337,22 @@ pub enum Refusal {
     QueueFull { limit: usize },
 }
 
+/// Why a delete was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteError {
+    /// The session is live; it keeps running.
+    Live,
+    /// Its directory could not be removed (nothing else changed).
+    Storage(String),
+}
+
 pub struct Sessions {
     list: Slab<Session>,
     by_id: HashMap<Box<str>, usize>,
+    /// Every session, in list order's reverse: `(created_at, id)` ascending.
+    order: BTreeSet<([u8; 20], Box<str>)>,
+    /// The next `Session::serial`.
+    next_serial: u64,
     by_pid: HashMap<i32, usize>,
     log: Log,
     live: usize,
@@ -364,6 +385,8 @@ impl Sessions {
         Sessions {
             list: Slab::new(),
             by_id: HashMap::new(),
+            order: BTreeSet::new(),
+            next_serial: 1,
             by_pid: HashMap::new(),
             log: Log {
                 next_seq: 1,
@@ -528,9 +551,14 @@ impl Sessions {
         ring.release_through(last_seq);
         self.log.journal_bytes += journal.as_ref().map_or(0, Journal::bytes);
         self.on_disk += usize::from(journal.is_some());
+        let archived_at = match &meta.archived_at {
+            Some(t) => Some(stamp(t)?),
+            None => None,
+        };
         let key = self.list.vacant_key();
         self.list.insert(Session {
             id: meta.id.clone().into_boxed_str(),
+            archived_at,
             project_root: meta.project_root,
             cwd: meta.cwd,
             harness: meta.harness,
@@ -545,7 +573,7 @@ impl Sessions {
             eof: true,
             ..Session::new(key, ring, journal)
         });
-        self.by_id.insert(meta.id.into_boxed_str(), key);
+        self.register(key);
         Ok(last_seq)
     }
 
@@ -671,6 +699,86 @@ impl Sessions {
         }
     }
 
+    /// Indexes a session just put in the slab, and gives it its serial.
+    fn register(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        s.serial = self.next_serial;
+        self.next_serial += 1;
+        self.by_id.insert(s.id.clone(), key);
+        self.order.insert((s.created_at, s.id.clone()));
+    }
+
+    /// Keys of up to `limit` sessions that `keep` accepts, in list order
+    /// (newest first: `created_at`, then `id`, descending), strictly after
+    /// the position `after` (`(created_at, id)` of the last one a client
+    /// was given). The second value tells whether more would follow.
+    pub fn page(
+        &self,
+        after: Option<(&[u8; 20], &str)>,
+        limit: usize,
+        mut keep: impl FnMut(&Session) -> bool,
+    ) -> (Vec<usize>, bool) {
+        use std::ops::Bound;
+        let upper = match after {
+            Some((t, id)) => Bound::Excluded((*t, Box::<str>::from(id))),
+            None => Bound::Unbounded,
+        };
+        let mut keys = Vec::new();
+        for (_, id) in self.order.range((Bound::Unbounded, upper)).rev() {
+            let key = self.by_id[id];
+            if !keep(&self.list[key]) {
+                continue;
+            }
+            if keys.len() == limit {
+                return (keys, true);
+            }
+            keys.push(key);
+        }
+        (keys, false)
+    }
+
+    /// Archives (hides from the default list) or unarchives a session. An
+    /// archived session archived again keeps its first `archived_at`.
+    pub fn set_archived(&mut self, key: usize, archived: bool) {
+        let now = self.log.clock.stamp();
+        let s = &mut self.list[key];
+        if s.archived_at.is_some() == archived {
+            return;
+        }
+        s.archived_at = archived.then_some(now);
+        s.updated_at = now;
+        save_meta(&self.root, s, true);
+    }
+
+    /// Deletes a finished session: its record, its history and its
+    /// directory. A live one is refused (it keeps running).
+    pub fn delete(&mut self, key: usize) -> Result<(), DeleteError> {
+        let s = &self.list[key];
+        if s.is_live() {
+            return Err(DeleteError::Live);
+        }
+        if let Some(root) = &self.root {
+            let dir = root.join(&*s.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::error!("session {}: deleting {}: {e}", s.id, dir.display());
+                    return Err(DeleteError::Storage(e.to_string()));
+                }
+            }
+        }
+        let s = self.list.remove(key);
+        self.by_id.remove(&s.id);
+        self.order.remove(&(s.created_at, s.id.clone()));
+        if let Some(t) = s.armed {
+            self.timers.remove(&(t, key));
+        }
+        self.log.journal_bytes -= s.journal_bytes();
+        self.log.ring_bytes -= s.ring.bytes();
+        self.on_disk -= usize::from(s.journal.is_some());
+        log::info!("session {}: deleted", s.id);
+        Ok(())
+    }
+
     pub fn harnesses(&self) -> &[Harness] {
         &self.harnesses
     }
@@ -751,7 +859,7 @@ impl Sessions {
                 max_live: self.limits.max_live,
             });
         }
-        let harness = &self.harnesses[spec.harness];
+        let harness = self.harnesses[spec.harness].clone();
         let mut id = Self::new_id();
         while self.by_id.contains_key(&id) {
             id = Self::new_id();
@@ -778,7 +886,7 @@ impl Sessions {
             updated_at: now,
             ..Session::new(key, Ring::new(self.limits.ring_bytes), journal)
         });
-        self.by_id.insert(id, key);
+        self.register(key);
         save_meta(&self.root, &self.list[key], true);
 
         let started = match harness.resolve(&self.path) {
