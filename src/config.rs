@@ -55,6 +55,10 @@ pub struct Limits {
     pub journal_bytes_per_session: u64,
     /// Journal bytes kept in all (oldest finished sessions go first).
     pub journal_bytes_total: u64,
+    /// Finished sessions are deleted this long after they finished (their
+    /// `updated_at`); `None` keeps them for ever. `retentionDays` at the top
+    /// of config.json (default 30, 0 = for ever; fractions allowed).
+    pub retention: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             kill_grace: Duration::from_secs(3),
             journal_bytes_per_session: 256 * 1024 * 1024,
             journal_bytes_total: 4 * 1024 * 1024 * 1024,
+            retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -88,6 +93,7 @@ impl Limits {
             kill_grace: self.kill_grace,
             journal_bytes_per_session: self.journal_bytes_per_session,
             journal_bytes_total: self.journal_bytes_total,
+            retention: self.retention,
         }
     }
 
@@ -176,13 +182,16 @@ impl Config {
         let Some(top) = value.as_object() else {
             return Err(error(path, "", "must be a JSON object".into()));
         };
+        let mut retention = self.limits.retention;
         for (key, value) in top {
             match key.as_str() {
                 "limits" => self.limits = parse_limits(path, value)?,
                 "harnesses" => self.harnesses = parse_harnesses(path, value)?,
+                "retentionDays" => retention = parse_retention(path, value)?,
                 _ => return Err(error(path, key, "unknown field".into())),
             }
         }
+        self.limits.retention = retention;
         Ok(())
     }
 }
@@ -246,6 +255,19 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
         ));
     }
     Ok(limits)
+}
+
+/// `retentionDays`: a number of days, 0 for ever, at most 100 years.
+fn parse_retention(path: &Path, value: &Value) -> Result<Option<Duration>, ConfigError> {
+    match value.as_f64() {
+        Some(d) if d == 0.0 => Ok(None),
+        Some(d) if d > 0.0 && d <= 36_500.0 => Ok(Some(Duration::from_secs_f64(d * 86_400.0))),
+        _ => Err(error(
+            path,
+            "retentionDays",
+            "must be a number of days from 0 (keep for ever) to 36500".into(),
+        )),
+    }
 }
 
 pub fn valid_harness_id(id: &str) -> bool {

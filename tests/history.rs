@@ -256,3 +256,66 @@ fn cli_pages_archives_and_removes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("session_live"));
 }
+
+#[test]
+fn retention_by_age_removes_finished_sessions_never_live_ones() {
+    // Two seconds, as a fraction of a day.
+    let config = format!(
+        r#"{{"harnesses": {HARNESSES}, "retentionDays": {}}}"#,
+        2.0 / 86_400.0
+    );
+    let mut d = Daemon::start_with_config(Some(&config));
+    let done = id_of(&d.launch("sh", "echo done"));
+    let live = id_of(&d.launch("sleep", "60"));
+    d.wait_exit_event(&done);
+    let dir = d.home.join("sessions");
+    wait_for("the finished session to age out", || {
+        (d.get(&format!("/api/v1/sessions/{done}")).status == 404).then_some(())
+    });
+    assert!(!dir.join(&done).exists());
+    assert_eq!(d.session(&live)["status"], "running");
+    assert!(dir.join(&live).exists());
+    assert!(d.log().contains("removed by retention"), "{}", d.log());
+
+    // Finished sessions found on disk at start age out as well.
+    d.stop();
+    let r = std::fs::read_to_string(dir.join(&live).join("meta.json")).unwrap();
+    assert!(r.contains("\"killed\""), "{r}");
+    d.spawn();
+    wait_for("the stopped session to age out after the restart", || {
+        (!dir.join(&live).exists()).then_some(())
+    });
+    assert_eq!(d.get("/api/v1/sessions").json(), serde_json::json!([]));
+}
+
+#[test]
+fn retention_days_zero_keeps_for_ever_and_bad_values_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, ok) in [
+        ("0", true),
+        ("30", true),
+        ("0.5", true),
+        ("-1", false),
+        ("\"7\"", false),
+    ] {
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(r#"{{"retentionDays": {value}}}"#),
+        )
+        .unwrap();
+        let got = coven::config::Config::load(dir.path().to_owned());
+        assert_eq!(got.is_ok(), ok, "{value}");
+        if let Err(e) = got {
+            assert!(e.to_string().contains("retentionDays"), "{e}");
+        }
+    }
+    std::fs::write(dir.path().join("config.json"), r#"{"retentionDays": 0}"#).unwrap();
+    let c = coven::config::Config::load(dir.path().to_owned()).unwrap();
+    assert_eq!(c.limits.retention, None);
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    let c = coven::config::Config::load(dir.path().to_owned()).unwrap();
+    assert_eq!(
+        c.limits.retention,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+}

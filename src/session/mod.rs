@@ -34,6 +34,8 @@ const READS_PER_TURN: usize = 16;
 /// After the harness exits, how long to wait for its PTY to report EOF
 /// (a background process may still hold the terminal) before finishing.
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
+/// Retention by age works at most this long per loop turn.
+const RETENTION_STEP: Duration = Duration::from_millis(1);
 /// An input queue's buffer is freed once empty if it grew past this.
 const MAX_IDLE_INPUT_CAPACITY: usize = 16 * 1024;
 
@@ -70,6 +72,8 @@ pub struct Limits {
     /// Journal bytes all sessions may keep; the oldest finished sessions'
     /// history goes first.
     pub journal_bytes_total: u64,
+    /// Finished sessions are deleted this long after they finished.
+    pub retention: Option<Duration>,
 }
 
 /// A validated launch request.
@@ -107,6 +111,9 @@ pub struct Session {
     pub serial: u64,
     /// When it was archived (hidden from the default list).
     pub archived_at: Option<[u8; 20]>,
+    /// When it finished, in Unix seconds (its key in `Sessions::expiry`);
+    /// 0 while it runs.
+    finished_secs: u64,
     pub project_root: String,
     pub cwd: String,
     pub harness: String,
@@ -162,6 +169,7 @@ impl Session {
             id: Box::default(),
             serial: 0,
             archived_at: None,
+            finished_secs: 0,
             project_root: String::new(),
             cwd: String::new(),
             harness: String::new(),
@@ -353,6 +361,12 @@ pub struct Sessions {
     order: BTreeSet<([u8; 20], Box<str>)>,
     /// The next `Session::serial`.
     next_serial: u64,
+    /// Finished sessions by when they finished (Unix seconds), for
+    /// retention by age: the oldest first.
+    expiry: BTreeSet<(u64, Box<str>)>,
+    /// When retention by age next has work (the oldest finished session
+    /// comes of age, or a step left work over).
+    retention_at: Option<Instant>,
     by_pid: HashMap<i32, usize>,
     log: Log,
     live: usize,
@@ -387,6 +401,8 @@ impl Sessions {
             by_id: HashMap::new(),
             order: BTreeSet::new(),
             next_serial: 1,
+            expiry: BTreeSet::new(),
+            retention_at: None,
             by_pid: HashMap::new(),
             log: Log {
                 next_seq: 1,
@@ -495,6 +511,10 @@ impl Sessions {
             let s = &mut self.list[key];
             s.updated_at = stamp;
             save_meta(&self.root, s, true);
+        }
+        let keys: Vec<usize> = self.list.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.mark_finished(key);
         }
         self.enforce_retention();
         Ok(())
@@ -767,6 +787,7 @@ impl Sessions {
             }
         }
         let s = self.list.remove(key);
+        self.expiry.remove(&(s.finished_secs, s.id.clone()));
         self.by_id.remove(&s.id);
         self.order.remove(&(s.created_at, s.id.clone()));
         if let Some(t) = s.armed {
@@ -777,6 +798,82 @@ impl Sessions {
         self.on_disk -= usize::from(s.journal.is_some());
         log::info!("session {}: deleted", s.id);
         Ok(())
+    }
+
+    /// Enters a session that just finished (or was loaded finished) in the
+    /// retention-by-age order, dated by its `updated_at`.
+    fn mark_finished(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        if s.finished_secs != 0 || s.is_live() {
+            return;
+        }
+        s.finished_secs = humantime::parse_rfc3339(stamp_str(&s.updated_at))
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(1, |d| d.as_secs().max(1));
+        self.expiry.insert((s.finished_secs, s.id.clone()));
+        self.schedule_retention(Instant::now());
+    }
+
+    /// Sets `retention_at` to when the oldest finished session comes of age.
+    fn schedule_retention(&mut self, now: Instant) {
+        let (Some(keep), Some((finished, _))) = (self.limits.retention, self.expiry.first()) else {
+            self.retention_at = None;
+            return;
+        };
+        let due = Duration::from_secs(*finished) + keep;
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.retention_at = Some(now + due.saturating_sub(wall));
+    }
+
+    /// Retention by age: deletes finished sessions that finished longer ago
+    /// than `retentionDays`, oldest first, one journal segment or one
+    /// session at a time, for at most `RETENTION_STEP` per turn. Never a
+    /// live session (those are not in `expiry`).
+    fn retention_step(&mut self, now: Instant) {
+        let Some(keep) = self.limits.retention else {
+            self.retention_at = None;
+            return;
+        };
+        let started = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        while let Some((finished, id)) = self.expiry.first().cloned() {
+            if Duration::from_secs(finished) + keep > wall {
+                break;
+            }
+            if started.elapsed() >= RETENTION_STEP {
+                // More is due: go on next turn, after other work.
+                self.retention_at = Some(now);
+                return;
+            }
+            let Some(&key) = self.by_id.get(&id) else {
+                self.expiry.pop_first();
+                continue;
+            };
+            // A long history goes a segment per pass, so that no single
+            // step removes more than one file's worth.
+            if self.list[key]
+                .journal
+                .as_ref()
+                .is_some_and(|j| j.segment_count() > 1)
+                && self.trim_oldest(key) > 0
+            {
+                continue;
+            }
+            match self.delete(key) {
+                Ok(()) => log::info!("session {id}: removed by retention (retentionDays)"),
+                Err(e) => {
+                    // Leave it for next time rather than retry in a loop.
+                    log::warn!("session {id}: retention could not delete it: {e:?}");
+                    self.expiry.pop_first();
+                }
+            }
+        }
+        self.schedule_retention(now);
     }
 
     pub fn harnesses(&self) -> &[Harness] {
@@ -839,7 +936,11 @@ impl Sessions {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        let timer = self.timers.first().map(|&(t, _)| t);
+        match (timer, self.retention_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn new_id() -> Box<str> {
@@ -1088,6 +1189,7 @@ impl Sessions {
     /// A session is over: its metadata is saved durably, its journal
     /// closed, and its in-memory events released (they are on disk).
     fn close_out(&mut self, key: usize) {
+        self.mark_finished(key);
         let s = &mut self.list[key];
         save_meta(&self.root, s, true);
         if let Some(j) = &mut s.journal {
@@ -1188,6 +1290,9 @@ impl Sessions {
     }
 
     pub fn on_timers(&mut self, now: Instant) {
+        if self.retention_at.is_some_and(|t| t <= now) {
+            self.retention_step(now);
+        }
         while let Some(&(t, key)) = self.timers.first() {
             if t > now {
                 return;
