@@ -260,7 +260,7 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
 /// `retentionDays`: a number of days, 0 for ever, at most 100 years.
 fn parse_retention(path: &Path, value: &Value) -> Result<Option<Duration>, ConfigError> {
     match value.as_f64() {
-        Some(d) if d == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(d) if d > 0.0 && d <= 36_500.0 => Ok(Some(Duration::from_secs_f64(d * 86_400.0))),
         _ => Err(error(
             path,
