@@ -196,3 +196,42 @@ fn method_not_allowed() {
     }
     d.assert_alive();
 }
+
+/// docs/API.md documents every route of the router's table, with each
+/// method it answers.
+#[test]
+fn api_document_covers_every_route() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md")).unwrap();
+    let mut missing = Vec::new();
+    for &(path, route) in coven::api::router::ROUTES {
+        for method in route.allow().split(", ").filter(|m| *m != "HEAD") {
+            let entry = format!("{method} /api/v1/{path}");
+            if !doc.contains(&entry) {
+                missing.push(entry);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/API.md lacks {missing:?}");
+    // And every code the envelope can carry.
+    for code in [
+        "not_found",
+        "invalid_request",
+        "session_not_found",
+        "session_not_live",
+        "project_root_violation",
+        "pty_spawn_failed",
+        "runtime_unavailable",
+        "internal_error",
+        "method_not_allowed",
+        "payload_too_large",
+        "request_header_too_large",
+        "input_too_large",
+        "session_live",
+        "daemon_identity_mismatch",
+    ] {
+        assert!(
+            doc.contains(&format!("`{code}`")),
+            "docs/API.md lacks {code}"
+        );
+    }
+}

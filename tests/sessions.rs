@@ -552,6 +552,19 @@ fn full_input_queue_is_503() {
         .filter(|e| e["kind"] == "input")
         .count();
     assert_eq!(inputs, accepted, "a refused input is not recorded");
+    // Input larger than the queue could ever hold is 413, not "try again".
+    let r = d.post(
+        &format!("/api/v1/sessions/{id}/input"),
+        json!({"data": "y".repeat(4097)}).to_string().as_bytes(),
+    );
+    assert_eq!((r.status, r.code()), (413, "input_too_large".into()));
+    assert_eq!(r.json()["error"]["details"]["bytes"], 4097);
+    let after = d
+        .events(&id)
+        .iter()
+        .filter(|e| e["kind"] == "input")
+        .count();
+    assert_eq!(after, accepted);
     d.assert_alive();
 }
 

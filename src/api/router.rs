@@ -40,7 +40,7 @@ pub enum Route {
 
 impl Route {
     /// The methods this route answers, as an `Allow` value.
-    fn allow(self) -> &'static str {
+    pub fn allow(self) -> &'static str {
         match self {
             Route::ApiVersion
             | Route::Health
@@ -71,6 +71,30 @@ impl Route {
         }
     }
 }
+
+/// The route table: each route's path under `/api/v1/` (and under `/`, the
+/// legacy alias), where `:id` is one non-empty segment, the session id.
+/// `resolve` matches a path against it in order; docs/API.md documents
+/// every entry (a test checks).
+pub const ROUTES: &[(&str, Route)] = &[
+    ("health", Route::Health),
+    ("api-version", Route::ApiVersion),
+    ("capabilities", Route::Capabilities),
+    ("actions", Route::Actions),
+    ("harnesses", Route::Harnesses),
+    ("sessions", Route::Sessions),
+    ("sessions/:id", Route::Session),
+    ("sessions/:id/input", Route::SessionInput),
+    ("sessions/:id/kill", Route::SessionKill),
+    ("sessions/:id/resize", Route::SessionResize),
+    ("sessions/:id/events", Route::SessionEvents),
+    ("sessions/:id/stream", Route::SessionStream),
+    ("sessions/:id/archive", Route::SessionArchive),
+    ("sessions/:id/unarchive", Route::SessionUnarchive),
+    ("events", Route::Events),
+    ("events/stream", Route::EventsStream),
+    ("internal/lifecycle/shutdown", Route::Shutdown),
+];
 
 /// Splits and decodes the path (without its leading `/`).
 fn segments(path: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
@@ -106,33 +130,23 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
         }
         rest => rest,
     };
-    let route = match rest {
-        ["api-version"] => Route::ApiVersion,
-        ["health"] => Route::Health,
-        ["capabilities"] => Route::Capabilities,
-        ["actions"] => Route::Actions,
-        ["harnesses"] => Route::Harnesses,
-        ["sessions"] => Route::Sessions,
-        ["events"] => Route::Events,
-        ["events", "stream"] => Route::EventsStream,
-        ["internal", "lifecycle", "shutdown"] => Route::Shutdown,
-        ["sessions", id, tail @ ..] if !id.is_empty() => {
-            let route = match tail {
-                [] => Route::Session,
-                ["input"] => Route::SessionInput,
-                ["kill"] => Route::SessionKill,
-                ["resize"] => Route::SessionResize,
-                ["events"] => Route::SessionEvents,
-                ["stream"] => Route::SessionStream,
-                ["archive"] => Route::SessionArchive,
-                ["unarchive"] => Route::SessionUnarchive,
-                _ => return Err(ApiError::not_found()),
-            };
-            return Ok((route, Some((*id).to_owned())));
+    for &(pattern, route) in ROUTES {
+        let mut id = None;
+        let mut parts = pattern.split('/');
+        let matched = rest.len() == pattern.split('/').count()
+            && rest.iter().all(|seg| match parts.next() {
+                Some(":id") if !seg.is_empty() => {
+                    id = Some((*seg).to_owned());
+                    true
+                }
+                Some(part) => part == *seg,
+                None => false,
+            });
+        if matched {
+            return Ok((route, id));
         }
-        _ => return Err(ApiError::not_found()),
-    };
-    Ok((route, None))
+    }
+    Err(ApiError::not_found())
 }
 
 pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<Reply, ApiError> {

@@ -357,6 +357,16 @@ pub fn on_input(
         None | Some(Value::Null) => return Err(field_error("data", "`data` is required.")),
         Some(_) => return Err(field_error("data", "`data` must be a string.")),
     };
+    let limit = api.sessions.limits().input_queue_bytes;
+    if data.len() > limit {
+        // It could never fit, however long the client waits: not a 503.
+        return Err(ApiError::new(
+            413,
+            "input_too_large",
+            "The input is larger than the session's input queue can hold.",
+        )
+        .with_details(json!({ "sessionId": id, "bytes": data.len(), "inputQueueBytes": limit })));
+    }
     match api.sessions.input(key, data) {
         Ok(()) => {
             wire::write_json(out, &ACCEPTED);

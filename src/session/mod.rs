@@ -599,13 +599,7 @@ impl Sessions {
 
     /// Sessions with records on disk.
     pub fn on_disk(&self) -> usize {
-        if self.root.is_none() {
-            return 0;
-        }
-        self.list
-            .iter()
-            .filter(|(_, s)| s.journal.is_some())
-            .count()
+        self.on_disk
     }
 
     /// Events of a session's journal with `after < seq < before`.
