@@ -93,7 +93,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io("loading sessions", e))?;
     log::info!(
         "loaded {} session(s), {} journal bytes, in {} ms",
-        sessions.len(),
+        sessions.count(),
         sessions.journal_bytes(),
         started.elapsed().as_millis()
     );

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod daemon;
 pub mod home;
 pub mod http;
+pub mod index;
 pub mod journal;
 pub mod logger;
 pub mod reactor;

@@ -245,6 +245,9 @@ impl Reactor {
             self.fire_timers(now);
             self.register_masters();
             self.wake_waiters(now);
+            // Finished sessions nobody holds leave memory until asked for.
+            let waiters = &self.waiters;
+            self.api.sessions.evict(|key| waiters.contains_key(&key));
             if let Some(deadline) = self.stopping {
                 let idle = self.conns.is_empty() && self.api.sessions.live() == 0;
                 if idle || now >= deadline {

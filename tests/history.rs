@@ -319,3 +319,61 @@ fn retention_days_zero_keeps_for_ever_and_bad_values_are_named() {
         Some(std::time::Duration::from_secs(30 * 86_400))
     );
 }
+
+#[test]
+fn finished_sessions_leave_memory_and_the_index_is_rebuilt_when_lost() {
+    let mut d = Daemon::with_sessions("");
+    let ids: Vec<String> = (0..30)
+        .map(|i| id_of(&d.launch("sh", &format!("echo {i}"))))
+        .collect();
+    let live = id_of(&d.launch("sleep", "60"));
+    for id in &ids {
+        d.wait_exit_event(id);
+    }
+    // Only the live session stays in memory; the others are on disk.
+    let h = wait_for("finished sessions to leave memory", || {
+        let h = d.get("/api/v1/health").json();
+        (h["stats"]["sessionsInMemory"] == 1).then_some(h)
+    });
+    assert_eq!(h["stats"]["sessions"], 31);
+    assert_eq!(h["stats"]["sessionsOnDisk"], 31);
+    // Asked for, a finished one comes back from disk, whole.
+    let s = d.session(&ids[7]);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(output_of(&d.events(&ids[7])), "7\n");
+    let before = page(&d, "limit=1000&includeArchived=true");
+    assert_eq!(before["sessions"].as_array().unwrap().len(), 31);
+    assert_eq!(before["sessions"][0]["id"], live.as_str());
+
+    // The index is a cache: lost or damaged, it is rebuilt from the files.
+    d.stop();
+    let index = d.home.join("sessions.idx");
+    std::fs::remove_file(&index).unwrap();
+    d.spawn();
+    assert!(
+        d.log().contains("building the session index"),
+        "{}",
+        d.log()
+    );
+    let after = page(&d, "limit=1000&includeArchived=true");
+    let ids_of = |p: &Value| -> Vec<String> {
+        p["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect()
+    };
+    assert_eq!(ids_of(&after), ids_of(&before));
+    assert_eq!(after["sessions"][0]["status"], "killed");
+    d.stop();
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes[64 + 5 * 64 + 3] ^= 0xff; // one entry's id, checksum now wrong
+    std::fs::write(&index, bytes).unwrap();
+    d.spawn();
+    assert!(d.log().contains("damaged; rebuilding"), "{}", d.log());
+    assert_eq!(ids_of(&page(&d, "limit=1000")), ids_of(&after));
+    // New sessions sort after every old one.
+    let newer = id_of(&d.launch("sh", "true"));
+    assert_eq!(page(&d, "limit=1")["sessions"][0]["id"], newer.as_str());
+}

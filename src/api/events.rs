@@ -51,7 +51,7 @@ fn locate(
             }
         },
     };
-    let (key, _) = find(&api.sessions, &id)?;
+    let (key, _) = find(&mut api.sessions, &id)?;
     let mut after = number(query, "afterSeq")?.unwrap_or(0);
     if let Some(event_id) = query_param(query, "afterEventId")? {
         match event_id_seq(&event_id).filter(|&seq| api.sessions.owns(key, seq)) {

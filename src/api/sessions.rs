@@ -14,6 +14,7 @@ use super::query::{bad_query, number, query_param, query_values};
 use super::wire::{self, SessionRecord};
 use super::Api;
 use crate::http::Reply;
+use crate::session::store::Listed;
 use crate::session::{
     stamp_str, valid_session_id, DeleteError, LaunchError, LaunchSpec, Refusal, Session, Sessions,
     Status,
@@ -53,17 +54,50 @@ fn session_not_live(s: &Session) -> ApiError {
 }
 
 /// Finds a session by its public id.
-pub fn find<'a>(sessions: &'a Sessions, id: &str) -> Result<(usize, &'a Session), ApiError> {
-    sessions.find(id).ok_or_else(|| session_not_found(id))
+/// Finds a session by its public id (loading a finished one from disk).
+pub fn find<'a>(sessions: &'a mut Sessions, id: &str) -> Result<(usize, &'a Session), ApiError> {
+    let key = sessions.find(id).ok_or_else(|| session_not_found(id))?;
+    Ok((key, sessions.get(key).expect("found")))
 }
 
 /// Finds a running session.
-fn find_live(sessions: &Sessions, id: &str) -> Result<usize, ApiError> {
+fn find_live(sessions: &mut Sessions, id: &str) -> Result<usize, ApiError> {
     let (key, s) = find(sessions, id)?;
     if s.status != Status::Running {
         return Err(session_not_live(s));
     }
     Ok(key)
+}
+
+/// A listed session's record, from its metadata.
+fn listed_record(l: &Listed) -> SessionRecord<'_> {
+    let m = &l.meta;
+    SessionRecord {
+        id: &m.id,
+        project_root: &m.project_root,
+        harness: &m.harness,
+        title: &m.title,
+        status: &m.status,
+        exit_code: m.exit_code,
+        archived_at: m.archived_at.as_deref(),
+        created_at: &m.created_at,
+        updated_at: &m.updated_at,
+        cwd: &m.cwd,
+        pid: l.pid,
+    }
+}
+
+/// The unpaged list (older clients) answers at most this many sessions,
+/// the newest: past it, a client must page.
+pub const MAX_UNPAGED_SESSIONS: usize = 10_000;
+
+fn storage_error(e: std::io::Error) -> ApiError {
+    ApiError::new(
+        500,
+        "internal_error",
+        "The session index could not be read.",
+    )
+    .with_details(json!({ "reason": e.to_string() }))
 }
 
 /// Sessions per page of the paged list, by default and at most.
@@ -79,53 +113,38 @@ const STATUSES: [Status; 5] = [
     Status::Orphaned,
 ];
 
-/// A page position as clients carry it: opaque, `[0-9a-f]`, the hex of the
-/// last listed session's `created_at` (20 bytes) followed by its id.
-fn encode_cursor(s: &Session) -> String {
-    let mut out = String::with_capacity(2 * (20 + s.id.len()));
-    for b in s.created_at.iter().chain(s.id.as_bytes()) {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+/// A page position as clients carry it: opaque, `[0-9a-f]`, the hex of
+/// the id of the last session the previous page covered.
+fn encode_cursor(id: &str) -> String {
+    id.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(text: &str) -> Option<([u8; 20], String)> {
-    if !text.len().is_multiple_of(2) || text.len() <= 40 || text.len() > 2 * (20 + 128) {
+fn decode_cursor(text: &str) -> Option<String> {
+    if !text.len().is_multiple_of(2) || text.is_empty() || text.len() > 2 * 128 {
         return None;
     }
     let bytes: Vec<u8> = (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect::<Option<_>>()?;
-    let (stamp, id) = bytes.split_at(20);
-    let stamp: [u8; 20] = stamp.try_into().ok()?;
-    if !stamp
-        .iter()
-        .all(|b| b.is_ascii_digit() || b"-:TZ".contains(b))
-    {
-        return None;
-    }
-    let id = String::from_utf8(id.to_vec()).ok()?;
-    valid_session_id(&id).then_some((stamp, id))
+    let id = String::from_utf8(bytes).ok()?;
+    valid_session_id(&id).then_some(id)
 }
 
 /// `GET /sessions`: without paging parameters, every session that is not
 /// archived, as the contract's plain array; with any of them, one page
 /// `{ sessions, next_cursor }`.
-pub fn on_list(api: &Api, query: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+pub fn on_list(api: &mut Api, query: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
     let mut paged = false;
     for name in PAGING_PARAMS {
         paged |= query_param(query, name)?.is_some();
     }
     if !paged {
-        let (keys, _) = api
+        let page = api
             .sessions
-            .page(None, usize::MAX, |s| s.archived_at.is_none());
-        let records: Vec<SessionRecord<'_>> = keys
-            .into_iter()
-            .filter_map(|k| api.sessions.get(k))
-            .map(record)
-            .collect();
+            .page(None, MAX_UNPAGED_SESSIONS, |e| !e.archived)
+            .map_err(storage_error)?;
+        let records: Vec<SessionRecord<'_>> = page.sessions.iter().map(listed_record).collect();
         wire::write_json(out, &records);
         return Ok(reply(200));
     }
@@ -171,21 +190,19 @@ pub fn on_list(api: &Api, query: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiE
             statuses.push(status);
         }
     }
-    let after = cursor.as_ref().map(|(t, id)| (t, id.as_str()));
-    let (keys, more) = api.sessions.page(after, limit as usize, |s| {
-        (include_archived || s.archived_at.is_none())
-            && (statuses.is_empty() || statuses.contains(&s.status))
-    });
-    let sessions: Vec<&Session> = keys.iter().filter_map(|&k| api.sessions.get(k)).collect();
-    let next_cursor = match sessions.last() {
-        Some(last) if more => Some(encode_cursor(last)),
-        _ => None,
-    };
+    let codes: Vec<u8> = statuses.iter().map(|s| s.code()).collect();
+    let page = api
+        .sessions
+        .page(cursor.as_deref(), limit as usize, |e| {
+            (include_archived || !e.archived)
+                && (codes.is_empty() || e.status.is_some_and(|c| codes.contains(&c)))
+        })
+        .map_err(storage_error)?;
     wire::write_json(
         out,
         &wire::SessionPage {
-            sessions: sessions.into_iter().map(record).collect(),
-            next_cursor,
+            sessions: page.sessions.iter().map(listed_record).collect(),
+            next_cursor: page.next_after.as_deref().map(encode_cursor),
         },
     );
     Ok(reply(200))
@@ -198,7 +215,7 @@ pub fn on_archive(
     archived: bool,
     out: &mut Vec<u8>,
 ) -> Result<Reply, ApiError> {
-    let (key, _) = find(&api.sessions, id)?;
+    let (key, _) = find(&mut api.sessions, id)?;
     api.sessions.set_archived(key, archived);
     let s = api.sessions.get(key).expect("found");
     wire::write_json(out, &record(s));
@@ -207,7 +224,7 @@ pub fn on_archive(
 
 /// `DELETE /sessions/:id`: a finished session's record and history.
 pub fn on_delete(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let (key, s) = find(&api.sessions, id)?;
+    let (key, s) = find(&mut api.sessions, id)?;
     let status = s.status.as_str();
     match api.sessions.delete(key) {
         Ok(()) => {
@@ -232,8 +249,8 @@ pub fn on_delete(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, Ap
     }
 }
 
-pub fn on_get(api: &Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let (_, s) = find(&api.sessions, id)?;
+pub fn on_get(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let (_, s) = find(&mut api.sessions, id)?;
     wire::write_json(out, &record(s));
     Ok(reply(200))
 }
@@ -350,7 +367,7 @@ pub fn on_input(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Reply, ApiError> {
-    let key = find_live(&api.sessions, id)?;
+    let key = find_live(&mut api.sessions, id)?;
     let obj = object(body, false)?;
     let data = match obj.get("data") {
         Some(Value::String(s)) => s.as_str(),
@@ -395,7 +412,7 @@ fn parse_signal(name: &str) -> Option<Signal> {
 }
 
 pub fn on_kill(api: &mut Api, id: &str, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let key = find_live(&api.sessions, id)?;
+    let key = find_live(&mut api.sessions, id)?;
     let obj = object(body, true)?;
     let signal = match obj.get("signal") {
         None | Some(Value::Null) => Signal::SIGTERM,
@@ -424,7 +441,7 @@ pub fn on_resize(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Reply, ApiError> {
-    let key = find_live(&api.sessions, id)?;
+    let key = find_live(&mut api.sessions, id)?;
     let obj = object(body, false)?;
     let dim = |field: &str| -> Result<u16, ApiError> {
         optional_int(&obj, field, 1, MAX_DIMENSION)?

@@ -96,6 +96,8 @@ pub struct HealthStats {
     pub requests: u64,
     pub live_sessions: usize,
     pub sessions: usize,
+    /// Sessions held in memory: the live ones, and finished ones in use.
+    pub sessions_in_memory: usize,
     pub ring_bytes: usize,
     pub journal_bytes: u64,
     pub sessions_on_disk: usize,

@@ -7,12 +7,12 @@
 //! No HTTP here.
 
 pub mod harness;
+pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,8 +34,6 @@ const READS_PER_TURN: usize = 16;
 /// After the harness exits, how long to wait for its PTY to report EOF
 /// (a background process may still hold the terminal) before finishing.
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
-/// Retention by age works at most this long per loop turn.
-const RETENTION_STEP: Duration = Duration::from_millis(1);
 /// An input queue's buffer is freed once empty if it grew past this.
 const MAX_IDLE_INPUT_CAPACITY: usize = 16 * 1024;
 
@@ -111,9 +109,10 @@ pub struct Session {
     pub serial: u64,
     /// When it was archived (hidden from the default list).
     pub archived_at: Option<[u8; 20]>,
-    /// When it finished, in Unix seconds (its key in `Sessions::expiry`);
-    /// 0 while it runs.
+    /// When it finished, in Unix seconds; 0 while it runs.
     finished_secs: u64,
+    /// Its entry's position in the session index, once known.
+    idx_pos: Option<u64>,
     pub project_root: String,
     pub cwd: String,
     pub harness: String,
@@ -170,6 +169,7 @@ impl Session {
             serial: 0,
             archived_at: None,
             finished_secs: 0,
+            idx_pos: None,
             project_root: String::new(),
             cwd: String::new(),
             harness: String::new(),
@@ -235,6 +235,11 @@ impl Session {
         self.journal.as_ref().map_or(0, Journal::bytes)
     }
 
+    /// Seq of its newest event (0 if it has none).
+    pub fn last_seq(&self) -> u64 {
+        self.ring.last_seq().unwrap_or(self.ring.dropped_through())
+    }
+
     fn meta(&self) -> wire::SessionMeta {
         wire::SessionMeta {
             id: self.id.to_string(),
@@ -248,7 +253,7 @@ impl Session {
             updated_at: self.updated_at().to_owned(),
             archived_at: self.archived_at.as_ref().map(|t| stamp_str(t).to_owned()),
             history_cut: self.history_cut,
-            last_seq: self.ring.last_seq().unwrap_or(self.ring.dropped_through()),
+            last_seq: self.last_seq(),
         }
     }
 
@@ -357,16 +362,25 @@ pub enum DeleteError {
 pub struct Sessions {
     list: Slab<Session>,
     by_id: HashMap<Box<str>, usize>,
-    /// Every session, in list order's reverse: `(created_at, id)` ascending.
-    order: BTreeSet<([u8; 20], Box<str>)>,
     /// The next `Session::serial`.
     next_serial: u64,
-    /// Finished sessions by when they finished (Unix seconds), for
-    /// retention by age: the oldest first.
-    expiry: BTreeSet<(u64, Box<str>)>,
+    /// Every session, finished ones included (`store`).
+    index: crate::index::Index,
+    /// Sessions in the index, deleted ones aside.
+    count: usize,
+    /// The newest session id given out: new ones sort after it.
+    last_id: Box<str>,
+    /// Finished sessions in the slab, to let go once unused (`evict`).
+    evictable: Vec<usize>,
     /// When retention by age next has work (the oldest finished session
     /// comes of age, or a step left work over).
     retention_at: Option<Instant>,
+    /// Where retention by age's pass over the index is.
+    age_pos: u64,
+    /// The earliest due time this pass saw among sessions not yet due.
+    age_min_due: Option<u64>,
+    /// Index entries before this hold no finished session with history.
+    bytes_pos: u64,
     by_pid: HashMap<i32, usize>,
     log: Log,
     live: usize,
@@ -380,8 +394,6 @@ pub struct Sessions {
     timers: BTreeSet<(Instant, usize)>,
     /// `<home>/sessions`, where journals live (None: memory only).
     root: Option<PathBuf>,
-    /// Sessions with a journal.
-    on_disk: usize,
 }
 
 /// Writes a session's metadata file; failures are logged, not fatal.
@@ -399,10 +411,15 @@ impl Sessions {
         Sessions {
             list: Slab::new(),
             by_id: HashMap::new(),
-            order: BTreeSet::new(),
             next_serial: 1,
-            expiry: BTreeSet::new(),
+            index: crate::index::Index::in_memory(),
+            count: 0,
+            last_id: Box::default(),
+            evictable: Vec::new(),
             retention_at: None,
+            age_pos: 0,
+            age_min_due: None,
+            bytes_pos: 0,
             by_pid: HashMap::new(),
             log: Log {
                 next_seq: 1,
@@ -419,7 +436,6 @@ impl Sessions {
             pending: Vec::new(),
             timers: BTreeSet::new(),
             root: None,
-            on_disk: 0,
         }
     }
 
@@ -476,130 +492,13 @@ impl Sessions {
         false
     }
 
-    /// Loads every session recorded under `root` (`<home>/sessions`) and
-    /// keeps journaling there from now on. Sessions that were running when
-    /// the previous daemon died become `orphaned`. A session whose files
-    /// cannot be read is skipped with a warning; nothing here fails start
-    /// but an unusable `root` itself.
-    pub fn load(&mut self, root: PathBuf) -> io::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)?;
-        let mut max_seq = 0u64;
-        for entry in std::fs::read_dir(&root)? {
-            let Ok(entry) = entry else { continue };
-            let dir = entry.path();
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            match self.load_one(&dir) {
-                Ok(seq) => max_seq = max_seq.max(seq),
-                Err(e) => log::warn!("{}: skipped: {e}", dir.display()),
-            }
-        }
-        self.log.next_seq = self.log.next_seq.max(max_seq + 1);
-        self.root = Some(root);
-        let orphans: Vec<usize> = self
-            .list
-            .iter()
-            .filter(|(_, s)| s.status == Status::Orphaned && s.updated_at == [0; 20])
-            .map(|(k, _)| k)
-            .collect();
-        for key in orphans {
-            let stamp = self.log.clock.stamp();
-            let s = &mut self.list[key];
-            s.updated_at = stamp;
-            save_meta(&self.root, s, true);
-        }
-        let keys: Vec<usize> = self.list.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.mark_finished(key);
-        }
-        self.enforce_retention();
-        Ok(())
-    }
-
-    /// Loads one session directory; returns the highest seq it knows.
-    fn load_one(&mut self, dir: &std::path::Path) -> Result<u64, String> {
-        let meta = journal::read_meta(dir).map_err(|e| format!("meta.json: {e}"))?;
-        let meta = wire::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if meta.id != name || !valid_session_id(&meta.id) || self.by_id.contains_key(name) {
-            return Err(format!("meta.json names session {:?}", meta.id));
-        }
-        let stamp = |t: &str| -> Result<[u8; 20], String> {
-            t.as_bytes()
-                .try_into()
-                .map_err(|_| format!("bad timestamp {t:?}"))
-        };
-        let created_at = stamp(&meta.created_at)?;
-        let mut updated_at = stamp(&meta.updated_at)?;
-        let status = match meta.status.as_str() {
-            "running" => {
-                // Marked (and saved) once loading is done.
-                updated_at = [0; 20];
-                Status::Orphaned
-            }
-            "completed" => Status::Completed,
-            "failed" => Status::Failed,
-            "killed" => Status::Killed,
-            "orphaned" => Status::Orphaned,
-            other => return Err(format!("unknown status {other:?}")),
-        };
-        let journal = match Journal::open(dir.to_owned()) {
-            Ok((journal, warnings)) => {
-                for w in warnings {
-                    log::warn!("{w}");
-                }
-                Some(journal)
-            }
-            Err(e) => {
-                log::warn!(
-                    "{}: journal unreadable ({e}); its events are unavailable",
-                    dir.display()
-                );
-                None
-            }
-        };
-        let last_seq = journal
-            .as_ref()
-            .and_then(Journal::last_seq)
-            .unwrap_or(0)
-            .max(meta.last_seq);
-        let mut ring = Ring::new(self.limits.ring_bytes);
-        ring.release_through(last_seq);
-        self.log.journal_bytes += journal.as_ref().map_or(0, Journal::bytes);
-        self.on_disk += usize::from(journal.is_some());
-        let archived_at = match &meta.archived_at {
-            Some(t) => Some(stamp(t)?),
-            None => None,
-        };
-        let key = self.list.vacant_key();
-        self.list.insert(Session {
-            id: meta.id.clone().into_boxed_str(),
-            archived_at,
-            project_root: meta.project_root,
-            cwd: meta.cwd,
-            harness: meta.harness,
-            title: meta.title,
-            status,
-            exit_code: meta.exit_code,
-            created_at,
-            updated_at,
-            first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
-            history_cut: meta.history_cut,
-            // Loaded sessions have no process: nothing more will be read.
-            eof: true,
-            ..Session::new(key, ring, journal)
-        });
-        self.register(key);
-        Ok(last_seq)
-    }
-
     /// Sessions with records on disk.
     pub fn on_disk(&self) -> usize {
-        self.on_disk
+        if self.root.is_some() {
+            self.count
+        } else {
+            0
+        }
     }
 
     /// Events of a session's journal with `after < seq < before`.
@@ -662,212 +561,12 @@ impl Sessions {
         }
     }
 
-    /// Keeps journals within their byte limits: a session's own oldest
-    /// segments first, then, over the total, the oldest finished sessions'
-    /// history, and never a live session's current segment.
-    fn enforce_retention(&mut self) {
-        if self.root.is_none() {
-            return;
-        }
-        let per_session = self.limits.journal_bytes_per_session;
-        let total = self.limits.journal_bytes_total;
-        let mut cut = Vec::new();
-        let over: Vec<usize> = self
-            .list
-            .iter()
-            .filter(|(_, s)| s.journal_bytes() > per_session)
-            .map(|(k, _)| k)
-            .collect();
-        for key in over {
-            // Whole segments go; the newest stays, even if over the limit.
-            while self.list[key].journal_bytes() > per_session
-                && self.list[key]
-                    .journal
-                    .as_ref()
-                    .is_some_and(|j| j.segment_count() > 1)
-                && self.trim_oldest(key) > 0
-            {
-                cut.push(key);
-            }
-        }
-        while self.log.journal_bytes > total {
-            // Oldest finished session with history, else the oldest live
-            // one with more than its current segment.
-            let victim = self
-                .list
-                .iter()
-                .filter(|(_, s)| s.journal.as_ref().is_some_and(|j| !j.is_empty()))
-                .filter(|(_, s)| {
-                    !s.is_live() || s.journal.as_ref().is_some_and(|j| j.segment_count() > 1)
-                })
-                .min_by_key(|(_, s)| (s.is_live(), s.created_at, &s.id))
-                .map(|(k, _)| k);
-            match victim {
-                Some(key) if self.trim_oldest(key) > 0 => cut.push(key),
-                _ => break,
-            }
-        }
-        cut.dedup();
-        for key in cut {
-            save_meta(&self.root, &self.list[key], false);
-        }
-    }
-
     /// Indexes a session just put in the slab, and gives it its serial.
     fn register(&mut self, key: usize) {
         let s = &mut self.list[key];
         s.serial = self.next_serial;
         self.next_serial += 1;
         self.by_id.insert(s.id.clone(), key);
-        self.order.insert((s.created_at, s.id.clone()));
-    }
-
-    /// Keys of up to `limit` sessions that `keep` accepts, in list order
-    /// (newest first: `created_at`, then `id`, descending), strictly after
-    /// the position `after` (`(created_at, id)` of the last one a client
-    /// was given). The second value tells whether more would follow.
-    pub fn page(
-        &self,
-        after: Option<(&[u8; 20], &str)>,
-        limit: usize,
-        mut keep: impl FnMut(&Session) -> bool,
-    ) -> (Vec<usize>, bool) {
-        use std::ops::Bound;
-        let upper = match after {
-            Some((t, id)) => Bound::Excluded((*t, Box::<str>::from(id))),
-            None => Bound::Unbounded,
-        };
-        let mut keys = Vec::new();
-        for (_, id) in self.order.range((Bound::Unbounded, upper)).rev() {
-            let key = self.by_id[id];
-            if !keep(&self.list[key]) {
-                continue;
-            }
-            if keys.len() == limit {
-                return (keys, true);
-            }
-            keys.push(key);
-        }
-        (keys, false)
-    }
-
-    /// Archives (hides from the default list) or unarchives a session. An
-    /// archived session archived again keeps its first `archived_at`.
-    pub fn set_archived(&mut self, key: usize, archived: bool) {
-        let now = self.log.clock.stamp();
-        let s = &mut self.list[key];
-        if s.archived_at.is_some() == archived {
-            return;
-        }
-        s.archived_at = archived.then_some(now);
-        s.updated_at = now;
-        save_meta(&self.root, s, true);
-    }
-
-    /// Deletes a finished session: its record, its history and its
-    /// directory. A live one is refused (it keeps running).
-    pub fn delete(&mut self, key: usize) -> Result<(), DeleteError> {
-        let s = &self.list[key];
-        if s.is_live() {
-            return Err(DeleteError::Live);
-        }
-        if let Some(root) = &self.root {
-            let dir = root.join(&*s.id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    log::error!("session {}: deleting {}: {e}", s.id, dir.display());
-                    return Err(DeleteError::Storage(e.to_string()));
-                }
-            }
-        }
-        let s = self.list.remove(key);
-        self.expiry.remove(&(s.finished_secs, s.id.clone()));
-        self.by_id.remove(&s.id);
-        self.order.remove(&(s.created_at, s.id.clone()));
-        if let Some(t) = s.armed {
-            self.timers.remove(&(t, key));
-        }
-        self.log.journal_bytes -= s.journal_bytes();
-        self.log.ring_bytes -= s.ring.bytes();
-        self.on_disk -= usize::from(s.journal.is_some());
-        log::info!("session {}: deleted", s.id);
-        Ok(())
-    }
-
-    /// Enters a session that just finished (or was loaded finished) in the
-    /// retention-by-age order, dated by its `updated_at`.
-    fn mark_finished(&mut self, key: usize) {
-        let s = &mut self.list[key];
-        if s.finished_secs != 0 || s.is_live() {
-            return;
-        }
-        s.finished_secs = humantime::parse_rfc3339(stamp_str(&s.updated_at))
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(1, |d| d.as_secs().max(1));
-        self.expiry.insert((s.finished_secs, s.id.clone()));
-        self.schedule_retention(Instant::now());
-    }
-
-    /// Sets `retention_at` to when the oldest finished session comes of age.
-    fn schedule_retention(&mut self, now: Instant) {
-        let (Some(keep), Some((finished, _))) = (self.limits.retention, self.expiry.first()) else {
-            self.retention_at = None;
-            return;
-        };
-        let due = Duration::from_secs(*finished) + keep;
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.retention_at = Some(now + due.saturating_sub(wall));
-    }
-
-    /// Retention by age: deletes finished sessions that finished longer ago
-    /// than `retentionDays`, oldest first, one journal segment or one
-    /// session at a time, for at most `RETENTION_STEP` per turn. Never a
-    /// live session (those are not in `expiry`).
-    fn retention_step(&mut self, now: Instant) {
-        let Some(keep) = self.limits.retention else {
-            self.retention_at = None;
-            return;
-        };
-        let started = Instant::now();
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        while let Some((finished, id)) = self.expiry.first().cloned() {
-            if Duration::from_secs(finished) + keep > wall {
-                break;
-            }
-            if started.elapsed() >= RETENTION_STEP {
-                // More is due: go on next turn, after other work.
-                self.retention_at = Some(now);
-                return;
-            }
-            let Some(&key) = self.by_id.get(&id) else {
-                self.expiry.pop_first();
-                continue;
-            };
-            // A long history goes a segment per pass, so that no single
-            // step removes more than one file's worth.
-            if self.list[key]
-                .journal
-                .as_ref()
-                .is_some_and(|j| j.segment_count() > 1)
-                && self.trim_oldest(key) > 0
-            {
-                continue;
-            }
-            match self.delete(key) {
-                Ok(()) => log::info!("session {id}: removed by retention (retentionDays)"),
-                Err(e) => {
-                    // Leave it for next time rather than retry in a loop.
-                    log::warn!("session {id}: retention could not delete it: {e:?}");
-                    self.expiry.pop_first();
-                }
-            }
-        }
-        self.schedule_retention(now);
     }
 
     pub fn harnesses(&self) -> &[Harness] {
@@ -886,29 +585,17 @@ impl Sessions {
         self.live
     }
 
-    pub fn len(&self) -> usize {
+    /// Sessions in memory (live ones, and finished ones in use).
+    pub fn in_memory(&self) -> usize {
         self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 
     pub fn ring_bytes(&self) -> usize {
         self.log.ring_bytes
     }
 
-    pub fn find(&self, id: &str) -> Option<(usize, &Session)> {
-        let key = *self.by_id.get(id)?;
-        Some((key, &self.list[key]))
-    }
-
     pub fn get(&self, key: usize) -> Option<&Session> {
         self.list.get(key)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Session> {
-        self.list.iter().map(|(_, s)| s)
     }
 
     /// Keys of masters to register with the poller (taken once).
@@ -937,14 +624,31 @@ impl Sessions {
         }
     }
 
-    fn new_id() -> Box<str> {
+    /// A new session id, `<unix ms, 13 digits>-<8 hex>`: sorting by id is
+    /// sorting by creation, and each one sorts after every id before it
+    /// (the index relies on it), even if the clock steps back.
+    fn new_id(&mut self) -> Box<str> {
         let ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            .map_or(0, |d| d.as_millis() as u64);
         let mut rand = [0u8; 4];
         crate::sys::random_bytes(&mut rand);
-        // Millisecond prefix first: ids sort by creation time.
-        format!("{ms:013}-{:08x}", u32::from_be_bytes(rand)).into_boxed_str()
+        let mut id = format!("{ms:013}-{:08x}", u32::from_be_bytes(rand));
+        if *id <= *self.last_id {
+            // Same millisecond (or the clock went back): just after the last.
+            let (last_ms, last_rand) = self
+                .last_id
+                .split_once('-')
+                .and_then(|(m, r)| Some((m.parse::<u64>().ok()?, u32::from_str_radix(r, 16).ok()?)))
+                .unwrap_or((ms, 0));
+            id = match last_rand.checked_add(1) {
+                Some(r) => format!("{last_ms:013}-{r:08x}"),
+                None => format!("{:013}-00000000", last_ms + 1),
+            };
+        }
+        let id = id.into_boxed_str();
+        self.last_id = id.clone();
+        id
     }
 
     /// Records a session and starts its harness.
@@ -955,17 +659,35 @@ impl Sessions {
             });
         }
         let harness = self.harnesses[spec.harness].clone();
-        let mut id = Self::new_id();
-        while self.by_id.contains_key(&id) {
-            id = Self::new_id();
-        }
+        let id = self.new_id();
+        // The index entry first: a crash before the directory exists leaves
+        // an entry that lists nothing, never a directory nothing lists.
+        let pos = self
+            .index
+            .append(&crate::index::Entry {
+                id: id.to_string(),
+                status: Some(Status::Running.code()),
+                ..crate::index::Entry::default()
+            })
+            .map_err(|e| LaunchError::Storage(format!("writing the session index: {e}")))?;
         let journal = match &self.root {
-            Some(root) => Some(Journal::create(root.join(&*id)).map_err(|e| {
-                LaunchError::Storage(format!("creating the session's journal: {e}"))
-            })?),
+            Some(root) => match Journal::create(root.join(&*id)) {
+                Ok(journal) => Some(journal),
+                Err(e) => {
+                    let gone = crate::index::Entry {
+                        id: id.to_string(),
+                        status: None,
+                        ..crate::index::Entry::default()
+                    };
+                    let _ = self.index.write(pos, &gone);
+                    return Err(LaunchError::Storage(format!(
+                        "creating the session's journal: {e}"
+                    )));
+                }
+            },
             None => None,
         };
-        self.on_disk += usize::from(journal.is_some());
+        self.count += 1;
         let now = self.log.clock.stamp();
         let entry = self.list.vacant_entry();
         let key = entry.key();
@@ -979,6 +701,7 @@ impl Sessions {
             exit_code: None,
             created_at: now,
             updated_at: now,
+            idx_pos: Some(pos),
             ..Session::new(key, Ring::new(self.limits.ring_bytes), journal)
         });
         self.register(key);
@@ -1192,6 +915,11 @@ impl Sessions {
                 self.log.ring_bytes -= s.ring.release_through(last);
             }
         }
+        self.write_entry(key);
+        if self.root.is_some() {
+            // Out of memory once nothing uses it (`evict`).
+            self.evictable.push(key);
+        }
         self.enforce_retention();
     }
 
@@ -1235,7 +963,10 @@ impl Sessions {
         s.updated_at = self.log.clock.stamp();
         self.log.push(s, Kind::Kill, wire::kill_payload());
         save_meta(&self.root, s, true);
-        pty::signal_group(s.pgid, signal);
+        let pgid = s.pgid;
+        self.write_entry(key);
+        let s = &mut self.list[key];
+        pty::signal_group(pgid, signal);
         if signal != Signal::SIGKILL {
             s.escalate_at = Some(now + grace);
             self.arm(key);

@@ -1,0 +1,702 @@
+//! Sessions on disk: the index of every session (`crate::index`), loading
+//! a finished session on demand and letting it go again, the list's pages,
+//! archive and delete, and retention (by total journal bytes, and by age).
+//!
+//! Memory follows live sessions: a finished session is in the slab only
+//! while a request or a held connection uses it (`Sessions::evict` lets it
+//! go at the end of the loop turn). Everything about the others is read
+//! from the index (64 bytes each) or their `meta.json` when asked for.
+//! Without a home on disk (tests, benches) the index lives in memory and
+//! finished sessions stay in the slab, since nothing could reload them.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{stamp_str, valid_session_id, DeleteError, Session, Sessions, Status};
+use crate::api::wire;
+use crate::index::{Entry, Index, CHUNK_ENTRIES, MAX_ID_BYTES};
+use crate::journal::{self, Journal};
+use crate::ring::Ring;
+
+/// Retention by age works at most this long per loop turn.
+const RETENTION_STEP: Duration = Duration::from_millis(1);
+/// A list request reads at most this many index entries (4 MiB); a page cut
+/// short by it still carries a cursor to go on from.
+const MAX_SCAN_ENTRIES: u64 = 64 * 1024;
+
+/// Unix seconds of an RFC 3339 stamp (at least 1, so 0 can mean "not yet").
+fn unix_secs(stamp: &[u8; 20]) -> u64 {
+    humantime::parse_rfc3339(stamp_str(stamp))
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(1, |d| d.as_secs().max(1))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The instant at which Unix second `secs` comes.
+fn instant_at(now: Instant, secs: u64) -> Instant {
+    now + Duration::from_secs(secs.saturating_sub(now_secs()))
+}
+
+/// One session of a list page: its record, and its pid while it runs.
+pub struct Listed {
+    pub meta: wire::SessionMeta,
+    pub pid: Option<i32>,
+}
+
+/// A list page: the sessions, and the id to go on after when there may be
+/// more.
+pub struct Page {
+    pub sessions: Vec<Listed>,
+    pub next_after: Option<String>,
+}
+
+impl Status {
+    /// The number the index stores.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Sessions {
+    /// The index entry that says what `s` is now.
+    fn entry_of(s: &Session) -> Entry {
+        Entry {
+            id: s.id.to_string(),
+            status: Some(s.status.code()),
+            archived: s.archived_at.is_some(),
+            last_seq: s.last_seq(),
+            finished_secs: s.finished_secs,
+            journal_bytes: s.journal_bytes(),
+        }
+    }
+
+    /// Brings the session's index entry up to date. A failed write is
+    /// logged: the index is a cache, rebuilt from the sessions' own files
+    /// when it is found wrong at start.
+    pub(super) fn write_entry(&mut self, key: usize) {
+        let Some(pos) = self.position(key) else {
+            return;
+        };
+        let entry = Self::entry_of(&self.list[key]);
+        if let Err(e) = self.index.write(pos, &entry) {
+            log::error!("session {}: updating the session index: {e}", entry.id);
+        }
+    }
+
+    /// The session's position in the index (looked up once for a session
+    /// loaded from disk).
+    fn position(&mut self, key: usize) -> Option<u64> {
+        let s = &mut self.list[key];
+        if s.idx_pos.is_none() {
+            s.idx_pos = self.index.find(&s.id).ok().flatten().map(|(pos, _)| pos);
+        }
+        s.idx_pos
+    }
+
+    /// Loads every session recorded under `root` (`<home>/sessions`) that
+    /// was running when the previous daemon stopped (they become
+    /// `orphaned`), counts the rest from the index, and keeps journaling
+    /// there from now on. The index is rebuilt from the session
+    /// directories when it is missing or damaged. Nothing here fails the
+    /// start but an unusable `root`.
+    pub fn load(&mut self, root: PathBuf) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)?;
+        self.root = Some(root.clone());
+        let path = index_path(&root);
+        let summary = match Index::open(&path).and_then(|i| summarize(&i).map(|s| (i, s))) {
+            Ok((index, Some(summary))) => {
+                self.index = index;
+                summary
+            }
+            Ok((_, None)) | Err(_) => {
+                if path.exists() {
+                    log::warn!("{}: damaged; rebuilding it", path.display());
+                } else {
+                    log::info!("building the session index {}", path.display());
+                }
+                self.index = self.rebuild_index(&root, &path)?;
+                summarize(&self.index)?
+                    .ok_or_else(|| io::Error::other("rebuilt index unreadable"))?
+            }
+        };
+        self.count = summary.count;
+        self.log.journal_bytes = summary.journal_bytes;
+        self.last_id = summary.last_id.into_boxed_str();
+        let mut max_seq = summary.max_seq;
+        // Sessions that had not finished: the previous daemon died (or
+        // was stopped before they could be recorded). Their files say how
+        // far they got.
+        for (pos, entry) in summary.unfinished {
+            let Some(key) = self.find(&entry.id) else {
+                log::warn!(
+                    "session {}: in the index but not on disk; dropped",
+                    entry.id
+                );
+                let _ = self.index.write(
+                    pos,
+                    &Entry {
+                        status: None,
+                        ..entry.clone()
+                    },
+                );
+                self.count -= 1;
+                self.log.journal_bytes -= entry.journal_bytes;
+                continue;
+            };
+            let s = &mut self.list[key];
+            s.idx_pos = Some(pos);
+            if s.updated_at == [0; 20] {
+                // It was running: orphaned now.
+                s.updated_at = self.log.clock.stamp();
+                super::save_meta(&self.root, s, true);
+            }
+            max_seq = max_seq.max(s.last_seq());
+            self.log.journal_bytes =
+                self.log.journal_bytes - entry.journal_bytes + s.journal_bytes();
+            self.mark_finished(key);
+            self.write_entry(key);
+        }
+        self.log.next_seq = self.log.next_seq.max(max_seq + 1);
+        self.evict(|_| false);
+        // An age pass at once: sessions may have aged while we were down.
+        self.retention_at = Some(Instant::now());
+        self.enforce_retention();
+        Ok(())
+    }
+
+    /// Rebuilds the index from the session directories (each one's
+    /// `meta.json` and journal), in id order.
+    fn rebuild_index(&mut self, root: &Path, path: &Path) -> io::Result<Index> {
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        for dir in std::fs::read_dir(root)? {
+            let Ok(dir) = dir else { continue };
+            if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = dir.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() > MAX_ID_BYTES {
+                log::warn!(
+                    "{}: id too long for the index; skipped",
+                    dir.path().display()
+                );
+                continue;
+            }
+            match self.load_dir(&dir.path()) {
+                Ok(key) => {
+                    let s = &mut self.list[key];
+                    if s.updated_at == [0; 20] {
+                        // Still recorded as running: let the start find it.
+                        s.finished_secs = 0;
+                    } else {
+                        s.finished_secs = unix_secs(&s.updated_at);
+                    }
+                    entries.push(Self::entry_of(s));
+                    self.unload(key);
+                }
+                Err(e) => log::warn!("{}: skipped: {e}", dir.path().display()),
+            }
+        }
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.dedup_by(|a, b| a.id == b.id);
+        log::info!(
+            "session index rebuilt: {} session(s) in {} ms",
+            entries.len(),
+            started.elapsed().as_millis()
+        );
+        Index::create(path, &entries)
+    }
+
+    /// Reads one session directory into the slab (not live: no process,
+    /// nothing more will be read from a PTY). Sessions recorded as running
+    /// come back `orphaned`, with `updated_at` zero for the caller to stamp.
+    pub(super) fn load_dir(&mut self, dir: &Path) -> Result<usize, String> {
+        let meta = journal::read_meta(dir).map_err(|e| format!("meta.json: {e}"))?;
+        let meta = wire::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if meta.id != name || !valid_session_id(&meta.id) || self.by_id.contains_key(name) {
+            return Err(format!("meta.json names session {:?}", meta.id));
+        }
+        let stamp = |t: &str| -> Result<[u8; 20], String> {
+            t.as_bytes()
+                .try_into()
+                .map_err(|_| format!("bad timestamp {t:?}"))
+        };
+        let created_at = stamp(&meta.created_at)?;
+        let mut updated_at = stamp(&meta.updated_at)?;
+        let archived_at = match &meta.archived_at {
+            Some(t) => Some(stamp(t)?),
+            None => None,
+        };
+        let status = match meta.status.as_str() {
+            "running" => {
+                updated_at = [0; 20];
+                Status::Orphaned
+            }
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "killed" => Status::Killed,
+            "orphaned" => Status::Orphaned,
+            other => return Err(format!("unknown status {other:?}")),
+        };
+        let journal = match Journal::open(dir.to_owned()) {
+            Ok((journal, warnings)) => {
+                for w in warnings {
+                    log::warn!("{w}");
+                }
+                Some(journal)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: journal unreadable ({e}); its events are unavailable",
+                    dir.display()
+                );
+                None
+            }
+        };
+        let last_seq = journal
+            .as_ref()
+            .and_then(Journal::last_seq)
+            .unwrap_or(0)
+            .max(meta.last_seq);
+        let mut ring = Ring::new(self.limits.ring_bytes);
+        ring.release_through(last_seq);
+        let finished_secs = if updated_at == [0; 20] {
+            0
+        } else {
+            unix_secs(&updated_at)
+        };
+        let key = self.list.vacant_key();
+        self.list.insert(Session {
+            id: meta.id.clone().into_boxed_str(),
+            archived_at,
+            finished_secs,
+            project_root: meta.project_root,
+            cwd: meta.cwd,
+            harness: meta.harness,
+            title: meta.title,
+            status,
+            exit_code: meta.exit_code,
+            created_at,
+            updated_at,
+            first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
+            history_cut: meta.history_cut,
+            // Loaded sessions have no process: nothing more will be read.
+            eof: true,
+            ..Session::new(key, ring, journal)
+        });
+        self.register(key);
+        Ok(key)
+    }
+
+    /// A session by id: in memory, or (with a home on disk) loaded from its
+    /// directory for as long as it is used.
+    pub fn find(&mut self, id: &str) -> Option<usize> {
+        if let Some(&key) = self.by_id.get(id) {
+            return Some(key);
+        }
+        let root = self.root.as_ref()?;
+        if !valid_session_id(id) || id == "." || id == ".." || id.len() > MAX_ID_BYTES {
+            return None;
+        }
+        let dir = root.join(id);
+        if !dir.join("meta.json").exists() {
+            return None;
+        }
+        match self.load_dir(&dir) {
+            Ok(key) => {
+                self.evictable.push(key);
+                Some(key)
+            }
+            Err(e) => {
+                log::warn!("{}: cannot load: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// Takes a session out of memory (its files stay).
+    fn unload(&mut self, key: usize) {
+        let s = self.list.remove(key);
+        self.by_id.remove(&s.id);
+        self.log.ring_bytes -= s.ring.bytes();
+    }
+
+    /// Lets finished sessions go that nothing uses any more: not live, no
+    /// timer pending, and not held by a connection (`held`). Only with a
+    /// home on disk, from which they can be loaded again.
+    pub fn evict(&mut self, held: impl Fn(usize) -> bool) {
+        if self.root.is_none() {
+            self.evictable.clear();
+            return;
+        }
+        let mut keep = Vec::new();
+        for key in std::mem::take(&mut self.evictable) {
+            let Some(s) = self.list.get(key) else {
+                continue;
+            };
+            if s.is_live() || s.armed.is_some() || s.touched || held(key) {
+                keep.push(key);
+            } else {
+                self.unload(key);
+            }
+        }
+        keep.sort_unstable();
+        keep.dedup();
+        self.evictable = keep;
+    }
+
+    /// Sessions (deleted ones aside).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// One page of the list, newest first: up to `limit` sessions whose
+    /// index entry `keep` accepts, created before the session `after` (an
+    /// id a client was given as a cursor; it need not exist any more).
+    pub fn page(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> io::Result<Page> {
+        let mut end = match after {
+            Some(id) => self.index.lower_bound(id)?,
+            None => self.index.len(),
+        };
+        let mut found: Vec<Entry> = Vec::new();
+        let mut scanned = 0u64;
+        let mut next_after = None;
+        'scan: while end > 0 {
+            let start = end.saturating_sub(CHUNK_ENTRIES as u64);
+            let chunk = self.index.read_range(start, end)?;
+            for (i, entry) in chunk.into_iter().enumerate().rev() {
+                let pos = start + i as u64;
+                scanned += 1;
+                let Some(entry) = entry.filter(|e| !e.is_deleted()) else {
+                    continue;
+                };
+                if !keep(&entry) {
+                    if scanned >= MAX_SCAN_ENTRIES {
+                        next_after = Some(entry.id);
+                        break 'scan;
+                    }
+                    continue;
+                }
+                if found.len() == limit {
+                    next_after = found.last().map(|e| e.id.clone());
+                    break 'scan;
+                }
+                found.push(entry);
+                if scanned >= MAX_SCAN_ENTRIES && pos > 0 {
+                    next_after = found.last().map(|e| e.id.clone());
+                    break 'scan;
+                }
+            }
+            end = start;
+        }
+        let mut sessions = Vec::with_capacity(found.len());
+        for entry in &found {
+            if let Some(&key) = self.by_id.get(entry.id.as_str()) {
+                let s = &self.list[key];
+                sessions.push(Listed {
+                    meta: s.meta(),
+                    pid: s.pid,
+                });
+                continue;
+            }
+            let Some(root) = &self.root else { continue };
+            match journal::read_meta(&root.join(&entry.id)).map(|m| wire::decode_meta(&m)) {
+                Ok(Ok(mut meta)) => {
+                    if meta.status == "running" {
+                        meta.status = Status::Orphaned.as_str().to_owned();
+                    }
+                    sessions.push(Listed { meta, pid: None })
+                }
+                Ok(Err(e)) => log::warn!("session {}: meta.json: {e}", entry.id),
+                Err(e) => log::warn!("session {}: meta.json: {e}", entry.id),
+            }
+        }
+        Ok(Page {
+            sessions,
+            next_after,
+        })
+    }
+
+    /// Archives (hides from the default list) or unarchives a session. An
+    /// archived session archived again keeps its first `archived_at`. The
+    /// index, which the list filters on, is written so that a crash between
+    /// the two writes leaves it showing more, never hiding what is not
+    /// archived: after `meta.json` when archiving, before when not.
+    pub fn set_archived(&mut self, key: usize, archived: bool) {
+        let now = self.log.clock.stamp();
+        let s = &mut self.list[key];
+        if s.archived_at.is_some() == archived {
+            return;
+        }
+        s.archived_at = archived.then_some(now);
+        s.updated_at = now;
+        if !archived {
+            self.write_entry(key);
+        }
+        super::save_meta(&self.root, &self.list[key], true);
+        if archived {
+            self.write_entry(key);
+        }
+    }
+
+    /// Deletes a finished session: its record, its history and its
+    /// directory. A live one is refused (it keeps running).
+    pub fn delete(&mut self, key: usize) -> Result<(), DeleteError> {
+        let s = &self.list[key];
+        if s.is_live() {
+            return Err(DeleteError::Live);
+        }
+        if let Some(root) = &self.root {
+            let dir = root.join(&*s.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::error!("session {}: deleting {}: {e}", s.id, dir.display());
+                    return Err(DeleteError::Storage(e.to_string()));
+                }
+            }
+        }
+        if let Some(pos) = self.position(key) {
+            let entry = Entry {
+                status: None,
+                ..Self::entry_of(&self.list[key])
+            };
+            if let Err(e) = self.index.write(pos, &entry) {
+                log::error!("session {}: updating the session index: {e}", entry.id);
+            }
+        }
+        let s = &self.list[key];
+        if let Some(t) = s.armed {
+            self.timers.remove(&(t, key));
+        }
+        self.log.journal_bytes -= s.journal_bytes();
+        self.count -= 1;
+        let id = s.id.clone();
+        self.unload(key);
+        log::info!("session {id}: deleted");
+        Ok(())
+    }
+
+    /// A session just finished (or was found finished at start): it gets
+    /// its finish time, and the age timer runs if nothing else set it.
+    pub(super) fn mark_finished(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        if s.is_live() {
+            return;
+        }
+        if s.finished_secs == 0 {
+            s.finished_secs = unix_secs(&s.updated_at);
+        }
+        if let (Some(keep), None) = (self.limits.retention, self.retention_at) {
+            let due = s.finished_secs + keep.as_secs();
+            self.retention_at = Some(instant_at(Instant::now(), due));
+        }
+        if let Some(pos) = s.idx_pos {
+            self.bytes_pos = self.bytes_pos.min(pos);
+        }
+    }
+
+    /// Retention by age: one step of a pass over the index, deleting
+    /// finished sessions that finished longer ago than `retentionDays`, a
+    /// journal segment or a whole session at a time, for at most
+    /// `RETENTION_STEP`. A pass that ends sets the timer to when the next
+    /// session comes of age. Never a live session.
+    pub(super) fn retention_step(&mut self, now: Instant) {
+        let Some(keep) = self.limits.retention else {
+            self.retention_at = None;
+            return;
+        };
+        let keep = keep.as_secs();
+        let started = Instant::now();
+        let wall = now_secs();
+        loop {
+            if started.elapsed() >= RETENTION_STEP {
+                // More to look at: go on next turn, after other work.
+                self.retention_at = Some(now);
+                return;
+            }
+            if self.age_pos >= self.index.len() {
+                self.retention_at = self.age_min_due.take().map(|due| instant_at(now, due));
+                self.age_pos = 0;
+                return;
+            }
+            let Ok(Some(entry)) = self.index.read(self.age_pos) else {
+                self.age_pos += 1;
+                continue;
+            };
+            if entry.is_deleted() || entry.finished_secs == 0 {
+                self.age_pos += 1;
+                continue;
+            }
+            let due = entry.finished_secs + keep;
+            if due > wall {
+                self.age_min_due = Some(self.age_min_due.map_or(due, |d| d.min(due)));
+                self.age_pos += 1;
+                continue;
+            }
+            let Some(key) = self.find(&entry.id) else {
+                self.age_pos += 1;
+                continue;
+            };
+            if self.list[key].is_live() {
+                self.age_pos += 1;
+                continue;
+            }
+            // A long history goes a segment per step.
+            if self.list[key]
+                .journal
+                .as_ref()
+                .is_some_and(|j| j.segment_count() > 1)
+                && self.trim_oldest(key) > 0
+            {
+                continue;
+            }
+            match self.delete(key) {
+                Ok(()) => log::info!("session {}: removed by retention (retentionDays)", entry.id),
+                Err(e) => log::warn!("session {}: retention could not delete it: {e:?}", entry.id),
+            }
+            self.age_pos += 1;
+        }
+    }
+
+    /// The oldest finished session that still has history, loaded.
+    fn oldest_finished_with_history(&mut self) -> Option<usize> {
+        while self.bytes_pos < self.index.len() {
+            let chunk = self
+                .index
+                .read_range(self.bytes_pos, self.bytes_pos + CHUNK_ENTRIES as u64)
+                .ok()?;
+            for entry in chunk {
+                let candidate = entry
+                    .filter(|e| !e.is_deleted() && e.finished_secs != 0 && e.journal_bytes > 0);
+                if let Some(e) = candidate {
+                    if let Some(key) = self.find(&e.id) {
+                        if !self.list[key].is_live() && self.list[key].journal_bytes() > 0 {
+                            return Some(key);
+                        }
+                    }
+                }
+                self.bytes_pos += 1;
+            }
+        }
+        None
+    }
+
+    /// Keeps journals within their byte limits: a live session's own oldest
+    /// segments first (only live sessions grow), then, over the total, the
+    /// oldest finished sessions' history, then the oldest live one's older
+    /// segments, and never a live session's current segment.
+    pub(super) fn enforce_retention(&mut self) {
+        if self.root.is_none() {
+            return;
+        }
+        let per_session = self.limits.journal_bytes_per_session;
+        let total = self.limits.journal_bytes_total;
+        let mut cut = Vec::new();
+        let over: Vec<usize> = self
+            .list
+            .iter()
+            .filter(|(_, s)| s.journal_bytes() > per_session)
+            .map(|(k, _)| k)
+            .collect();
+        for key in over {
+            while self.list[key].journal_bytes() > per_session
+                && self.list[key]
+                    .journal
+                    .as_ref()
+                    .is_some_and(|j| j.segment_count() > 1)
+                && self.trim_oldest(key) > 0
+            {
+                cut.push(key);
+            }
+        }
+        while self.log.journal_bytes > total {
+            let victim = self.oldest_finished_with_history().or_else(|| {
+                self.list
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.is_live() && s.journal.as_ref().is_some_and(|j| j.segment_count() > 1)
+                    })
+                    .min_by_key(|(_, s)| (s.created_at, &s.id))
+                    .map(|(k, _)| k)
+            });
+            match victim {
+                Some(key) if self.trim_oldest(key) > 0 => cut.push(key),
+                _ => break,
+            }
+        }
+        cut.sort_unstable();
+        cut.dedup();
+        for key in cut {
+            super::save_meta(&self.root, &self.list[key], false);
+            self.write_entry(key);
+        }
+    }
+}
+
+/// `<home>/sessions.idx` beside `<home>/sessions`.
+fn index_path(root: &Path) -> PathBuf {
+    root.with_file_name("sessions.idx")
+}
+
+/// What a start needs from the index, read in one pass.
+struct Summary {
+    count: usize,
+    journal_bytes: u64,
+    max_seq: u64,
+    last_id: String,
+    /// Entries of sessions that had not finished.
+    unfinished: Vec<(u64, Entry)>,
+}
+
+/// One pass over the index; `None` if an entry is damaged or out of order
+/// (the index is rebuilt then).
+fn summarize(index: &Index) -> io::Result<Option<Summary>> {
+    let mut s = Summary {
+        count: 0,
+        journal_bytes: 0,
+        max_seq: 0,
+        last_id: String::new(),
+        unfinished: Vec::new(),
+    };
+    let mut pos = 0;
+    while pos < index.len() {
+        let chunk = index.read_range(pos, pos + CHUNK_ENTRIES as u64 * 16)?;
+        for entry in chunk {
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            if entry.id <= s.last_id {
+                return Ok(None);
+            }
+            s.last_id.clone_from(&entry.id);
+            if !entry.is_deleted() {
+                s.count += 1;
+                s.journal_bytes += entry.journal_bytes;
+                s.max_seq = s.max_seq.max(entry.last_seq);
+                if entry.finished_secs == 0 {
+                    s.unfinished.push((pos, entry));
+                }
+            }
+            pos += 1;
+        }
+    }
+    Ok(Some(s))
+}
