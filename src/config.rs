@@ -13,7 +13,8 @@
 //!               "shutdownGraceMs": 2000,
 //!               "maxLiveSessions": 256, "ringBytes": 262144, "inputQueueBytes": 262144,
 //!               "killGraceMs": 3000, "journalBytesPerSession": 268435456,
-//!               "journalBytesTotal": 4294967296 },
+//!               "journalBytesTotal": 4294967296, "storageWarningBytes": 1073741824 },
+//!   "retentionDays": 30,
 //!   "harnesses": [ { "id": "sh", "label": "Shell", "command": "/bin/sh",
 //!                    "args": ["-c", "{prompt}"], "env": { "FOO": "bar" } } ] }
 //! ```
@@ -55,6 +56,9 @@ pub struct Limits {
     pub journal_bytes_per_session: u64,
     /// Journal bytes kept in all (oldest finished sessions go first).
     pub journal_bytes_total: u64,
+    /// Below this much free disk space health says `storage.status:
+    /// "warning"`.
+    pub storage_warning_bytes: u64,
     /// Finished sessions are deleted this long after they finished (their
     /// `updated_at`); `None` keeps them for ever. `retentionDays` at the top
     /// of config.json (default 30, 0 = for ever; fractions allowed).
@@ -80,6 +84,7 @@ impl Default for Limits {
             journal_bytes_per_session: 256 * 1024 * 1024,
             journal_bytes_total: 4 * 1024 * 1024 * 1024,
             retention: Some(Duration::from_secs(30 * 86_400)),
+            storage_warning_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -94,6 +99,7 @@ impl Limits {
             journal_bytes_per_session: self.journal_bytes_per_session,
             journal_bytes_total: self.journal_bytes_total,
             retention: self.retention,
+            storage_warning_bytes: self.storage_warning_bytes,
         }
     }
 
@@ -243,6 +249,7 @@ fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {
             "killGraceMs" => limits.kill_grace = ms(int(0, 60_000)?),
             "journalBytesPerSession" => limits.journal_bytes_per_session = int(MIB, 1 << 40)?,
             "journalBytesTotal" => limits.journal_bytes_total = int(MIB, 1 << 44)?,
+            "storageWarningBytes" => limits.storage_warning_bytes = int(0, 1 << 50)?,
             _ => return Err(error(path, &field, "unknown field".into())),
         }
     }

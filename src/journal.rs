@@ -40,6 +40,7 @@ fn kind_byte(kind: Kind) -> u8 {
         Kind::Input => 2,
         Kind::Kill => 3,
         Kind::Exit => 4,
+        Kind::OutputTruncated => 5,
     }
 }
 
@@ -49,6 +50,7 @@ fn byte_kind(b: u8) -> Option<Kind> {
         2 => Kind::Input,
         3 => Kind::Kill,
         4 => Kind::Exit,
+        5 => Kind::OutputTruncated,
         _ => return None,
     })
 }
@@ -351,9 +353,9 @@ impl Journal {
             let _ = file.set_len(seg.len);
             return Err(err);
         }
-        if sync {
-            file.sync_data()?;
-        }
+        // The record is in the file from here on, whether or not the sync
+        // below works: account for it first.
+        let synced = if sync { file.sync_data() } else { Ok(()) };
         let n = self.buf.len() as u64;
         let seg = self.segments.last_mut().expect("a segment");
         if let Some(index) = &mut seg.index {
@@ -370,7 +372,7 @@ impl Journal {
         if self.buf.capacity() > 2 * MAX_BODY_BYTES {
             self.buf = Vec::new();
         }
-        Ok(n)
+        synced.map(|()| n)
     }
 
     /// Makes everything appended so far durable.

@@ -17,6 +17,8 @@ pub enum Kind {
     Input,
     Kill,
     Exit,
+    /// Events here could not be kept (the disk refused them).
+    OutputTruncated,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Input => "input",
             Kind::Kill => "kill",
             Kind::Exit => "exit",
+            Kind::OutputTruncated => "output_truncated",
         }
     }
 }

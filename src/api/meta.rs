@@ -50,6 +50,7 @@ pub fn on_api_version(body: &mut Vec<u8>) -> Reply {
 
 pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
     let stats = &api.stats;
+    let (storage, free_disk_bytes) = api.sessions.storage();
     wire::write_json(
         body,
         &wire::Health {
@@ -79,6 +80,11 @@ pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
                 ring_bytes: api.sessions.ring_bytes(),
                 journal_bytes: api.sessions.journal_bytes(),
                 sessions_on_disk: api.sessions.on_disk(),
+            },
+            storage: wire::Storage {
+                status: storage,
+                free_disk_bytes,
+                journal_bytes: api.sessions.journal_bytes(),
             },
         },
     );

@@ -71,6 +71,18 @@ pub struct Health<'a> {
     pub capabilities: HealthCapabilities,
     pub daemon: Option<&'a DaemonInfo>,
     pub stats: HealthStats,
+    pub storage: Storage,
+}
+
+/// Health's `storage`: the disk under the journals.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// `ok`, `warning` (free space under the floor), `degraded` (refused
+    /// writes being made good) or `critical` (writes fail).
+    pub status: &'static str,
+    pub free_disk_bytes: Option<u64>,
+    pub journal_bytes: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -171,6 +183,11 @@ pub fn data_payload(data: &str) -> Box<[u8]> {
 /// `{ status: "killed" }`, for `kill` events.
 pub fn kill_payload() -> Box<[u8]> {
     payload_literal(&serde_json::json!({ "status": "killed" }))
+}
+
+/// `{ droppedEvents, droppedBytes }`, for `output_truncated` events.
+pub fn truncated_payload(events: u64, bytes: u64) -> Box<[u8]> {
+    payload_literal(&serde_json::json!({ "droppedEvents": events, "droppedBytes": bytes }))
 }
 
 /// `{ status, exitCode, signal?, error? }`, for `exit` events.

@@ -34,6 +34,8 @@ const READS_PER_TURN: usize = 16;
 /// After the harness exits, how long to wait for its PTY to report EOF
 /// (a background process may still hold the terminal) before finishing.
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
+/// How often writes the disk refused are retried.
+const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// An input queue's buffer is freed once empty if it grew past this.
 const MAX_IDLE_INPUT_CAPACITY: usize = 16 * 1024;
 
@@ -72,6 +74,8 @@ pub struct Limits {
     pub journal_bytes_total: u64,
     /// Finished sessions are deleted this long after they finished.
     pub retention: Option<Duration>,
+    /// Free disk space under which storage is reported as `warning`.
+    pub storage_warning_bytes: u64,
 }
 
 /// A validated launch request.
@@ -113,6 +117,15 @@ pub struct Session {
     finished_secs: u64,
     /// Its entry's position in the session index, once known.
     idx_pos: Option<u64>,
+    /// Events the journal refused since the last `output_truncated`, and
+    /// their PTY or input bytes.
+    gap_events: u64,
+    gap_bytes: u64,
+    /// The `exit` event's payload, while the journal refuses it: the
+    /// session is over (its status says so) but not yet closed out.
+    pending_exit: Option<Box<[u8]>>,
+    /// Its `meta.json` is behind what is in memory (a refused write).
+    meta_dirty: bool,
     pub project_root: String,
     pub cwd: String,
     pub harness: String,
@@ -170,6 +183,10 @@ impl Session {
             archived_at: None,
             finished_secs: 0,
             idx_pos: None,
+            gap_events: 0,
+            gap_bytes: 0,
+            pending_exit: None,
+            meta_dirty: false,
             project_root: String::new(),
             cwd: String::new(),
             harness: String::new(),
@@ -299,34 +316,151 @@ struct Log {
     journal_bytes: u64,
     /// Sessions with new events, for waking held requests.
     touched: Vec<usize>,
+    /// The last write to the disk failed.
+    write_failed: bool,
+    /// Sessions with a write to retry: a gap to declare, an exit event or
+    /// metadata the disk refused (may repeat; `retry_storage` sorts it).
+    outstanding: Vec<usize>,
 }
 
 impl Log {
-    fn push(&mut self, s: &mut Session, kind: Kind, payload: Box<[u8]>) {
+    /// Records an event: into the session's ring, where clients see it at
+    /// once, and into its journal. Returns whether the journal took it.
+    /// One it refused (a full disk) opens a gap in the session's history:
+    /// it and the events after it are counted, not written, until the retry
+    /// timer declares the gap with an `output_truncated` event, once the
+    /// journal takes writes again. `data_bytes`: the PTY or input bytes the
+    /// event carries, for that count.
+    fn push(&mut self, s: &mut Session, kind: Kind, payload: Box<[u8]>, data_bytes: usize) -> bool {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let event = Event {
+            seq,
+            kind,
+            created_at: self.clock.stamp(),
+            payload,
+        };
+        // Inside a gap nothing is appended: the retry timer declares it (so
+        // a full disk costs one `output_truncated` a second at most, not
+        // one per event that happened to fit between two that did not).
+        let durable = s.gap_events == 0 && self.append(s, &event);
+        if !durable {
+            s.gap_events += 1;
+            s.gap_bytes += data_bytes as u64;
+            self.outstanding.push(s.key);
+        }
+        self.show(s, event);
+        durable
+    }
+
+    /// Records an event only if the journal takes it (the `exit` event,
+    /// whose place in the history must not be lost): `false` and nothing
+    /// recorded if it does not.
+    fn push_durable(&mut self, s: &mut Session, kind: Kind, payload: &[u8]) -> bool {
+        self.declare_gap(s);
+        if s.gap_events > 0 {
+            return false;
+        }
+        let event = Event {
+            seq: self.next_seq,
+            kind,
+            created_at: self.clock.stamp(),
+            payload: payload.into(),
+        };
+        if !self.append(s, &event) {
+            return false;
+        }
+        self.next_seq += 1;
+        self.show(s, event);
+        true
+    }
+
+    /// Writes the session's `output_truncated` event if it has a gap and
+    /// the journal takes it now.
+    fn declare_gap(&mut self, s: &mut Session) {
+        if s.gap_events == 0 {
+            return;
+        }
+        let event = Event {
+            seq: self.next_seq,
+            kind: Kind::OutputTruncated,
+            created_at: self.clock.stamp(),
+            payload: wire::truncated_payload(s.gap_events, s.gap_bytes),
+        };
+        if self.append(s, &event) {
+            log::warn!(
+                "session {}: {} event(s), {} byte(s) of output could not be kept; recorded as output_truncated",
+                s.id,
+                s.gap_events,
+                s.gap_bytes
+            );
+            self.next_seq += 1;
+            s.gap_events = 0;
+            s.gap_bytes = 0;
+            self.show(s, event);
+        }
+    }
+
+    /// Appends to the session's journal, if it has one; records whether
+    /// the disk took it.
+    fn append(&mut self, s: &mut Session, event: &Event) -> bool {
+        let Some(journal) = &mut s.journal else {
+            return true;
+        };
+        // Lifecycle records are made durable at once; output is left to
+        // the page cache (it survives a daemon crash, not a power loss).
+        let sync = matches!(event.kind, Kind::Kill | Kind::Exit);
+        let before = journal.bytes();
+        let result = journal.append(event, sync);
+        self.journal_bytes += journal.bytes() - before;
+        match result {
+            Ok(_) => {
+                self.write_failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.write_failed {
+                    log::error!("session {}: journal append failed: {e}", s.id);
+                }
+                self.write_failed = true;
+                false
+            }
+        }
+    }
+
+    /// Puts an event in the session's ring and wakes its readers.
+    fn show(&mut self, s: &mut Session, event: Event) {
         if !s.touched {
             s.touched = true;
             self.touched.push(s.key);
         }
         if s.first_seq == 0 {
-            s.first_seq = seq;
+            s.first_seq = event.seq;
         }
         let before = s.ring.bytes();
-        s.ring.push(Event {
-            seq,
-            kind,
-            created_at: self.clock.stamp(),
-            payload,
-        });
+        s.ring.push(event);
         self.ring_bytes = self.ring_bytes + s.ring.bytes() - before;
-        if let (Some(journal), Some(event)) = (&mut s.journal, s.ring.back()) {
-            // Lifecycle records are made durable at once; output is left to
-            // the page cache (it survives a daemon crash, not a power loss).
-            let sync = matches!(kind, Kind::Kill | Kind::Exit);
-            match journal.append(event, sync) {
-                Ok(n) => self.journal_bytes += n,
-                Err(e) => log::error!("session {}: journal append failed: {e}", s.id),
+    }
+
+    /// Writes a session's metadata file; a failure is retried later (the
+    /// session keeps its true state in memory meanwhile).
+    fn save_meta(&mut self, root: &Option<PathBuf>, s: &mut Session, sync: bool) {
+        let Some(root) = root else {
+            return;
+        };
+        let dir = root.join(&*s.id);
+        match journal::write_meta(&dir, &wire::encode_meta(&s.meta()), sync) {
+            Ok(()) => {
+                s.meta_dirty = false;
+                self.write_failed = false;
+            }
+            Err(e) => {
+                if !s.meta_dirty {
+                    log::error!("session {}: writing its metadata: {e}", s.id);
+                }
+                s.meta_dirty = true;
+                self.write_failed = true;
+                self.outstanding.push(s.key);
             }
         }
     }
@@ -381,6 +515,10 @@ pub struct Sessions {
     age_min_due: Option<u64>,
     /// Index entries before this hold no finished session with history.
     bytes_pos: u64,
+    /// When to retry writes the disk refused.
+    storage_retry_at: Option<Instant>,
+    /// Free disk bytes, and when they were read.
+    free_disk: std::cell::Cell<Option<(Instant, Option<u64>)>>,
     by_pid: HashMap<i32, usize>,
     log: Log,
     live: usize,
@@ -394,16 +532,6 @@ pub struct Sessions {
     timers: BTreeSet<(Instant, usize)>,
     /// `<home>/sessions`, where journals live (None: memory only).
     root: Option<PathBuf>,
-}
-
-/// Writes a session's metadata file; failures are logged, not fatal.
-fn save_meta(root: &Option<PathBuf>, s: &Session, sync: bool) {
-    if let Some(root) = root {
-        let dir = root.join(&*s.id);
-        if let Err(e) = journal::write_meta(&dir, &wire::encode_meta(&s.meta()), sync) {
-            log::error!("session {}: writing its metadata: {e}", s.id);
-        }
-    }
 }
 
 impl Sessions {
@@ -420,6 +548,8 @@ impl Sessions {
             age_pos: 0,
             age_min_due: None,
             bytes_pos: 0,
+            storage_retry_at: None,
+            free_disk: std::cell::Cell::new(None),
             by_pid: HashMap::new(),
             log: Log {
                 next_seq: 1,
@@ -427,6 +557,8 @@ impl Sessions {
                 ring_bytes: 0,
                 journal_bytes: 0,
                 touched: Vec::new(),
+                write_failed: false,
+                outstanding: Vec::new(),
             },
             live: 0,
             limits,
@@ -617,11 +749,14 @@ impl Sessions {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timer = self.timers.first().map(|&(t, _)| t);
-        match (timer, self.retention_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.first().map(|&(t, _)| t),
+            self.retention_at,
+            self.storage_retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A new session id, `<unix ms, 13 digits>-<8 hex>`: sorting by id is
@@ -705,7 +840,7 @@ impl Sessions {
             ..Session::new(key, Ring::new(self.limits.ring_bytes), journal)
         });
         self.register(key);
-        save_meta(&self.root, &self.list[key], true);
+        self.log.save_meta(&self.root, &mut self.list[key], true);
 
         let started = match harness.resolve(&self.path) {
             None => Err(format!(
@@ -745,8 +880,7 @@ impl Sessions {
                 log::warn!("session {}: {message}", s.id);
                 s.status = Status::Failed;
                 let payload = wire::exit_payload("failed", None, None, Some(&message));
-                self.log.push(s, Kind::Exit, payload);
-                self.close_out(key);
+                self.record_exit(key, payload);
                 Err(LaunchError::SpawnFailed { key, message })
             }
         }
@@ -797,7 +931,8 @@ impl Sessions {
                     s.tail[..total - complete].copy_from_slice(&buf[complete..total]);
                     if complete > 0 {
                         let text = String::from_utf8_lossy(&buf[..complete]);
-                        self.log.push(s, Kind::Output, wire::data_payload(&text));
+                        self.log
+                            .push(s, Kind::Output, wire::data_payload(&text), text.len());
                         if s.journal_bytes() > self.limits.journal_bytes_per_session
                             || self.log.journal_bytes > self.limits.journal_bytes_total
                         {
@@ -877,7 +1012,8 @@ impl Sessions {
         if s.tail_len > 0 {
             let tail = String::from_utf8_lossy(&s.tail[..usize::from(s.tail_len)]).into_owned();
             s.tail_len = 0;
-            self.log.push(s, Kind::Output, wire::data_payload(&tail));
+            self.log
+                .push(s, Kind::Output, wire::data_payload(&tail), tail.len());
         }
         s.status = match (s.status, info.code) {
             (Status::Killed, _) => Status::Killed,
@@ -897,10 +1033,80 @@ impl Sessions {
             info.signal.map(signal_name),
             None,
         );
-        self.log.push(s, Kind::Exit, payload);
         self.live -= 1;
         self.arm(key);
-        self.close_out(key);
+        self.record_exit(key, payload);
+    }
+
+    /// Records a finished session's `exit` event and closes it out; while
+    /// the journal refuses the event, it waits (`pending_exit`) and is
+    /// retried, and the session serves its true status from memory.
+    fn record_exit(&mut self, key: usize, payload: Box<[u8]>) {
+        let s = &mut self.list[key];
+        if self.log.push_durable(s, Kind::Exit, &payload) {
+            s.pending_exit = None;
+            self.close_out(key);
+        } else {
+            s.pending_exit = Some(payload);
+            // Its status at least, if the disk takes that.
+            self.log.save_meta(&self.root, s, true);
+            self.log.outstanding.push(key);
+        }
+    }
+
+    /// Retries what the disk refused: each outstanding session's gap
+    /// marker, exit event and metadata. Runs on its own timer, once a
+    /// second while anything is outstanding.
+    fn retry_storage(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.log.outstanding);
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            let Some(s) = self.list.get_mut(key) else {
+                continue;
+            };
+            if let Some(payload) = s.pending_exit.take() {
+                self.record_exit(key, payload);
+            } else {
+                self.log.declare_gap(s);
+                if s.gap_events > 0 {
+                    self.log.outstanding.push(key);
+                }
+            }
+            let s = &mut self.list[key];
+            if s.meta_dirty {
+                self.log.save_meta(&self.root, s, true);
+            }
+        }
+        self.storage_retry_at = (!self.log.outstanding.is_empty()).then(|| now + STORAGE_RETRY);
+    }
+
+    /// The state of the disk the journals are on, for health: `critical`
+    /// while writes fail, `degraded` while refused writes are still being
+    /// made good, `warning` under the free-space floor, else `ok`; and the
+    /// free bytes (None without a home on disk).
+    pub fn storage(&self) -> (&'static str, Option<u64>) {
+        // statvfs costs a system call: at most one a second, however many
+        // health requests come.
+        let now = Instant::now();
+        let free = match self.free_disk.get() {
+            Some((at, free)) if now.duration_since(at) < Duration::from_secs(1) => free,
+            _ => {
+                let free = self.root.as_deref().and_then(crate::sys::free_disk_bytes);
+                self.free_disk.set(Some((now, free)));
+                free
+            }
+        };
+        let status = if self.log.write_failed {
+            "critical"
+        } else if !self.log.outstanding.is_empty() {
+            "degraded"
+        } else if free.is_some_and(|f| f < self.limits.storage_warning_bytes) {
+            "warning"
+        } else {
+            "ok"
+        };
+        (status, free)
     }
 
     /// A session is over: its metadata is saved durably, its journal
@@ -908,7 +1114,7 @@ impl Sessions {
     fn close_out(&mut self, key: usize) {
         self.mark_finished(key);
         let s = &mut self.list[key];
-        save_meta(&self.root, s, true);
+        self.log.save_meta(&self.root, s, true);
         if let Some(j) = &mut s.journal {
             j.close();
             if let Some(last) = s.ring.last_seq() {
@@ -938,7 +1144,8 @@ impl Sessions {
             s.input_written = 0;
         }
         s.input.extend_from_slice(data.as_bytes());
-        self.log.push(s, Kind::Input, wire::data_payload(data));
+        self.log
+            .push(s, Kind::Input, wire::data_payload(data), data.len());
         if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
             s.writable = true;
             write_input(s, fd);
@@ -961,8 +1168,8 @@ impl Sessions {
         }
         s.status = Status::Killed;
         s.updated_at = self.log.clock.stamp();
-        self.log.push(s, Kind::Kill, wire::kill_payload());
-        save_meta(&self.root, s, true);
+        self.log.push(s, Kind::Kill, wire::kill_payload(), 0);
+        self.log.save_meta(&self.root, s, true);
         let pgid = s.pgid;
         self.write_entry(key);
         let s = &mut self.list[key];
@@ -1015,6 +1222,12 @@ impl Sessions {
     }
 
     pub fn on_timers(&mut self, now: Instant) {
+        if !self.log.outstanding.is_empty() && self.storage_retry_at.is_none() {
+            self.storage_retry_at = Some(now + STORAGE_RETRY);
+        }
+        if self.storage_retry_at.is_some_and(|t| t <= now) {
+            self.retry_storage(now);
+        }
         if self.retention_at.is_some_and(|t| t <= now) {
             self.retention_step(now);
         }

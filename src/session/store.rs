@@ -159,7 +159,7 @@ impl Sessions {
             if s.updated_at == [0; 20] {
                 // It was running: orphaned now.
                 s.updated_at = self.log.clock.stamp();
-                super::save_meta(&self.root, s, true);
+                self.log.save_meta(&self.root, s, true);
             }
             max_seq = max_seq.max(s.last_seq());
             self.log.journal_bytes =
@@ -347,7 +347,8 @@ impl Sessions {
             let Some(s) = self.list.get(key) else {
                 continue;
             };
-            if s.is_live() || s.armed.is_some() || s.touched || held(key) {
+            let unsaved = s.meta_dirty || s.pending_exit.is_some() || s.gap_events > 0;
+            if s.is_live() || s.armed.is_some() || s.touched || unsaved || held(key) {
                 keep.push(key);
             } else {
                 self.unload(key);
@@ -451,7 +452,7 @@ impl Sessions {
         if !archived {
             self.write_entry(key);
         }
-        super::save_meta(&self.root, &self.list[key], true);
+        self.log.save_meta(&self.root, &mut self.list[key], true);
         if archived {
             self.write_entry(key);
         }
@@ -645,7 +646,7 @@ impl Sessions {
         cut.sort_unstable();
         cut.dedup();
         for key in cut {
-            super::save_meta(&self.root, &self.list[key], false);
+            self.log.save_meta(&self.root, &mut self.list[key], false);
             self.write_entry(key);
         }
     }

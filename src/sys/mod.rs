@@ -53,6 +53,14 @@ pub fn random_bytes(buf: &mut [u8]) {
     }
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `path`
+/// (`statvfs`: available blocks times the fragment size).
+pub fn free_disk_bytes(path: &std::path::Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
 /// Where the kernel lists this process's open descriptors, if anywhere.
 /// FreeBSD's `/dev/fd` shows only 0–2 unless fdescfs is mounted, so it is
 /// not trusted there.
