@@ -258,6 +258,14 @@ impl<T: Socket> Conn<T> {
     }
 
     /// The topic a held request waits on.
+    /// The hold of a request parked unanswered, if any.
+    pub fn parked_hold(&self) -> Option<Hold> {
+        match &self.state {
+            State::Parked { hold, .. } => Some(*hold),
+            _ => None,
+        }
+    }
+
     pub fn held_topic(&self) -> Option<usize> {
         match &self.state {
             State::Parked { hold, .. } | State::Streaming { hold, .. } => Some(hold.topic),

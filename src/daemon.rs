@@ -61,6 +61,16 @@ fn raise_fd_limit() {
     }
 }
 
+/// A test hook: `COVEN_TEST_SYNC_DELAY_MS` makes every job of the writer
+/// (each fsync and metadata write) wait that long first, to show that a
+/// slow disk never stalls the loop.
+fn sync_delay() -> std::time::Duration {
+    std::env::var("COVEN_TEST_SYNC_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
+}
+
 pub fn serve(config: &Config) -> Result<(), ServeError> {
     crate::sys::cloexec_inherited();
     let home = &config.home;
@@ -104,6 +114,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             socket.clone(),
             &config.limits,
             Api::new(Some(info.clone()), sessions),
+            sync_delay(),
         )
         .map_err(|e| ServeError::Io("starting the event loop", e))?;
         log::info!(

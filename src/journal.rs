@@ -125,6 +125,9 @@ pub struct Journal {
     segments: Vec<Segment>,
     /// Open for appending to the last segment (live sessions only).
     file: Option<File>,
+    /// A segment file was created since `take_fresh_segment` was last
+    /// asked: the directory needs an fsync for it to survive a power cut.
+    fresh_segment: bool,
     bytes: u64,
     /// Scratch for encoding a record.
     buf: Vec<u8>,
@@ -141,6 +144,7 @@ impl Journal {
             dir,
             segments: Vec::new(),
             file: None,
+            fresh_segment: false,
             bytes: 0,
             buf: Vec::new(),
         })
@@ -174,6 +178,7 @@ impl Journal {
             dir,
             segments: Vec::new(),
             file: None,
+            fresh_segment: false,
             bytes: 0,
             buf: Vec::new(),
         };
@@ -326,6 +331,7 @@ impl Journal {
         let roll = self.segments.last().is_none_or(|s| s.len >= SEGMENT_BYTES);
         if roll || self.file.is_none() {
             if roll {
+                self.fresh_segment = true;
                 self.segments.push(Segment {
                     first_seq: e.seq,
                     last_seq: 0,
@@ -381,6 +387,29 @@ impl Journal {
             Some(f) => f.sync_data(),
             None => Ok(()),
         }
+    }
+
+    /// Another handle on the segment being appended to, for syncing it
+    /// elsewhere (the writer thread).
+    pub fn sync_handle(&self) -> Option<io::Result<File>> {
+        match &self.file {
+            Some(file) => Some(file.try_clone()),
+            // Closed (the session is over): its newest segment, read-only,
+            // which fsync accepts as well.
+            None => {
+                let last = self.segments.last()?;
+                Some(File::open(self.dir.join(segment_name(last.first_seq))))
+            }
+        }
+    }
+
+    /// Whether a segment file was created since the last call.
+    pub fn take_fresh_segment(&mut self) -> bool {
+        std::mem::take(&mut self.fresh_segment)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Closes the append handle (the session is over).
@@ -502,11 +531,6 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Res
         File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// Replaces `<dir>/meta.json` atomically.
-pub fn write_meta(dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    write_atomic(dir, "meta.json", bytes, sync)
 }
 
 pub fn read_meta(dir: &Path) -> io::Result<Vec<u8>> {

@@ -15,3 +15,4 @@ pub mod reactor;
 pub mod ring;
 pub mod session;
 pub mod sys;
+pub mod writer;

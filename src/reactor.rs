@@ -18,9 +18,12 @@ use slab::Slab;
 use crate::api::Api;
 use crate::config::Limits;
 use crate::conn::{Conn, ConnLimits, Cx, Pools, Step};
+use crate::http::Service;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// The writer thread finished a batch (`Sessions::on_writer`).
+const WRITER: Token = Token(2);
 /// Slab-keyed sources carry a tag in the token's top bits.
 const TAG_SHIFT: u32 = usize::BITS - 4;
 const TAG_CONN: usize = 1;
@@ -38,6 +41,7 @@ const MAX_IDLE_SCRATCH_BYTES: usize = 64 * 1024;
 pub enum Source {
     Listener,
     Signals,
+    Writer,
     Conn(usize),
     Pty(usize),
 }
@@ -54,6 +58,7 @@ pub fn decode(token: Token) -> Option<Source> {
     match token {
         LISTENER => Some(Source::Listener),
         SIGNALS => Some(Source::Signals),
+        WRITER => Some(Source::Writer),
         Token(t) => match t >> TAG_SHIFT {
             TAG_CONN => Some(Source::Conn(t & ((1 << TAG_SHIFT) - 1))),
             TAG_PTY => Some(Source::Pty(t & ((1 << TAG_SHIFT) - 1))),
@@ -161,9 +166,17 @@ impl Reactor {
         mut listener: UnixListener,
         socket_path: std::path::PathBuf,
         limits: &Limits,
-        api: Api,
+        mut api: Api,
+        sync_delay: Duration,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WRITER)?;
+        api.sessions.start_writer(
+            move || {
+                let _ = waker.wake();
+            },
+            sync_delay,
+        )?;
         let mut signals = Signals::install()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -208,6 +221,7 @@ impl Reactor {
                 match decode(event.token()) {
                     Some(Source::Listener) => self.accept_pending = true,
                     Some(Source::Signals) => self.on_signals(now),
+                    Some(Source::Writer) => self.api.sessions.on_writer(),
                     Some(Source::Conn(key)) => {
                         let Some(conn) = self.conns.get_mut(key) else {
                             continue;
@@ -522,6 +536,9 @@ impl Reactor {
         if let Some(topic) = conn.listed {
             unlist(&mut self.waiters, topic, key);
         }
+        if let Some(hold) = conn.parked_hold() {
+            self.api.release(&hold);
+        }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);
         self.api.stats.open_connections = self.conns.len();
@@ -546,6 +563,7 @@ mod tests {
     fn tokens_round_trip() {
         assert_eq!(decode(LISTENER), Some(Source::Listener));
         assert_eq!(decode(SIGNALS), Some(Source::Signals));
+        assert_eq!(decode(WRITER), Some(Source::Writer));
         for key in [0, 1, 4095, (1 << TAG_SHIFT) - 1] {
             assert_eq!(decode(conn_token(key)), Some(Source::Conn(key)));
             assert_eq!(decode(pty_token(key)), Some(Source::Pty(key)));

@@ -101,7 +101,7 @@ pub fn on_events(
     let wait = number(query, "waitMs")?.unwrap_or(0).min(MAX_WAIT_MS);
     let count = write_page(&mut api.sessions, key, after, limit, out);
     let s = api.sessions.get(key).expect("located");
-    if count == 0 && wait > 0 && s.is_live() {
+    if count == 0 && wait > 0 && !s.is_over() {
         out.clear();
         return Ok(Reply {
             hold: Some(Hold {
@@ -134,7 +134,7 @@ pub fn resume(api: &mut Api, hold: &Hold, expired: bool, out: &mut Vec<u8>) -> R
         return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     }
     let count = write_page(&mut api.sessions, hold.topic, hold.cursor, hold.limit, out);
-    let live = api.sessions.get(hold.topic).is_some_and(|s| s.is_live());
+    let live = api.sessions.get(hold.topic).is_some_and(|s| !s.is_over());
     if count == 0 && live && !expired {
         out.clear();
         return Reply {
@@ -172,7 +172,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
         // The session was deleted under the stream: it ends.
         return Fill::End;
     };
-    let live = s.is_live();
+    let live = !s.is_over();
     let start = out.len();
     let mut cursor = hold.cursor;
     let mut digits = itoa::Buffer::new();

@@ -16,8 +16,8 @@ pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::http::{self, Reply, Request, Service};
-use crate::session::Sessions;
+use crate::http::{self, Hold, HoldKind, Reply, Request, Service};
+use crate::session::{Sessions, DURABLE_TOPIC};
 use error::ApiError;
 
 /// Counters reported under `stats` in health.
@@ -39,7 +39,23 @@ pub struct Api {
     /// A client asked the daemon to stop (the lifecycle route); the reactor
     /// acts on it after the turn, as on SIGTERM.
     pub stop_requested: bool,
+    /// Answers waiting for the writer, by the `tag` of their connection's
+    /// hold.
+    acks: slab::Slab<PendingAck>,
 }
+
+/// An answer held until what it acknowledges is durable.
+struct PendingAck {
+    status: u16,
+    body: Vec<u8>,
+    /// The writer's tickets the request's work took: `from + 1 ..= to`.
+    from: u64,
+    to: u64,
+}
+
+/// How long an acknowledgement waits for the disk before the client is
+/// told that it is not yet durable.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Api {
     /// An API with default limits, the built-in harnesses and no daemon
@@ -62,8 +78,70 @@ impl Api {
             stats: Stats::default(),
             sessions,
             stop_requested: false,
+            acks: slab::Slab::new(),
         }
     }
+}
+
+impl Api {
+    /// Answers `status` with the body in `out` once everything the request
+    /// did since the writer's ticket `from` is durable: at once if it is
+    /// already, else the connection waits (`resume` answers it).
+    pub fn durable(&mut self, from: u64, status: u16, out: &mut Vec<u8>) -> Reply {
+        let to = self.sessions.submitted();
+        if self.sessions.durable_through() >= to {
+            if self.sessions.failed_in(from, to) {
+                out.clear();
+                return not_durable().write(out);
+            }
+            return Reply::new(status);
+        }
+        let tag = self.acks.insert(PendingAck {
+            status,
+            body: std::mem::take(out),
+            from,
+            to,
+        });
+        Reply {
+            hold: Some(Hold {
+                kind: HoldKind::LongPoll,
+                topic: DURABLE_TOPIC,
+                tag: tag as u64,
+                cursor: to,
+                limit: 0,
+                until: Some(std::time::Instant::now() + ACK_WAIT),
+            }),
+            ..Reply::new(status)
+        }
+    }
+
+    fn resume_ack(&mut self, hold: &Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+        let ready = self.sessions.durable_through() >= hold.cursor;
+        body.clear();
+        if !ready && !expired {
+            return Reply {
+                hold: Some(*hold),
+                ..Reply::new(200)
+            };
+        }
+        let Some(ack) = self.acks.try_remove(hold.tag as usize) else {
+            return ApiError::internal().write(body);
+        };
+        if !ready || self.sessions.failed_in(ack.from, ack.to) {
+            return not_durable().write(body);
+        }
+        *body = ack.body;
+        Reply::new(ack.status)
+    }
+}
+
+/// Done, but the disk has not confirmed that it will survive a power cut.
+fn not_durable() -> ApiError {
+    ApiError::new(
+        503,
+        "runtime_unavailable",
+        "The request was carried out, but the disk has not made it durable (see health's storage).",
+    )
 }
 
 impl Service for Api {
@@ -94,7 +172,16 @@ impl Service for Api {
     }
 
     fn resume(&mut self, hold: &http::Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+        if hold.topic == DURABLE_TOPIC {
+            return self.resume_ack(hold, expired, body);
+        }
         events::resume(self, hold, expired, body)
+    }
+
+    fn release(&mut self, hold: &Hold) {
+        if hold.topic == DURABLE_TOPIC {
+            self.acks.try_remove(hold.tag as usize);
+        }
     }
 
     fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {

@@ -216,23 +216,25 @@ pub fn on_archive(
     out: &mut Vec<u8>,
 ) -> Result<Reply, ApiError> {
     let (key, _) = find(&mut api.sessions, id)?;
+    let from = api.sessions.submitted();
     api.sessions.set_archived(key, archived);
     let s = api.sessions.get(key).expect("found");
     wire::write_json(out, &record(s));
-    Ok(reply(200))
+    Ok(api.durable(from, 200, out))
 }
 
 /// `DELETE /sessions/:id`: a finished session's record and history.
 pub fn on_delete(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiError> {
     let (key, s) = find(&mut api.sessions, id)?;
     let status = s.status.as_str();
+    let from = api.sessions.submitted();
     match api.sessions.delete(key) {
         Ok(()) => {
             wire::write_json(
                 out,
                 &json!({ "ok": true, "deleted": true, "sessionId": id }),
             );
-            Ok(reply(200))
+            Ok(api.durable(from, 200, out))
         }
         Err(DeleteError::Live) => Err(ApiError::new(
             409,
@@ -328,11 +330,13 @@ fn launch_spec(sessions: &Sessions, body: &[u8]) -> Result<LaunchSpec, ApiError>
 pub fn on_create(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
     let spec = launch_spec(&api.sessions, body)?;
     let harness = api.sessions.harnesses()[spec.harness].id.clone();
+    let from = api.sessions.submitted();
     match api.sessions.launch(spec) {
         Ok(key) => {
             let s = api.sessions.get(key).expect("just launched");
             wire::write_json(out, &record(s));
-            Ok(reply(201))
+            // 201 once its record is durable.
+            Ok(api.durable(from, 201, out))
         }
         Err(LaunchError::AtCapacity { max_live }) => {
             Err(
@@ -346,12 +350,12 @@ pub fn on_create(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply,
         }
         Err(LaunchError::SpawnFailed { key, message }) => {
             let id = api.sessions.get(key).map(|s| s.id.to_string());
-            Err(
-                ApiError::new(500, "pty_spawn_failed", "The harness could not be started.")
-                    .with_details(
-                        json!({ "sessionId": id, "harness": harness, "reason": message }),
-                    ),
-            )
+            let err = ApiError::new(500, "pty_spawn_failed", "The harness could not be started.")
+                .with_details(json!({ "sessionId": id, "harness": harness, "reason": message }));
+            // Answered once the failed session's record and exit event are
+            // durable (and so visible), like a launch.
+            let reply = err.write(out);
+            Ok(api.durable(from, reply.status, out))
         }
     }
 }
@@ -426,10 +430,12 @@ pub fn on_kill(api: &mut Api, id: &str, body: &[u8], out: &mut Vec<u8>) -> Resul
         Some(ms) => Duration::from_millis(ms),
         None => api.sessions.limits().kill_grace,
     };
+    let from = api.sessions.submitted();
     match api.sessions.kill(key, signal, grace, Instant::now()) {
         Ok(()) => {
             wire::write_json(out, &ACCEPTED);
-            Ok(reply(202))
+            // 202 once the kill record and the status are durable.
+            Ok(api.durable(from, 202, out))
         }
         Err(_) => Err(session_not_live(api.sessions.get(key).expect("found"))),
     }

@@ -159,6 +159,10 @@ pub trait Service {
         body.clear();
         Reply::new(500)
     }
+    /// A held request's connection went away before it was answered.
+    fn release(&mut self, hold: &Hold) {
+        let _ = hold;
+    }
     /// Appends stream frames after `hold.cursor` to `out`, at most about
     /// `budget` bytes, advancing the cursor.
     fn stream(&mut self, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {

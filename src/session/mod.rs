@@ -22,11 +22,15 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use slab::Slab;
 
 use crate::api::wire;
-use crate::journal::{self, Journal};
+use crate::journal::Journal;
 use crate::ring::{Event, Kind, Ring};
 use crate::sys::pty;
+use crate::writer::{Job, Writer};
 use harness::Harness;
 
+/// The wake-list topic of requests waiting for the writer (`on_writer`
+/// touches it): never a session's slab key.
+pub const DURABLE_TOPIC: usize = usize::MAX;
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
 /// Reads per PTY per turn before other sources get a go.
@@ -126,6 +130,13 @@ pub struct Session {
     pending_exit: Option<Box<[u8]>>,
     /// Its `meta.json` is behind what is in memory (a refused write).
     meta_dirty: bool,
+    /// The writer's ticket for its latest `meta.json`.
+    meta_ticket: u64,
+    /// Its journal's lifecycle records need syncing again (a refused sync).
+    resync: bool,
+    /// The `exit` event, written but waiting for the writer's ticket to be
+    /// durable before anyone is shown it.
+    unshown: Option<(u64, Event)>,
     pub project_root: String,
     pub cwd: String,
     pub harness: String,
@@ -187,6 +198,9 @@ impl Session {
             gap_bytes: 0,
             pending_exit: None,
             meta_dirty: false,
+            meta_ticket: 0,
+            resync: false,
+            unshown: None,
             project_root: String::new(),
             cwd: String::new(),
             harness: String::new(),
@@ -223,6 +237,13 @@ impl Session {
         self.status == Status::Running || (self.status == Status::Killed && self.master.is_some())
     }
 
+    /// Every event it will ever have is visible: it is not live, and its
+    /// `exit` event is neither waiting for the disk nor for the writer.
+    /// Until then, readers of its events wait for more.
+    pub fn is_over(&self) -> bool {
+        !self.is_live() && self.unshown.is_none() && self.pending_exit.is_none()
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match (self.escalate_at, self.drain_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -252,9 +273,16 @@ impl Session {
         self.journal.as_ref().map_or(0, Journal::bytes)
     }
 
-    /// Seq of its newest event (0 if it has none).
+    /// Seq of its newest event (0 if it has none), shown or not yet.
     pub fn last_seq(&self) -> u64 {
-        self.ring.last_seq().unwrap_or(self.ring.dropped_through())
+        let shown = self.ring.last_seq().unwrap_or(self.ring.dropped_through());
+        let written = self
+            .journal
+            .as_ref()
+            .and_then(Journal::last_seq)
+            .unwrap_or(0);
+        let unshown = self.unshown.as_ref().map_or(0, |(_, e)| e.seq);
+        shown.max(written).max(unshown)
     }
 
     fn meta(&self) -> wire::SessionMeta {
@@ -316,8 +344,10 @@ struct Log {
     journal_bytes: u64,
     /// Sessions with new events, for waking held requests.
     touched: Vec<usize>,
-    /// The last write to the disk failed.
-    write_failed: bool,
+    /// The last journal append failed.
+    append_failed: bool,
+    /// Everything that waits on the disk: fsyncs and metadata writes.
+    writer: Writer,
     /// Sessions with a write to retry: a gap to declare, an exit event or
     /// metadata the disk refused (may repeat; `retry_storage` sorts it).
     outstanding: Vec<usize>,
@@ -353,13 +383,14 @@ impl Log {
         durable
     }
 
-    /// Records an event only if the journal takes it (the `exit` event,
-    /// whose place in the history must not be lost): `false` and nothing
-    /// recorded if it does not.
-    fn push_durable(&mut self, s: &mut Session, kind: Kind, payload: &[u8]) -> bool {
+    /// Writes an event to the journal only if it takes it (the `exit`
+    /// event, whose place in the history must not be lost), without showing
+    /// it yet: the caller shows it once the writer has made it durable.
+    /// `None`, and nothing recorded, if the journal refuses it.
+    fn write_durable(&mut self, s: &mut Session, kind: Kind, payload: &[u8]) -> Option<Event> {
         self.declare_gap(s);
         if s.gap_events > 0 {
-            return false;
+            return None;
         }
         let event = Event {
             seq: self.next_seq,
@@ -368,11 +399,13 @@ impl Log {
             payload: payload.into(),
         };
         if !self.append(s, &event) {
-            return false;
+            return None;
         }
         self.next_seq += 1;
-        self.show(s, event);
-        true
+        if s.first_seq == 0 {
+            s.first_seq = event.seq;
+        }
+        Some(event)
     }
 
     /// Writes the session's `output_truncated` event if it has a gap and
@@ -402,30 +435,57 @@ impl Log {
     }
 
     /// Appends to the session's journal, if it has one; records whether
-    /// the disk took it.
+    /// the disk took it. Lifecycle records (kill, exit) are then made
+    /// durable by the writer; output is left to the page cache (it
+    /// survives a daemon crash, not a power loss).
     fn append(&mut self, s: &mut Session, event: &Event) -> bool {
         let Some(journal) = &mut s.journal else {
             return true;
         };
-        // Lifecycle records are made durable at once; output is left to
-        // the page cache (it survives a daemon crash, not a power loss).
-        let sync = matches!(event.kind, Kind::Kill | Kind::Exit);
         let before = journal.bytes();
-        let result = journal.append(event, sync);
+        let result = journal.append(event, false);
         self.journal_bytes += journal.bytes() - before;
         match result {
             Ok(_) => {
-                self.write_failed = false;
+                self.append_failed = false;
+                if matches!(event.kind, Kind::Kill | Kind::Exit) {
+                    self.sync_journal(s);
+                }
                 true
             }
             Err(e) => {
-                if !self.write_failed {
+                if !self.append_failed {
                     log::error!("session {}: journal append failed: {e}", s.id);
                 }
-                self.write_failed = true;
+                self.append_failed = true;
                 false
             }
         }
+    }
+
+    /// Asks the writer to make the session's journal durable so far (and
+    /// the directory entry of a segment created since the last time).
+    fn sync_journal(&mut self, s: &mut Session) {
+        let Some(journal) = &mut s.journal else {
+            return;
+        };
+        let fresh = journal.take_fresh_segment();
+        match journal.sync_handle() {
+            Some(Ok(file)) => {
+                self.writer.submit(Some(s.key), Job::SyncData(file));
+            }
+            Some(Err(e)) => {
+                log::error!("session {}: cannot sync its journal: {e}", s.id);
+                s.resync = true;
+                self.outstanding.push(s.key);
+            }
+            None => {}
+        }
+        if fresh {
+            self.writer
+                .submit(Some(s.key), Job::SyncDir(journal.dir().to_owned()));
+        }
+        s.resync = false;
     }
 
     /// Puts an event in the session's ring and wakes its readers.
@@ -442,27 +502,20 @@ impl Log {
         self.ring_bytes = self.ring_bytes + s.ring.bytes() - before;
     }
 
-    /// Writes a session's metadata file; a failure is retried later (the
-    /// session keeps its true state in memory meanwhile).
-    fn save_meta(&mut self, root: &Option<PathBuf>, s: &mut Session, sync: bool) {
+    /// Has the writer replace the session's `meta.json` (atomically and
+    /// durably); a failure comes back through `Sessions::on_writer` and is
+    /// retried, and the session keeps its true state in memory meanwhile.
+    fn save_meta(&mut self, root: &Option<PathBuf>, s: &mut Session) {
         let Some(root) = root else {
             return;
         };
-        let dir = root.join(&*s.id);
-        match journal::write_meta(&dir, &wire::encode_meta(&s.meta()), sync) {
-            Ok(()) => {
-                s.meta_dirty = false;
-                self.write_failed = false;
-            }
-            Err(e) => {
-                if !s.meta_dirty {
-                    log::error!("session {}: writing its metadata: {e}", s.id);
-                }
-                s.meta_dirty = true;
-                self.write_failed = true;
-                self.outstanding.push(s.key);
-            }
-        }
+        let job = Job::WriteAtomic {
+            dir: root.join(&*s.id),
+            name: "meta.json",
+            bytes: wire::encode_meta(&s.meta()),
+        };
+        s.meta_ticket = self.writer.submit(Some(s.key), job);
+        s.meta_dirty = false;
     }
 }
 
@@ -517,6 +570,8 @@ pub struct Sessions {
     bytes_pos: u64,
     /// When to retry writes the disk refused.
     storage_retry_at: Option<Instant>,
+    /// Sessions with an `exit` event waiting for the writer.
+    awaiting_show: Vec<usize>,
     /// Free disk bytes, and when they were read.
     free_disk: std::cell::Cell<Option<(Instant, Option<u64>)>>,
     by_pid: HashMap<i32, usize>,
@@ -550,6 +605,7 @@ impl Sessions {
             bytes_pos: 0,
             storage_retry_at: None,
             free_disk: std::cell::Cell::new(None),
+            awaiting_show: Vec::new(),
             by_pid: HashMap::new(),
             log: Log {
                 next_seq: 1,
@@ -557,7 +613,8 @@ impl Sessions {
                 ring_bytes: 0,
                 journal_bytes: 0,
                 touched: Vec::new(),
-                write_failed: false,
+                append_failed: false,
+                writer: Writer::inline(),
                 outstanding: Vec::new(),
             },
             live: 0,
@@ -807,7 +864,11 @@ impl Sessions {
             .map_err(|e| LaunchError::Storage(format!("writing the session index: {e}")))?;
         let journal = match &self.root {
             Some(root) => match Journal::create(root.join(&*id)) {
-                Ok(journal) => Some(journal),
+                Ok(journal) => {
+                    // The new directory's entry in sessions/, durable.
+                    self.log.writer.submit(None, Job::SyncDir(root.clone()));
+                    Some(journal)
+                }
                 Err(e) => {
                     let gone = crate::index::Entry {
                         id: id.to_string(),
@@ -840,7 +901,7 @@ impl Sessions {
             ..Session::new(key, Ring::new(self.limits.ring_bytes), journal)
         });
         self.register(key);
-        self.log.save_meta(&self.root, &mut self.list[key], true);
+        self.log.save_meta(&self.root, &mut self.list[key]);
 
         let started = match harness.resolve(&self.path) {
             None => Err(format!(
@@ -1043,15 +1104,83 @@ impl Sessions {
     /// retried, and the session serves its true status from memory.
     fn record_exit(&mut self, key: usize, payload: Box<[u8]>) {
         let s = &mut self.list[key];
-        if self.log.push_durable(s, Kind::Exit, &payload) {
-            s.pending_exit = None;
-            self.close_out(key);
-        } else {
-            s.pending_exit = Some(payload);
-            // Its status at least, if the disk takes that.
-            self.log.save_meta(&self.root, s, true);
-            self.log.outstanding.push(key);
+        match self.log.write_durable(s, Kind::Exit, &payload) {
+            Some(event) => {
+                s.pending_exit = None;
+                self.close_out(key);
+                // Shown once its record and the final metadata are durable.
+                let ticket = self.log.writer.submitted();
+                let s = &mut self.list[key];
+                if self.log.writer.done() >= ticket {
+                    self.log.show(s, event);
+                } else {
+                    s.unshown = Some((ticket, event));
+                    self.awaiting_show.push(key);
+                }
+            }
+            None => {
+                s.pending_exit = Some(payload);
+                // Its status at least, if the disk takes that.
+                self.log.save_meta(&self.root, s);
+                self.log.outstanding.push(key);
+            }
         }
+    }
+
+    /// The writer finished a batch: failed jobs are marked for retry, exit
+    /// events now durable are shown, and requests waiting for durability
+    /// (`DURABLE_TOPIC`) are woken.
+    pub fn on_writer(&mut self) {
+        for f in self.log.writer.take_failures() {
+            let Some(s) = f.key.and_then(|k| self.list.get_mut(k)) else {
+                log::error!("writer: {}", f.error);
+                continue;
+            };
+            log::error!("session {}: a write the disk refused: {}", s.id, f.error);
+            s.meta_dirty = true;
+            s.resync = true;
+            self.log.outstanding.push(s.key);
+        }
+        let done = self.log.writer.done();
+        for key in std::mem::take(&mut self.awaiting_show) {
+            let Some(s) = self.list.get_mut(key) else {
+                continue;
+            };
+            match s.unshown.take() {
+                Some((ticket, event)) if ticket <= done => self.log.show(s, event),
+                Some(waiting) => {
+                    s.unshown = Some(waiting);
+                    self.awaiting_show.push(key);
+                }
+                None => {}
+            }
+        }
+        self.log.touched.push(DURABLE_TOPIC);
+    }
+
+    /// Moves the writer's work to its own thread, which calls `wake` when a
+    /// batch is done (the reactor then calls `on_writer`).
+    pub fn start_writer(
+        &mut self,
+        wake: impl Fn() + Send + 'static,
+        delay: Duration,
+    ) -> io::Result<()> {
+        self.log.writer.spawn(wake, delay)
+    }
+
+    /// The writer's newest ticket: what a request has done so far is durable
+    /// once `durable_through` reaches it.
+    pub fn submitted(&self) -> u64 {
+        self.log.writer.submitted()
+    }
+
+    pub fn durable_through(&self) -> u64 {
+        self.log.writer.done()
+    }
+
+    /// Whether the writer failed a job with a ticket in `from + 1 ..= to`.
+    pub fn failed_in(&self, from: u64, to: u64) -> bool {
+        self.log.writer.failed_in(from, to)
     }
 
     /// Retries what the disk refused: each outstanding session's gap
@@ -1075,7 +1204,7 @@ impl Sessions {
             }
             let s = &mut self.list[key];
             if s.meta_dirty {
-                self.log.save_meta(&self.root, s, true);
+                self.log.save_meta(&self.root, s);
             }
         }
         self.storage_retry_at = (!self.log.outstanding.is_empty()).then(|| now + STORAGE_RETRY);
@@ -1097,7 +1226,7 @@ impl Sessions {
                 free
             }
         };
-        let status = if self.log.write_failed {
+        let status = if self.log.append_failed || self.log.writer.failing() {
             "critical"
         } else if !self.log.outstanding.is_empty() {
             "degraded"
@@ -1114,7 +1243,7 @@ impl Sessions {
     fn close_out(&mut self, key: usize) {
         self.mark_finished(key);
         let s = &mut self.list[key];
-        self.log.save_meta(&self.root, s, true);
+        self.log.save_meta(&self.root, s);
         if let Some(j) = &mut s.journal {
             j.close();
             if let Some(last) = s.ring.last_seq() {
@@ -1169,7 +1298,7 @@ impl Sessions {
         s.status = Status::Killed;
         s.updated_at = self.log.clock.stamp();
         self.log.push(s, Kind::Kill, wire::kill_payload(), 0);
-        self.log.save_meta(&self.root, s, true);
+        self.log.save_meta(&self.root, s);
         let pgid = s.pgid;
         self.write_entry(key);
         let s = &mut self.list[key];

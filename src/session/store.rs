@@ -159,7 +159,7 @@ impl Sessions {
             if s.updated_at == [0; 20] {
                 // It was running: orphaned now.
                 s.updated_at = self.log.clock.stamp();
-                self.log.save_meta(&self.root, s, true);
+                self.log.save_meta(&self.root, s);
             }
             max_seq = max_seq.max(s.last_seq());
             self.log.journal_bytes =
@@ -347,7 +347,12 @@ impl Sessions {
             let Some(s) = self.list.get(key) else {
                 continue;
             };
-            let unsaved = s.meta_dirty || s.pending_exit.is_some() || s.gap_events > 0;
+            let unsaved = s.meta_dirty
+                || s.pending_exit.is_some()
+                || s.gap_events > 0
+                || s.resync
+                || s.unshown.is_some()
+                || s.meta_ticket > self.log.writer.done();
             if s.is_live() || s.armed.is_some() || s.touched || unsaved || held(key) {
                 keep.push(key);
             } else {
@@ -452,7 +457,7 @@ impl Sessions {
         if !archived {
             self.write_entry(key);
         }
-        self.log.save_meta(&self.root, &mut self.list[key], true);
+        self.log.save_meta(&self.root, &mut self.list[key]);
         if archived {
             self.write_entry(key);
         }
@@ -473,6 +478,10 @@ impl Sessions {
                     return Err(DeleteError::Storage(e.to_string()));
                 }
             }
+            let root = root.clone();
+            self.log
+                .writer
+                .submit(None, crate::writer::Job::SyncDir(root));
         }
         if let Some(pos) = self.position(key) {
             let entry = Entry {
@@ -646,7 +655,7 @@ impl Sessions {
         cut.sort_unstable();
         cut.dedup();
         for key in cut {
-            self.log.save_meta(&self.root, &mut self.list[key], false);
+            self.log.save_meta(&self.root, &mut self.list[key]);
             self.write_entry(key);
         }
     }
