@@ -2,7 +2,8 @@
 //! events routes answer every query with a structured reply.
 #![no_main]
 
-use coven::api::router::{query_param, resolve};
+use coven::api::query::query_param;
+use coven::api::router::resolve;
 use coven::api::Api;
 use coven::http::{Method, Request, Service};
 use libfuzzer_sys::fuzz_target;
