@@ -33,7 +33,11 @@ fn request(s: &mut UnixStream, method: &str, path: &str, body: &str) -> (u16, St
             let head = &text[..end];
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 let status = head[9..12].parse().unwrap();
