@@ -16,8 +16,8 @@
 //! is told and decides no policy.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const ENTRY_BYTES: usize = 64;
@@ -191,24 +191,18 @@ impl Index {
 
     /// Writes a whole new index (temp file, fsync, rename) and opens it.
     pub fn create(path: &Path, entries: &[Entry]) -> io::Result<Index> {
-        let tmp = path.with_extension("idx.tmp");
         let mut out = Vec::with_capacity(HEADER_BYTES as usize + entries.len() * ENTRY_BYTES);
         out.extend_from_slice(&header());
         for e in entries {
             out.extend_from_slice(&e.encode());
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&out)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Err(io::Error::other(
+                "an index path needs a directory and a name",
+            ));
+        };
+        crate::journal::write_atomic(dir, name, &out, true)?;
         Index::open(path)
     }
 
@@ -289,6 +283,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn entry(id: &str, status: u8) -> Entry {
         Entry {

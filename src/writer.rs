@@ -17,9 +17,8 @@
 //! The queue is an unbounded channel, bounded in practice by what the loop
 //! submits: a few jobs per session state change.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -79,17 +78,7 @@ pub fn run(job: Job) -> io::Result<()> {
         Job::SyncData(file) => file.sync_data(),
         Job::SyncDir(dir) => File::open(dir)?.sync_all(),
         Job::WriteAtomic { dir, name, bytes } => {
-            let tmp = dir.join(format!("{name}.tmp"));
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, dir.join(name))?;
-            File::open(&dir)?.sync_all()
+            crate::journal::write_atomic(&dir, name, &bytes, true)
         }
     }
 }
