@@ -219,6 +219,15 @@ impl Index {
         self.len == 0
     }
 
+    /// Another handle on the index file, for syncing it elsewhere (the
+    /// writer); `None` for an index in memory.
+    pub fn sync_handle(&self) -> Option<io::Result<File>> {
+        match &self.file {
+            Backing::File(f) => Some(f.try_clone()),
+            Backing::Memory(_) => None,
+        }
+    }
+
     /// Appends an entry; returns its position.
     pub fn append(&mut self, e: &Entry) -> io::Result<u64> {
         let pos = self.len;

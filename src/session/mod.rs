@@ -862,6 +862,11 @@ impl Sessions {
                 ..crate::index::Entry::default()
             })
             .map_err(|e| LaunchError::Storage(format!("writing the session index: {e}")))?;
+        // A launch that is acknowledged is listed after a power cut: the
+        // writer syncs the index's new entry with the session's records.
+        if let Some(Ok(file)) = self.index.sync_handle() {
+            self.log.writer.submit(None, Job::SyncData(file));
+        }
         let journal = match &self.root {
             Some(root) => match Journal::create(root.join(&*id)) {
                 Ok(journal) => {
