@@ -470,22 +470,22 @@ impl Log {
             return;
         };
         let fresh = journal.take_fresh_segment();
+        if fresh {
+            self.writer
+                .submit(Some(s.key), Job::SyncDir(journal.dir().to_owned()));
+        }
         match journal.sync_handle() {
             Some(Ok(file)) => {
                 self.writer.submit(Some(s.key), Job::SyncData(file));
+                s.resync = false;
             }
             Some(Err(e)) => {
                 log::error!("session {}: cannot sync its journal: {e}", s.id);
                 s.resync = true;
                 self.outstanding.push(s.key);
             }
-            None => {}
+            None => s.resync = false,
         }
-        if fresh {
-            self.writer
-                .submit(Some(s.key), Job::SyncDir(journal.dir().to_owned()));
-        }
-        s.resync = false;
     }
 
     /// Puts an event in the session's ring and wakes its readers.
