@@ -1136,16 +1136,7 @@ impl Sessions {
     /// events now durable are shown, and requests waiting for durability
     /// (`DURABLE_TOPIC`) are woken.
     pub fn on_writer(&mut self) {
-        for f in self.log.writer.take_failures() {
-            let Some(s) = f.key.and_then(|k| self.list.get_mut(k)) else {
-                log::error!("writer: {}", f.error);
-                continue;
-            };
-            log::error!("session {}: a write the disk refused: {}", s.id, f.error);
-            s.meta_dirty = true;
-            s.resync = true;
-            self.log.outstanding.push(s.key);
-        }
+        self.absorb_failures();
         let done = self.log.writer.done();
         for key in std::mem::take(&mut self.awaiting_show) {
             let Some(s) = self.list.get_mut(key) else {
@@ -1161,6 +1152,23 @@ impl Sessions {
             }
         }
         self.log.touched.push(DURABLE_TOPIC);
+    }
+
+    /// Marks the sessions whose writes the writer reported failed, for
+    /// retry (and so that they are not evicted with their state unsaved).
+    /// A failure is reported before its ticket counts as done, so after
+    /// this, every done ticket that failed is accounted for.
+    pub(super) fn absorb_failures(&mut self) {
+        for f in self.log.writer.take_failures() {
+            let Some(s) = f.key.and_then(|k| self.list.get_mut(k)) else {
+                log::error!("writer: {}", f.error);
+                continue;
+            };
+            log::error!("session {}: a write the disk refused: {}", s.id, f.error);
+            s.meta_dirty = true;
+            s.resync = true;
+            self.log.outstanding.push(s.key);
+        }
     }
 
     /// Moves the writer's work to its own thread, which calls `wake` when a

@@ -342,6 +342,9 @@ impl Sessions {
             self.evictable.clear();
             return;
         }
+        // A write that failed since the writer last woke us must mark its
+        // session unsaved before the session is judged.
+        self.absorb_failures();
         let mut keep = Vec::new();
         for key in std::mem::take(&mut self.evictable) {
             let Some(s) = self.list.get(key) else {
