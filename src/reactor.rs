@@ -33,6 +33,9 @@ const TAG_PTY: usize = 2;
 const ACCEPTS_PER_TURN: usize = 128;
 /// Readiness events taken per `poll`.
 const EVENTS_CAPACITY: usize = 256;
+/// After this long without a single readiness event, the daemon gives back
+/// what serving faulted in (code pages, free heap), once, on one timer.
+const QUIET_RELEASE: Duration = Duration::from_secs(5);
 /// The response-body scratch buffer is freed past this size once idle.
 const MAX_IDLE_SCRATCH_BYTES: usize = 64 * 1024;
 
@@ -141,6 +144,9 @@ pub struct Reactor {
     stopping: Option<Instant>,
     /// Held connections by the topic (session key) they wait on.
     waiters: HashMap<usize, Vec<usize>>,
+    /// When something last happened (a readiness event), if the memory it
+    /// used has not been given back since (`QUIET_RELEASE`).
+    busy_since_release: Option<Instant>,
 }
 
 /// Why a connection is being run.
@@ -202,14 +208,23 @@ impl Reactor {
             uid: nix::unistd::geteuid().as_raw(),
             stopping: None,
             waiters: HashMap::new(),
+            // Start-up itself is activity: its pages go back once it is quiet.
+            busy_since_release: Some(Instant::now()),
         })
     }
 
     /// Runs until a stop signal and the drain that follows it.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut release = false;
         loop {
             let timeout = self.timeout(Instant::now());
+            if std::mem::take(&mut release) {
+                // Last thing before sleeping, so that the rest of the turn
+                // does not fault the pages straight back.
+                crate::sys::trim_heap();
+                crate::sys::release_code_pages();
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -217,6 +232,18 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            if !events.is_empty() {
+                self.busy_since_release = Some(now);
+            } else if self
+                .busy_since_release
+                .is_some_and(|t| now >= t + QUIET_RELEASE)
+            {
+                // Quiet since: give back what serving touched, at the end
+                // of this turn. No timer is set again until something
+                // happens.
+                self.busy_since_release = None;
+                release = true;
+            }
             for event in events.iter() {
                 match decode(event.token()) {
                     Some(Source::Listener) => self.accept_pending = true,
@@ -289,6 +316,11 @@ impl Reactor {
             (a, b) => a.or(b),
         };
         let next = match (next, self.stopping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let quiet = self.busy_since_release.map(|t| t + QUIET_RELEASE);
+        let next = match (next, quiet) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

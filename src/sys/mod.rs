@@ -120,6 +120,7 @@ pub fn release_code_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut candidate: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
@@ -136,17 +137,20 @@ pub fn release_code_pages() {
                 && perms.ends_with('p');
             candidate = (read_only_private && path.starts_with('/')).then_some(range);
         } else if first == "Anonymous:" {
-            if let Some((start, end)) = candidate.take() {
+            if let Some(range) = candidate.take() {
                 if fields.next() == Some("0") {
-                    // SAFETY: advice on our own read-only, never-written
-                    // file mapping exactly as the kernel reports it; its
-                    // pages refault unchanged from the file.
-                    unsafe {
-                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-                    };
+                    ranges.push(range);
                 }
             }
         }
+    }
+    // All the parsing first, then only this loop runs on code whose pages
+    // are being dropped, so little of it faults straight back.
+    for (start, end) in ranges {
+        // SAFETY: advice on our own read-only, never-written file mapping
+        // exactly as the kernel reports it; its pages refault unchanged
+        // from the file.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }
 
@@ -157,6 +161,20 @@ pub fn release_code_pages() {
 /// before this was done), which stay resident until memory is short.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub fn release_code_pages() {}
+
+/// Returns the heap's free memory to the kernel where the allocator keeps
+/// it (glibc keeps freed chunks at the top of the heap and in its arenas
+/// after a large answer has come and gone).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Elsewhere the allocator returns memory itself (musl, macOS's and
+/// FreeBSD's mallocs unmap freed runs): nothing to do.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn trim_heap() {}
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn parse_range(field: &str) -> Option<(usize, usize)> {
