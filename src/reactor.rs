@@ -310,20 +310,15 @@ impl Reactor {
         if !self.ready.is_empty() || self.accept_pending || self.api.sessions.has_pending() {
             return Some(Duration::ZERO);
         }
-        let next = self.timers.first().map(|&(t, _)| t);
-        let next = match (next, self.api.sessions.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let next = match (next, self.stopping) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let quiet = self.busy_since_release.map(|t| t + QUIET_RELEASE);
-        let next = match (next, quiet) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.timers.first().map(|&(t, _)| t),
+            self.api.sessions.next_deadline(),
+            self.stopping,
+            self.busy_since_release.map(|t| t + QUIET_RELEASE),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         // Round up so that we never wake a hair early and spin.
         next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1))
     }

@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +53,8 @@ pub struct Failure {
 
 struct Shared {
     done: AtomicU64,
+    /// `failures` holds something (so the loop need not lock it each turn).
+    any_failures: AtomicBool,
     failures: Mutex<Vec<Failure>>,
     /// Tickets of the most recent failed jobs (at most `RECENT_FAILURES`).
     failed: Mutex<Vec<u64>>,
@@ -90,6 +92,7 @@ impl Writer {
             next: 0,
             shared: Arc::new(Shared {
                 done: AtomicU64::new(0),
+                any_failures: AtomicBool::new(false),
                 failures: Mutex::new(Vec::new()),
                 failed: Mutex::new(Vec::new()),
                 last_ok: AtomicU64::new(0),
@@ -156,13 +159,15 @@ impl Writer {
 
     /// Failures reported since the last call.
     pub fn take_failures(&self) -> Vec<Failure> {
-        std::mem::take(
-            &mut *self
-                .shared
-                .failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        if !self.shared.any_failures.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        let mut failures = self
+            .shared
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *failures)
     }
 
     /// Finishes the queued jobs and stops the thread (at shutdown).
@@ -197,6 +202,7 @@ fn finish(shared: &Shared, ticket: u64, key: Option<usize>, result: io::Result<(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Failure { ticket, key, error });
+            shared.any_failures.store(true, Ordering::Release);
             shared.last_err.fetch_max(ticket, Ordering::AcqRel);
         }
     }

@@ -18,6 +18,16 @@ fn page(d: &Daemon, query: &str) -> Value {
     r.json()
 }
 
+/// The ids of a page's sessions, in its order.
+fn page_ids(p: &Value) -> Vec<String> {
+    p["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
 /// `(created_at, id)`, the list's sort key.
 fn key(s: &Value) -> (String, String) {
     (s["created_at"].as_str().unwrap().to_owned(), id_of(s))
@@ -104,14 +114,7 @@ fn list_parameters_are_checked_and_filter() {
     assert_eq!(rest["next_cursor"], Value::Null);
     assert_eq!(page(&d, "limit=3")["next_cursor"], Value::Null);
 
-    let ids = |p: &Value| -> BTreeSet<String> {
-        p["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(id_of)
-            .collect()
-    };
+    let ids = |p: &Value| -> BTreeSet<String> { page_ids(p).into_iter().collect() };
     assert_eq!(
         ids(&page(&d, "status=completed")),
         BTreeSet::from([done.clone()])
@@ -356,15 +359,7 @@ fn finished_sessions_leave_memory_and_the_index_is_rebuilt_when_lost() {
         d.log()
     );
     let after = page(&d, "limit=1000&includeArchived=true");
-    let ids_of = |p: &Value| -> Vec<String> {
-        p["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(id_of)
-            .collect()
-    };
-    assert_eq!(ids_of(&after), ids_of(&before));
+    assert_eq!(page_ids(&after), page_ids(&before));
     assert_eq!(after["sessions"][0]["status"], "killed");
     d.stop();
     let mut bytes = std::fs::read(&index).unwrap();
@@ -372,7 +367,7 @@ fn finished_sessions_leave_memory_and_the_index_is_rebuilt_when_lost() {
     std::fs::write(&index, bytes).unwrap();
     d.spawn();
     assert!(d.log().contains("damaged; rebuilding"), "{}", d.log());
-    assert_eq!(ids_of(&page(&d, "limit=1000")), ids_of(&after));
+    assert_eq!(page_ids(&page(&d, "limit=1000")), page_ids(&after));
     // New sessions sort after every old one.
     let newer = id_of(&d.launch("sh", "true"));
     assert_eq!(page(&d, "limit=1")["sessions"][0]["id"], newer.as_str());

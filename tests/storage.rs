@@ -115,6 +115,12 @@ fn a_full_disk_is_declared_and_the_final_status_survives() {
         (s["status"].clone(), s["exit_code"].clone()),
         ("failed".into(), 3.into())
     );
+    // Everything it held is written (the refused metadata and journal
+    // syncs retried), so it leaves memory like any finished session.
+    wait_for("the finished session to leave memory", || {
+        let h = d.get("/api/v1/health").json();
+        (h["stats"]["sessionsInMemory"] == 0).then_some(())
+    });
 
     // After a restart only what the disk kept is there: every byte the
     // harness printed is either in an output event or counted as dropped.

@@ -354,6 +354,17 @@ struct Log {
 }
 
 impl Log {
+    /// The event that would be recorded next (its seq is taken only once
+    /// the caller records it: `next_seq += 1`).
+    fn next_event(&mut self, kind: Kind, payload: Box<[u8]>) -> Event {
+        Event {
+            seq: self.next_seq,
+            kind,
+            created_at: self.clock.stamp(),
+            payload,
+        }
+    }
+
     /// Records an event: into the session's ring, where clients see it at
     /// once, and into its journal. Returns whether the journal took it.
     /// One it refused (a full disk) opens a gap in the session's history:
@@ -362,14 +373,8 @@ impl Log {
     /// journal takes writes again. `data_bytes`: the PTY or input bytes the
     /// event carries, for that count.
     fn push(&mut self, s: &mut Session, kind: Kind, payload: Box<[u8]>, data_bytes: usize) -> bool {
-        let seq = self.next_seq;
+        let event = self.next_event(kind, payload);
         self.next_seq += 1;
-        let event = Event {
-            seq,
-            kind,
-            created_at: self.clock.stamp(),
-            payload,
-        };
         // Inside a gap nothing is appended: the retry timer declares it (so
         // a full disk costs one `output_truncated` a second at most, not
         // one per event that happened to fit between two that did not).
@@ -392,12 +397,7 @@ impl Log {
         if s.gap_events > 0 {
             return None;
         }
-        let event = Event {
-            seq: self.next_seq,
-            kind,
-            created_at: self.clock.stamp(),
-            payload: payload.into(),
-        };
+        let event = self.next_event(kind, payload.into());
         if !self.append(s, &event) {
             return None;
         }
@@ -414,12 +414,8 @@ impl Log {
         if s.gap_events == 0 {
             return;
         }
-        let event = Event {
-            seq: self.next_seq,
-            kind: Kind::OutputTruncated,
-            created_at: self.clock.stamp(),
-            payload: wire::truncated_payload(s.gap_events, s.gap_bytes),
-        };
+        let payload = wire::truncated_payload(s.gap_events, s.gap_bytes);
+        let event = self.next_event(Kind::OutputTruncated, payload);
         if self.append(s, &event) {
             log::warn!(
                 "session {}: {} event(s), {} byte(s) of output could not be kept; recorded as output_truncated",
@@ -1218,6 +1214,9 @@ impl Sessions {
             let s = &mut self.list[key];
             if s.meta_dirty {
                 self.log.save_meta(&self.root, s);
+            }
+            if s.resync {
+                self.log.sync_journal(s);
             }
         }
         self.storage_retry_at = (!self.log.outstanding.is_empty()).then(|| now + STORAGE_RETRY);
