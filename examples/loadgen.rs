@@ -3,7 +3,12 @@
 //! server pid, the server's CPU microseconds per request (from /proc).
 //!
 //!     cargo run --release --example loadgen -- --socket PATH [--conns 16]
-//!         [--secs 5] [--path /api/v1/health] [--pid PID]
+//!         [--secs 5] [--path /api/v1/health] [--pid PID] [--new-conn]
+//!         [--half-close]
+//!
+//! `--new-conn` opens a new connection for every request, as Coven's real
+//! clients do (the TypeScript client, `curl`); `--half-close` also shuts the
+//! write side after the request, as its Rust client does.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -55,6 +60,8 @@ fn main() {
     let mut secs = 5u64;
     let mut path = "/api/v1/health".to_string();
     let mut pid = None;
+    let mut new_conn = false;
+    let mut half_close = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().expect("missing value");
@@ -64,6 +71,11 @@ fn main() {
             "--secs" => secs = v().parse().unwrap(),
             "--path" => path = v(),
             "--pid" => pid = Some(v().parse::<u32>().unwrap()),
+            "--new-conn" => new_conn = true,
+            "--half-close" => {
+                new_conn = true;
+                half_close = true;
+            }
             _ => panic!("unknown argument {a}"),
         }
     }
@@ -78,16 +90,31 @@ fn main() {
             let (socket, request, stop, done) =
                 (socket.clone(), request.clone(), stop.clone(), done.clone());
             std::thread::spawn(move || {
-                let mut s = UnixStream::connect(&socket).expect("connect");
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut filled = 0;
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    s.write_all(&request).unwrap();
-                    if !read_one(&mut s, &mut buf, &mut filled) {
-                        break;
+                if new_conn {
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut s = UnixStream::connect(&socket).expect("connect");
+                        s.write_all(&request).unwrap();
+                        if half_close {
+                            s.shutdown(std::net::Shutdown::Write).unwrap();
+                        }
+                        filled = 0;
+                        if !read_one(&mut s, &mut buf, &mut filled) {
+                            break;
+                        }
+                        n += 1;
                     }
-                    n += 1;
+                } else {
+                    let mut s = UnixStream::connect(&socket).expect("connect");
+                    while !stop.load(Ordering::Relaxed) {
+                        s.write_all(&request).unwrap();
+                        if !read_one(&mut s, &mut buf, &mut filled) {
+                            break;
+                        }
+                        n += 1;
+                    }
                 }
                 done.fetch_add(n, Ordering::Relaxed);
             })

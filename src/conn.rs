@@ -231,6 +231,24 @@ pub struct Conn<T> {
     pub armed: Option<Instant>,
     /// The topic the reactor has this connection listed under, if any.
     pub listed: Option<usize>,
+    /// What the reactor has registered this socket for.
+    pub polled: Polled,
+    /// The client asked for the close (`Connection: close`, HTTP/1.0): once
+    /// the answer is out and nothing is left unread, the socket is simply
+    /// closed, without the half-close and linger an error close needs.
+    client_closes: bool,
+}
+
+/// What a connection's socket is registered with the poller for. A new
+/// connection is served before it is registered at all (its request usually
+/// came with the connect), and is registered for writability only once a
+/// write would block: a fresh socket is writable, and registering for it up
+/// front would only cost a wake-up that says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polled {
+    No,
+    Read,
+    ReadWrite,
 }
 
 impl<T: Socket> Conn<T> {
@@ -250,6 +268,18 @@ impl<T: Socket> Conn<T> {
             last_active: now,
             armed: None,
             listed: None,
+            polled: Polled::No,
+            client_closes: false,
+        }
+    }
+
+    /// The interest the socket needs now: writability only after a write
+    /// would block (edge-triggered, `writable` stays true until then).
+    pub fn interest_needed(&self) -> Polled {
+        if self.writable {
+            Polled::Read
+        } else {
+            Polled::ReadWrite
         }
     }
 
@@ -437,6 +467,12 @@ impl<T: Socket> Conn<T> {
             if self.queued() == 0 {
                 if matches!(self.state, State::Closing) {
                     if self.peer_eof {
+                        break Step::Close;
+                    }
+                    // The client said this was its last request and the
+                    // socket held nothing more when last read: a plain
+                    // close delivers our answer, then EOF.
+                    if self.client_closes && self.input.is_empty() && !self.readable {
                         break Step::Close;
                     }
                     // Best effort: an error here means the peer is gone too.
@@ -774,6 +810,7 @@ impl<T: Socket> Conn<T> {
         }
         if persist == Persist::Close {
             self.state = State::Closing;
+            self.client_closes = true;
         }
     }
 

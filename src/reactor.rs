@@ -17,7 +17,7 @@ use slab::Slab;
 
 use crate::api::Api;
 use crate::config::Limits;
-use crate::conn::{Conn, ConnLimits, Cx, Pools, Step};
+use crate::conn::{Conn, ConnLimits, Cx, Polled, Pools, Step};
 use crate::http::Service;
 
 const LISTENER: Token = Token(0);
@@ -128,6 +128,9 @@ pub struct Reactor {
     /// Connections that yielded with work left.
     ready: VecDeque<usize>,
     accept_pending: bool,
+    /// An accept failed for want of descriptors or memory: retry when a
+    /// connection closes.
+    accept_deferred: bool,
     pools: Pools,
     body: Vec<u8>,
     pub api: Api,
@@ -197,6 +200,7 @@ impl Reactor {
             timers: BTreeSet::new(),
             ready: VecDeque::new(),
             accept_pending: false,
+            accept_deferred: false,
             pools: Pools::default(),
             body: Vec::new(),
             api,
@@ -396,12 +400,18 @@ impl Reactor {
                     // backlog and retry when a connection closes.
                     log::warn!("accept failed: {e}");
                     self.accept_pending = false;
+                    self.accept_deferred = true;
                     return;
                 }
             }
         }
     }
 
+    /// Checks the peer, then serves the connection at once, before it is
+    /// registered: a client's request usually arrived with its connect, and
+    /// a one-request client is then answered and closed without a single
+    /// poller call. Only a connection with something left to wait for is
+    /// registered (`run_conn`).
     fn admit(&mut self, mut stream: UnixStream, now: Instant) {
         match crate::sys::peer_uid(&stream) {
             Ok(uid) if uid == self.uid => {}
@@ -416,20 +426,50 @@ impl Reactor {
             let _ = stream.write(&self.busy_response);
             return;
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            conn_token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("cannot register a connection: {e}");
-            return;
-        }
-        entry.insert(Conn::new(stream, now));
+        let mut conn = Conn::new(stream, now);
+        // A fresh socket can be written; whether it can be read, only a
+        // read tells (`WouldBlock` clears this).
+        conn.readable = true;
+        conn.writable = true;
+        let key = self.conns.insert(conn);
         self.api.stats.accepted_connections += 1;
         self.api.stats.open_connections = self.conns.len();
-        self.arm(key);
+        self.run_conn(key, now, Turn::Ready);
+    }
+
+    /// Registers the connection's socket, or widens its interest to
+    /// writability once a write would block. Edge-triggered: registering
+    /// reports readiness that is already there. False if the poller
+    /// refused.
+    fn watch(&mut self, key: usize) -> bool {
+        let conn = &mut self.conns[key];
+        let need = conn.interest_needed();
+        let interest = match need {
+            Polled::Read => Interest::READABLE,
+            _ => Interest::READABLE | Interest::WRITABLE,
+        };
+        let result = match conn.polled {
+            Polled::No => self
+                .poll
+                .registry()
+                .register(&mut conn.sock, conn_token(key), interest),
+            Polled::Read if need == Polled::ReadWrite => {
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.sock, conn_token(key), interest)
+            }
+            _ => return true,
+        };
+        match result {
+            Ok(()) => {
+                conn.polled = need;
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot register a connection: {e}");
+                false
+            }
+        }
     }
 
     /// Registers PTY masters opened by handlers since the last turn.
@@ -482,6 +522,9 @@ impl Reactor {
             Step::Close => return self.close(key),
             Step::Yield => self.ready.push_back(key),
             Step::Wait => {}
+        }
+        if !self.watch(key) {
+            return self.close(key);
         }
         self.relist(key);
         self.arm(key);
@@ -555,7 +598,7 @@ impl Reactor {
     }
 
     fn close(&mut self, key: usize) {
-        let mut conn = self.conns.remove(key);
+        let conn = self.conns.remove(key);
         self.buffered = self.buffered.saturating_sub(conn.bytes_over_free());
         if let Some(t) = conn.armed {
             self.timers.remove(&(t, key));
@@ -566,11 +609,15 @@ impl Reactor {
         if let Some(hold) = conn.parked_hold() {
             self.api.release(&hold);
         }
-        let _ = self.poll.registry().deregister(&mut conn.sock);
+        // No `deregister`: closing the last descriptor of a socket takes it
+        // out of the poller (epoll and kqueue alike), and this process holds
+        // the only one. Connection sockets are close-on-exec, and a harness
+        // is spawned only on this thread, by a `Command::spawn` that returns
+        // after the child's `exec`, so no child keeps a copy.
         drop(conn);
         self.api.stats.open_connections = self.conns.len();
-        if self.listener.is_some() {
-            // A slot (and a descriptor) is free: retry a deferred accept.
+        if self.listener.is_some() && std::mem::take(&mut self.accept_deferred) {
+            // A slot (and a descriptor) is free: retry the deferred accept.
             self.accept_pending = true;
         }
         if self.conns.is_empty() {
