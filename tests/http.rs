@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use support::*;
@@ -610,4 +610,47 @@ fn connect_as_nobody(socket: &std::path::Path) -> i32 {
         }
         _ => panic!("fork failed"),
     }
+}
+
+/// One request per connection, the way real clients call: whether the
+/// client says `Connection: close`, half-closes, or just waits, it reads
+/// the whole answer and then a clean EOF (never a reset), and what it
+/// pipelined behind a `Connection: close` is discarded, not answered.
+#[test]
+fn one_request_per_connection_ends_cleanly() {
+    let d = Daemon::start();
+    let read_all = |s: &mut UnixStream| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("EOF, not a reset");
+        String::from_utf8(got).unwrap()
+    };
+    for i in 0..50 {
+        let mut s = d.connect();
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let got = read_all(&mut s);
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{i}: {got}");
+        assert!(got.ends_with('}'), "{i}: the whole body, then EOF");
+
+        let mut s = d.connect();
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\n\r\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let got = read_all(&mut s);
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 1, "{i}: {got}");
+
+        let mut s = d.connect();
+        s.write_all(
+            b"GET /api/v1/health HTTP/1.1\r\nConnection: close\r\n\r\nGET /api/v1/health HTTP/1.1\r\n\r\n",
+        )
+        .unwrap();
+        let got = read_all(&mut s);
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 1, "{i}: {got}");
+    }
+    // A keep-alive client that stays is still served on the same socket.
+    let mut s = d.connect();
+    for _ in 0..3 {
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s).unwrap().status, 200);
+    }
+    d.assert_alive();
 }

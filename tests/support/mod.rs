@@ -123,7 +123,7 @@ impl Daemon {
     /// One request on a fresh connection.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Response {
         let mut s = self.connect();
-        send(&mut s, method, path, body);
+        send_opts(&mut s, method, path, body, true);
         read_response(&mut s).expect("a response")
     }
 
@@ -175,7 +175,16 @@ impl Drop for Daemon {
 }
 
 pub fn send(s: &mut UnixStream, method: &str, path: &str, body: Option<&[u8]>) {
+    send_opts(s, method, path, body, false)
+}
+
+fn send_opts(s: &mut UnixStream, method: &str, path: &str, body: Option<&[u8]>, last: bool) {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: coven\r\n");
+    if last {
+        // The daemon closes at once after answering: the connection is
+        // gone from its count before the answer is read (`settle`).
+        req.push_str("Connection: close\r\n");
+    }
     if let Some(body) = body {
         req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
