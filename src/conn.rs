@@ -92,7 +92,7 @@ impl Pools {
             self.outputs.push(buf);
         }
     }
-    /// Frees every pooled buffer (when no client is connected).
+    /// Frees every pooled buffer (once the daemon has been quiet a while).
     pub fn clear(&mut self) {
         *self = Pools::default();
     }
@@ -604,6 +604,18 @@ impl<T: Socket> Conn<T> {
         self.output.clear();
         self.written = 0;
         Ok(())
+    }
+
+    /// A closed connection's buffers go back to the pools: the next
+    /// connection (one per request is how clients call) reads into memory
+    /// already allocated and initialized.
+    pub fn recycle(self, pools: &mut Pools) {
+        if !self.input.data.is_empty() {
+            pools.give_input(self.input.data);
+        }
+        if self.output.capacity() > 0 {
+            pools.give_output(self.output);
+        }
     }
 
     /// Returns empty buffers to the pools.

@@ -18,7 +18,7 @@
 //! policy: retention and syncing are the caller's.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,9 @@ use crate::ring::{Event, Kind};
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 /// A sparse index entry at most every this many bytes of a segment.
-const INDEX_STRIDE_BYTES: u64 = 64 * 1024;
+const INDEX_STRIDE_BYTES: u64 = 16 * 1024;
+/// A scan's first read; the buffer grows only for a larger record.
+const SCAN_CHUNK_BYTES: usize = 16 * 1024;
 const HEAD_BYTES: usize = 8;
 const FOOT_BYTES: usize = 4;
 const BODY_FIXED_BYTES: usize = 8 + 1 + 20;
@@ -101,6 +103,28 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Event, usize)>, &'static str> {
         },
         total,
     )))
+}
+
+/// A record's seq and size from its framing alone (no checksum, nothing
+/// copied): for skipping records a read does not return. `decode` checks
+/// whatever is returned.
+fn peek(buf: &[u8]) -> Result<Option<(u64, usize)>, &'static str> {
+    if buf.len() < HEAD_BYTES + 8 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+    if !(BODY_FIXED_BYTES..=MAX_BODY_BYTES).contains(&len) {
+        return Err("bad record length");
+    }
+    let total = HEAD_BYTES + len + FOOT_BYTES;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    if buf[HEAD_BYTES + len..total] != buf[0..4] {
+        return Err("bad record framing");
+    }
+    let seq = u64::from_le_bytes(buf[HEAD_BYTES..HEAD_BYTES + 8].try_into().expect("8 bytes"));
+    Ok(Some((seq, total)))
 }
 
 #[derive(Debug)]
@@ -272,33 +296,60 @@ impl Journal {
         from: u64,
         mut f: impl FnMut(Event, u64, u64) -> bool,
     ) -> io::Result<()> {
-        let mut reader = io::BufReader::with_capacity(64 * 1024, file);
-        use std::io::Seek;
-        reader.seek(io::SeekFrom::Start(from))?;
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut stop = false;
+        Self::walk(file, len, from, |record, _, start| {
+            match decode(record) {
+                Ok(Some((e, n))) => stop = !f(e, start + n as u64, start),
+                _ => stop = true,
+            }
+            !stop
+        })
+    }
+
+    /// Calls `f(record, seq, offset)` for each framed record from offset
+    /// `from`, until it returns false or a record is not whole. Reads with
+    /// `pread` into one buffer that grows only for a record larger than it.
+    fn walk(
+        file: &File,
+        len: u64,
+        from: u64,
+        mut f: impl FnMut(&[u8], u64, u64) -> bool,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; SCAN_CHUNK_BYTES.min(len.saturating_sub(from) as usize)];
+        // `buf[head..end]` holds the file from offset `at` on.
+        let (mut head, mut end) = (0usize, 0usize);
         let mut at = from;
-        let mut head = 0usize;
         loop {
-            match decode(&buf[head..]) {
-                Ok(Some((e, n))) => {
-                    head += n;
-                    if !f(e, at + n as u64, at) {
+            match peek(&buf[head..end]) {
+                Ok(Some((seq, n))) => {
+                    if !f(&buf[head..head + n], seq, at) {
                         return Ok(());
                     }
+                    head += n;
                     at += n as u64;
                 }
                 Ok(None) => {
-                    if at + (buf.len() - head) as u64 >= len {
+                    let read_to = at + (end - head) as u64;
+                    if read_to >= len {
                         return Ok(());
                     }
-                    buf.drain(..head);
+                    buf.copy_within(head..end, 0);
+                    end -= head;
                     head = 0;
-                    let mut chunk = [0u8; 64 * 1024];
-                    let n = reader.read(&mut chunk)?;
+                    if end == buf.len() {
+                        // A record larger than the buffer: room for it.
+                        let grown = (buf.len() * 2).max(SCAN_CHUNK_BYTES);
+                        buf.resize(grown.min(HEAD_BYTES + MAX_BODY_BYTES + FOOT_BYTES), 0);
+                        if end == buf.len() {
+                            return Ok(());
+                        }
+                    }
+                    let want = (buf.len() - end).min((len - read_to) as usize);
+                    let n = file.read_at(&mut buf[end..end + want], read_to)?;
                     if n == 0 {
                         return Ok(());
                     }
-                    buf.extend_from_slice(&chunk[..n]);
+                    end += n;
                 }
                 Err(_) => return Ok(()),
             }
@@ -440,12 +491,12 @@ impl Journal {
             let file = File::open(path)?;
             let len = self.segments[i].len;
             let mut index: Vec<(u64, u64)> = Vec::new();
-            Self::scan(&file, len, 0, |e, _, start| {
+            Self::walk(&file, len, 0, |_, seq, start| {
                 if index
                     .last()
                     .is_none_or(|&(_, off)| start - off >= INDEX_STRIDE_BYTES)
                 {
-                    index.push((e.seq, start));
+                    index.push((seq, start));
                 }
                 true
             })?;
@@ -486,14 +537,19 @@ impl Journal {
             let len = self.segments[i].len;
             let mut done = false;
             let mut prev = 0;
-            Self::scan(&file, len, from, |e, _, _| {
-                if e.seq >= before || e.seq <= prev {
+            Self::walk(&file, len, from, |record, seq, _| {
+                if seq >= before || seq <= prev {
                     // Past the range, or out of order (a damaged file): stop.
                     done = true;
                     return false;
                 }
-                prev = e.seq;
-                if e.seq > after {
+                prev = seq;
+                if seq > after {
+                    // Only what is returned is checked and copied.
+                    let Ok(Some((e, _))) = decode(record) else {
+                        done = true;
+                        return false;
+                    };
                     bytes += e.payload.len();
                     out.push(e);
                 }
@@ -605,6 +661,51 @@ mod tests {
         let freed = j.drop_oldest().unwrap();
         assert!(freed > 0);
         assert!(j.first_seq().unwrap() > 3);
+    }
+
+    /// Reads from every index point and at every size: records smaller and
+    /// larger than a scan's first read (which must grow for them), and a
+    /// middle record damaged, which ends a read that reaches it, and only
+    /// that one.
+    #[test]
+    fn reads_of_mixed_sizes_and_a_damaged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("s");
+        let mut j = Journal::create(jdir.clone()).unwrap();
+        let sizes = [10, 70_000, 5, 16_000, 300_000, 1, 40_000, 17_000];
+        let payload = |seq: u64| format!("\"{}\"", "y".repeat(sizes[seq as usize % sizes.len()]));
+        for seq in 1..=40u64 {
+            j.append(&ev(seq, &payload(seq)), false).unwrap();
+        }
+        for after in 0..40u64 {
+            let got = j.read(after, u64::MAX, 3, usize::MAX).unwrap();
+            let want: Vec<u64> = (after + 1..=(after + 3).min(40)).collect();
+            assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+            for e in &got {
+                assert_eq!(e.payload, payload(e.seq).into_bytes().into());
+            }
+        }
+        // Damage record 20's payload: reads before it are whole, a read
+        // through it stops there, reads after it are unaffected.
+        drop(j);
+        let seg = jdir.join(segment_name(1));
+        let mut bytes = fs::read(&seg).unwrap();
+        let (mut j, _) = Journal::open(jdir.clone()).unwrap();
+        let mut at = 0;
+        for seq in 1..20u64 {
+            let mut rec = Vec::new();
+            encode(&ev(seq, &payload(seq)), &mut rec);
+            at += rec.len();
+        }
+        bytes[at + HEAD_BYTES + BODY_FIXED_BYTES] ^= 1;
+        fs::write(&seg, &bytes).unwrap();
+        let got = j.read(15, u64::MAX, 100, usize::MAX).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [16, 17, 18, 19]
+        );
+        let got = j.read(20, u64::MAX, 2, usize::MAX).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [21, 22]);
     }
 
     #[test]

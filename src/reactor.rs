@@ -36,7 +36,7 @@ const EVENTS_CAPACITY: usize = 256;
 /// After this long without a single readiness event, the daemon gives back
 /// what serving faulted in (code pages, free heap), once, on one timer.
 const QUIET_RELEASE: Duration = Duration::from_secs(5);
-/// The response-body scratch buffer is freed past this size once idle.
+/// The response-body scratch buffer is freed past this size once quiet.
 const MAX_IDLE_SCRATCH_BYTES: usize = 64 * 1024;
 
 /// What a token stands for.
@@ -226,8 +226,7 @@ impl Reactor {
             if std::mem::take(&mut release) {
                 // Last thing before sleeping, so that the rest of the turn
                 // does not fault the pages straight back.
-                crate::sys::trim_heap();
-                crate::sys::release_code_pages();
+                self.release_memory();
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -614,18 +613,26 @@ impl Reactor {
         // the only one. Connection sockets are close-on-exec, and a harness
         // is spawned only on this thread, by a `Command::spawn` that returns
         // after the child's `exec`, so no child keeps a copy.
-        drop(conn);
+        conn.recycle(&mut self.pools);
         self.api.stats.open_connections = self.conns.len();
         if self.listener.is_some() && std::mem::take(&mut self.accept_deferred) {
             // A slot (and a descriptor) is free: retry the deferred accept.
             self.accept_pending = true;
         }
-        if self.conns.is_empty() {
-            self.pools.clear();
-            if self.body.capacity() > MAX_IDLE_SCRATCH_BYTES {
-                self.body = Vec::new();
-            }
+    }
+
+    /// After `QUIET_RELEASE` without events: free the buffers kept for the
+    /// next connections, then give back heap and code pages.
+    fn release_memory(&mut self) {
+        self.api.sessions.forget_recent();
+        let waiters = &self.waiters;
+        self.api.sessions.evict(|key| waiters.contains_key(&key));
+        self.pools.clear();
+        if self.body.capacity() > MAX_IDLE_SCRATCH_BYTES {
+            self.body = Vec::new();
         }
+        crate::sys::trim_heap();
+        crate::sys::release_code_pages();
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Api {
     /// A client asked the daemon to stop (the lifecycle route); the reactor
     /// acts on it after the turn, as on SIGTERM.
     pub stop_requested: bool,
+    /// Health's unchanging members, encoded once (`meta::health_head`).
+    health_head: Box<[u8]>,
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
@@ -74,6 +76,7 @@ impl Api {
 
     pub fn new(daemon: Option<wire::DaemonInfo>, sessions: Sessions) -> Api {
         Api {
+            health_head: meta::health_head(daemon.as_ref()),
             daemon,
             stats: Stats::default(),
             sessions,

@@ -14,6 +14,15 @@ pub fn decode(raw: &[u8]) -> Result<Cow<'_, str>, ApiError> {
         .map_err(|_| ApiError::invalid("Request target is not valid UTF-8 once decoded."))
 }
 
+/// Whether a raw query key is `name` once decoded. A plain ASCII key (the
+/// usual case) is compared as it is; only one with escapes is decoded.
+fn key_is(key: &[u8], name: &str) -> Result<bool, ApiError> {
+    if key.is_ascii() && memchr::memchr(b'%', key).is_none() {
+        return Ok(key == name.as_bytes());
+    }
+    Ok(decode(key)? == name)
+}
+
 /// The first value of query parameter `name`, percent-decoded.
 pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, ApiError> {
     for pair in query.split(|&b| b == b'&') {
@@ -21,7 +30,7 @@ pub fn query_param<'a>(query: &'a [u8], name: &str) -> Result<Option<Cow<'a, str
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        if decode(key)? == name {
+        if key_is(key, name)? {
             return decode(value).map(Some);
         }
     }
@@ -36,7 +45,7 @@ pub fn query_values<'a>(query: &'a [u8], name: &str) -> Result<Vec<Cow<'a, str>>
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        if decode(key)? == name {
+        if key_is(key, name)? {
             values.push(decode(value)?);
         }
     }

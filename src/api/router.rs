@@ -131,22 +131,26 @@ pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
         rest => rest,
     };
     for &(pattern, route) in ROUTES {
-        let mut id = None;
-        let mut parts = pattern.split('/');
-        let matched = rest.len() == pattern.split('/').count()
-            && rest.iter().all(|seg| match parts.next() {
-                Some(":id") if !seg.is_empty() => {
-                    id = Some((*seg).to_owned());
-                    true
-                }
-                Some(part) => part == *seg,
-                None => false,
-            });
-        if matched {
-            return Ok((route, id));
+        if let Some(id) = matches(pattern, rest) {
+            return Ok((route, id.map(str::to_owned)));
         }
     }
     Err(ApiError::not_found())
+}
+
+/// Whether the decoded segments `rest` match `pattern`, and its `:id`.
+/// Byte comparisons, one pass: this runs for every route before a match.
+fn matches<'a>(pattern: &str, rest: &[&'a str]) -> Option<Option<&'a str>> {
+    let mut id = None;
+    let mut parts = pattern.as_bytes().split(|&b| b == b'/');
+    for &seg in rest {
+        match parts.next()? {
+            b":id" if !seg.is_empty() => id = Some(seg),
+            part if part == seg.as_bytes() => {}
+            _ => return None,
+        }
+    }
+    parts.next().is_none().then_some(id)
 }
 
 pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<Reply, ApiError> {

@@ -64,12 +64,19 @@ pub struct StructuredErrors {
 
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct Health<'a> {
+pub struct HealthHead<'a> {
     pub ok: bool,
     pub api_version: &'static str,
     pub coven_version: &'static str,
     pub capabilities: HealthCapabilities,
     pub daemon: Option<&'a DaemonInfo>,
+}
+
+/// The members of health that change: they follow `HealthHead`'s in the
+/// same object (`meta::on_health` joins the two).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthTail {
     pub stats: HealthStats,
     pub storage: Storage,
 }

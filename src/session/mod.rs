@@ -555,6 +555,12 @@ pub struct Sessions {
     last_id: Box<str>,
     /// Finished sessions in the slab, to let go once unused (`evict`).
     evictable: Vec<usize>,
+    /// The finished sessions asked for in the last `RECENT_FOR` (newest
+    /// last, at most `KEEP_RECENT`), with when: kept loaded, so that a
+    /// client paging through one does not reload it and rebuild its journal
+    /// index per request. Let go once unused that long, or when the daemon
+    /// falls quiet (`forget_recent`).
+    recent: std::collections::VecDeque<(usize, Instant)>,
     /// When retention by age next has work (the oldest finished session
     /// comes of age, or a step left work over).
     retention_at: Option<Instant>,
@@ -595,6 +601,7 @@ impl Sessions {
             count: 0,
             last_id: Box::default(),
             evictable: Vec::new(),
+            recent: std::collections::VecDeque::new(),
             retention_at: None,
             age_pos: 0,
             age_min_due: None,

@@ -24,6 +24,10 @@ const RETENTION_STEP: Duration = Duration::from_millis(1);
 /// A list request reads at most this many index entries (4 MiB); a page cut
 /// short by it still carries a cursor to go on from.
 const MAX_SCAN_ENTRIES: u64 = 64 * 1024;
+/// Finished sessions kept loaded after use, and for how long
+/// (`Sessions::recent`).
+const KEEP_RECENT: usize = 16;
+const RECENT_FOR: Duration = Duration::from_secs(1);
 
 /// Unix seconds of an RFC 3339 stamp (at least 1, so 0 can mean "not yet").
 fn unix_secs(stamp: &[u8; 20]) -> u64 {
@@ -305,6 +309,9 @@ impl Sessions {
     /// directory for as long as it is used.
     pub fn find(&mut self, id: &str) -> Option<usize> {
         if let Some(&key) = self.by_id.get(id) {
+            if self.root.is_some() && !self.list[key].is_live() {
+                self.used(key);
+            }
             return Some(key);
         }
         let root = self.root.as_ref()?;
@@ -318,6 +325,7 @@ impl Sessions {
         match self.load_dir(&dir) {
             Ok(key) => {
                 self.evictable.push(key);
+                self.used(key);
                 Some(key)
             }
             Err(e) => {
@@ -327,8 +335,23 @@ impl Sessions {
         }
     }
 
+    /// Marks a finished session as just asked for (`recent`).
+    fn used(&mut self, key: usize) {
+        self.recent.retain(|&(k, _)| k != key);
+        self.recent.push_back((key, Instant::now()));
+        if self.recent.len() > KEEP_RECENT {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Lets the recently used finished sessions go at the next `evict`.
+    pub fn forget_recent(&mut self) {
+        self.recent = std::collections::VecDeque::new();
+    }
+
     /// Takes a session out of memory (its files stay).
     fn unload(&mut self, key: usize) {
+        self.recent.retain(|&(k, _)| k != key);
         let s = self.list.remove(key);
         self.by_id.remove(&s.id);
         self.log.ring_bytes -= s.ring.bytes();
@@ -345,6 +368,12 @@ impl Sessions {
         // A write that failed since the writer last woke us must mark its
         // session unsaved before the session is judged.
         self.absorb_failures();
+        if let Some(&(_, oldest)) = self.recent.front() {
+            if oldest.elapsed() >= RECENT_FOR {
+                let now = Instant::now();
+                self.recent.retain(|&(_, t)| now < t + RECENT_FOR);
+            }
+        }
         let mut keep = Vec::new();
         for key in std::mem::take(&mut self.evictable) {
             let Some(s) = self.list.get(key) else {
@@ -356,7 +385,8 @@ impl Sessions {
                 || s.resync
                 || s.unshown.is_some()
                 || s.meta_ticket > self.log.writer.done();
-            if s.is_live() || s.armed.is_some() || s.touched || unsaved || held(key) {
+            let recent = self.recent.iter().any(|&(k, _)| k == key);
+            if s.is_live() || s.armed.is_some() || s.touched || unsaved || recent || held(key) {
                 keep.push(key);
             } else {
                 self.unload(key);
