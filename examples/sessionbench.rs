@@ -110,9 +110,15 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("idle") => {
             let n = num(1, 100);
+            // Ten first, so that what any first session faults in (code,
+            // the heap's first arenas) is not charged to the others.
+            let mut ids: Vec<String> = (0..10).map(|_| client.launch("cat", "x")).collect();
+            // Both readings are taken idle: past the daemon's quiet release
+            // (5 s without events), which trims the heap.
+            std::thread::sleep(Duration::from_millis(6000));
             let before = proc_field(pid, "VmRSS:");
-            let ids: Vec<String> = (0..n).map(|_| client.launch("cat", "x")).collect();
-            std::thread::sleep(Duration::from_millis(300));
+            ids.extend((0..n).map(|_| client.launch("cat", "x")));
+            std::thread::sleep(Duration::from_millis(6000));
             let after = proc_field(pid, "VmRSS:");
             println!(
                 "{n} idle cat sessions: VmRSS {before} -> {after} KiB = {:.2} KiB per session; threads {}",

@@ -153,8 +153,13 @@ pub struct Journal {
     /// asked: the directory needs an fsync for it to survive a power cut.
     fresh_segment: bool,
     bytes: u64,
-    /// Scratch for encoding a record.
-    buf: Vec<u8>,
+}
+
+thread_local! {
+    /// Where records are encoded before their write: one per thread (the
+    /// loop's), not one per journal, so that a session that printed once
+    /// does not keep a buffer the size of its largest record while idle.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Things found wrong while opening, for the caller to log.
@@ -170,7 +175,6 @@ impl Journal {
             file: None,
             fresh_segment: false,
             bytes: 0,
-            buf: Vec::new(),
         })
     }
 
@@ -204,7 +208,6 @@ impl Journal {
             file: None,
             fresh_segment: false,
             bytes: 0,
-            buf: Vec::new(),
         };
         for first in firsts {
             let path = journal.dir.join(segment_name(first));
@@ -401,19 +404,29 @@ impl Journal {
                     .open(path)?,
             );
         }
-        self.buf.clear();
-        encode(e, &mut self.buf);
         let file = self.file.as_mut().expect("opened");
-        if let Err(err) = file.write_all(&self.buf) {
-            // Leave no partial record behind to confuse later appends.
-            let seg = self.segments.last().expect("a segment");
-            let _ = file.set_len(seg.len);
-            return Err(err);
-        }
+        let written = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            encode(e, buf);
+            let n = buf.len() as u64;
+            let result = file.write_all(buf);
+            if buf.capacity() > 2 * MAX_BODY_BYTES {
+                *buf = Vec::new();
+            }
+            result.map(|()| n)
+        });
+        let n = match written {
+            Ok(n) => n,
+            Err(err) => {
+                // Leave no partial record behind to confuse later appends.
+                let seg = self.segments.last().expect("a segment");
+                let _ = file.set_len(seg.len);
+                return Err(err);
+            }
+        };
         // The record is in the file from here on, whether or not the sync
         // below works: account for it first.
         let synced = if sync { file.sync_data() } else { Ok(()) };
-        let n = self.buf.len() as u64;
         let seg = self.segments.last_mut().expect("a segment");
         if let Some(index) = &mut seg.index {
             if index
@@ -426,9 +439,6 @@ impl Journal {
         seg.len += n;
         seg.last_seq = e.seq;
         self.bytes += n;
-        if self.buf.capacity() > 2 * MAX_BODY_BYTES {
-            self.buf = Vec::new();
-        }
         synced.map(|()| n)
     }
 

@@ -136,11 +136,11 @@ pub struct Session {
     resync: bool,
     /// The `exit` event, written but waiting for the writer's ticket to be
     /// durable before anyone is shown it.
-    unshown: Option<(u64, Event)>,
-    pub project_root: String,
-    pub cwd: String,
-    pub harness: String,
-    pub title: String,
+    unshown: Option<Box<(u64, Event)>>,
+    pub project_root: Box<str>,
+    pub cwd: Box<str>,
+    pub harness: Box<str>,
+    pub title: Box<str>,
     pub status: Status,
     pub exit_code: Option<i32>,
     pub created_at: [u8; 20],
@@ -201,10 +201,10 @@ impl Session {
             meta_ticket: 0,
             resync: false,
             unshown: None,
-            project_root: String::new(),
-            cwd: String::new(),
-            harness: String::new(),
-            title: String::new(),
+            project_root: Box::default(),
+            cwd: Box::default(),
+            harness: Box::default(),
+            title: Box::default(),
             status: Status::Running,
             exit_code: None,
             created_at: [0; 20],
@@ -281,17 +281,17 @@ impl Session {
             .as_ref()
             .and_then(Journal::last_seq)
             .unwrap_or(0);
-        let unshown = self.unshown.as_ref().map_or(0, |(_, e)| e.seq);
+        let unshown = self.unshown.as_ref().map_or(0, |u| u.1.seq);
         shown.max(written).max(unshown)
     }
 
     fn meta(&self) -> wire::SessionMeta {
         wire::SessionMeta {
             id: self.id.to_string(),
-            project_root: self.project_root.clone(),
-            cwd: self.cwd.clone(),
-            harness: self.harness.clone(),
-            title: self.title.clone(),
+            project_root: self.project_root.to_string(),
+            cwd: self.cwd.to_string(),
+            harness: self.harness.to_string(),
+            title: self.title.to_string(),
             status: self.status.as_str().to_owned(),
             exit_code: self.exit_code,
             created_at: self.created_at().to_owned(),
@@ -897,10 +897,10 @@ impl Sessions {
         let key = entry.key();
         entry.insert(Session {
             id: id.clone(),
-            project_root: spec.project_root.display().to_string(),
-            cwd: spec.cwd.display().to_string(),
-            harness: harness.id.clone(),
-            title: spec.title,
+            project_root: spec.project_root.display().to_string().into(),
+            cwd: spec.cwd.display().to_string().into(),
+            harness: harness.id.as_str().into(),
+            title: spec.title.into(),
             status: Status::Running,
             exit_code: None,
             created_at: now,
@@ -1122,7 +1122,7 @@ impl Sessions {
                 if self.log.writer.done() >= ticket {
                     self.log.show(s, event);
                 } else {
-                    s.unshown = Some((ticket, event));
+                    s.unshown = Some(Box::new((ticket, event)));
                     self.awaiting_show.push(key);
                 }
             }
@@ -1146,7 +1146,7 @@ impl Sessions {
                 continue;
             };
             match s.unshown.take() {
-                Some((ticket, event)) if ticket <= done => self.log.show(s, event),
+                Some(u) if u.0 <= done => self.log.show(s, u.1),
                 Some(waiting) => {
                     s.unshown = Some(waiting);
                     self.awaiting_show.push(key);
@@ -1489,5 +1489,15 @@ mod tests {
         // Invalid bytes are not held back (they become U+FFFD).
         assert_eq!(complete_utf8_len(b"a\xff"), 2);
         assert_eq!(complete_utf8_len(b"\x80\x80\x80"), 3);
+    }
+}
+#[cfg(test)]
+mod footprint {
+    /// Every live session holds one of these in the slab: keep it small
+    /// (rarely used state is boxed, strings are exact `Box<str>`).
+    #[test]
+    fn a_session_record_stays_small() {
+        let size = std::mem::size_of::<super::Session>();
+        assert!(size <= 512, "Session is {size} bytes");
     }
 }
