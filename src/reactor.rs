@@ -226,7 +226,9 @@ impl Reactor {
             if std::mem::take(&mut release) {
                 // Last thing before sleeping, so that the rest of the turn
                 // does not fault the pages straight back.
-                self.release_memory();
+                // Inlined here, so that the code that runs after the
+                // `madvise` calls is this loop's own (one 64 KiB window).
+                self.release_memory().release();
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -622,8 +624,9 @@ impl Reactor {
     }
 
     /// After `QUIET_RELEASE` without events: free the buffers kept for the
-    /// next connections, then give back heap and code pages.
-    fn release_memory(&mut self) {
+    /// next connections and give back the heap; returns the code pages for
+    /// the caller to give back last.
+    fn release_memory(&mut self) -> crate::sys::CodePages {
         self.api.sessions.forget_recent();
         let waiters = &self.waiters;
         self.api.sessions.evict(|key| waiters.contains_key(&key));
@@ -632,7 +635,7 @@ impl Reactor {
             self.body = Vec::new();
         }
         crate::sys::trim_heap();
-        crate::sys::release_code_pages();
+        crate::sys::CodePages::find()
     }
 }
 

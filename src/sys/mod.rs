@@ -115,52 +115,93 @@ pub fn cloexec_inherited() {
 /// whose pages are all still the file's (`Anonymous: 0` in smaps). That
 /// test matters: RELRO pages are read-only now but were written by the
 /// loader, and dropping them would bring back unrelocated bytes.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn release_code_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let mut candidate: Option<(usize, usize)> = None;
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let Some(first) = fields.next() else {
-            continue;
+    CodePages::find().release();
+}
+
+/// The mappings `release_code_pages` gives back, found (`find`) apart from
+/// the giving back (`release`), so that a caller can inline the latter into
+/// the code that runs next: what runs after the `madvise` calls faults back
+/// in, with the 64 KiB around each page touched.
+pub struct CodePages {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ranges: [(usize, usize); 64],
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    count: usize,
+}
+
+impl CodePages {
+    /// Elsewhere nothing is found, so nothing is given back: macOS's and
+    /// FreeBSD's `MADV_DONTNEED` and `MADV_FREE` are hints for anonymous
+    /// memory, and there is no cheap way to drop a file mapping's resident
+    /// pages. The cost is the code pages that start-up and the first
+    /// requests touched (about a megabyte on Linux before this was done),
+    /// which stay resident until memory is short.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn find() -> CodePages {
+        CodePages {}
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn find() -> CodePages {
+        let mut found = CodePages {
+            ranges: [(0, 0); 64],
+            count: 0,
         };
-        if let Some(range) = parse_range(first) {
-            // A mapping's header: "start-end perms offset dev inode path".
-            let perms = fields.next().unwrap_or("");
-            let path = fields.nth(3).unwrap_or("");
-            let read_only_private = perms.len() == 4
-                && perms.starts_with('r')
-                && perms.as_bytes()[1] == b'-'
-                && perms.ends_with('p');
-            candidate = (read_only_private && path.starts_with('/')).then_some(range);
-        } else if first == "Anonymous:" {
-            if let Some(range) = candidate.take() {
-                if fields.next() == Some("0") {
-                    ranges.push(range);
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+            return found;
+        };
+        found.parse(&smaps);
+        found
+    }
+
+    /// `madvise(MADV_DONTNEED)` on each range; nothing else, and no
+    /// allocator call after the first.
+    #[inline(always)]
+    pub fn release(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        for &(start, end) in &self.ranges[..self.count] {
+            // SAFETY: advice on our own read-only, never-written file
+            // mapping exactly as the kernel reported it; its pages refault
+            // unchanged from the file.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn parse(&mut self, smaps: &str) {
+        // Kept in place, and `smaps` freed before the first `madvise`: nothing
+        // after it may call the allocator, whose code would come straight
+        // back. A process has a handful of such mappings; past the first 64,
+        // the rest stay resident.
+        let ranges = &mut self.ranges;
+        let count = &mut self.count;
+        let mut candidate: Option<(usize, usize)> = None;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let Some(first) = fields.next() else {
+                continue;
+            };
+            if let Some(range) = parse_range(first) {
+                // A mapping's header: "start-end perms offset dev inode path".
+                let perms = fields.next().unwrap_or("");
+                let path = fields.nth(3).unwrap_or("");
+                let read_only_private = perms.len() == 4
+                    && perms.starts_with('r')
+                    && perms.as_bytes()[1] == b'-'
+                    && perms.ends_with('p');
+                candidate = (read_only_private && path.starts_with('/')).then_some(range);
+            } else if first == "Anonymous:" {
+                if let Some(range) = candidate.take() {
+                    if fields.next() == Some("0") && *count < ranges.len() {
+                        ranges[*count] = range;
+                        *count += 1;
+                    }
                 }
             }
         }
     }
-    // All the parsing first, then only this loop runs on code whose pages
-    // are being dropped, so little of it faults straight back.
-    for (start, end) in ranges {
-        // SAFETY: advice on our own read-only, never-written file mapping
-        // exactly as the kernel reports it; its pages refault unchanged
-        // from the file.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-    }
 }
-
-/// Elsewhere nothing is given back: macOS's and FreeBSD's `MADV_DONTNEED`
-/// and `MADV_FREE` are hints for anonymous memory, and there is no cheap way
-/// to drop a file mapping's resident pages. The cost is the code pages that
-/// start-up and the first requests touched (about a megabyte on Linux
-/// before this was done), which stay resident until memory is short.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn release_code_pages() {}
 
 /// Returns the heap's free memory to the kernel where the allocator keeps
 /// it (glibc keeps freed chunks at the top of the heap and in its arenas
