@@ -758,7 +758,7 @@ impl<T: Socket> Conn<T> {
         };
         let head_only = head.method == Method::Head;
         match reply.hold {
-            Some(hold) if hold.kind == HoldKind::LongPoll => {
+            Some(hold) if matches!(hold.kind, HoldKind::LongPoll | HoldKind::Wait) => {
                 self.state = State::Parked {
                     hold,
                     persist,

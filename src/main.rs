@@ -76,6 +76,7 @@ fn main() -> ExitCode {
             let out = &mut std::io::stdout().lock();
             let result = match &inv.command {
                 Command::Run(args) => coven::cli::attach::run(&client, args, inv.json, out),
+                Command::Wait { .. } => coven::cli::commands::wait(&client, &inv, out),
                 Command::Attach { id } => client
                     .resolve_id(id)
                     .and_then(|id| coven::cli::attach::attach(&client, &id, answers_queries())),

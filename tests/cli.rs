@@ -221,6 +221,7 @@ fn help_for_every_command() {
         "input",
         "kill",
         "resize",
+        "wait",
     ] {
         let o = coven(&[cmd, "--help"]);
         assert!(o.status.success(), "{cmd}");
@@ -239,6 +240,8 @@ fn help_for_every_command() {
         &["show"],
         &["help", "bogus"],
         &["bogus"],
+        &["wait", "x"],
+        &["wait", "x", "--exit", "--quiet", "5"],
     ] {
         let o = coven(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
@@ -269,4 +272,50 @@ fn follow_fails_when_the_daemon_dies_under_it() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("the stream ended"));
+}
+
+#[test]
+fn wait_exits_0_when_met_and_1_at_its_timeout() {
+    let d = Daemon::with_sessions("");
+    let id = d.launch("cat", "x")["id"].as_str().unwrap().to_owned();
+    // The wait looks at output from when it is asked: ask, then print.
+    let waiting = d
+        .command()
+        .args([
+            "wait",
+            &id[..8],
+            "--match",
+            r"^build ok$",
+            "--timeout",
+            "60000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the wait to be parked", || {
+        let h = d.get("/api/v1/health").json();
+        (h["stats"]["openConnections"] == 2).then_some(())
+    });
+    let r = d.post(
+        &format!("/api/v1/sessions/{id}/input"),
+        br#"{"data":"build ok\n"}"#,
+    );
+    assert_eq!(r.status, 202);
+    let o = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).contains("build ok"), "{}", stdout(&o));
+    let o = coven(&d, &["wait", &id, "--exit", "--timeout", "200", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "{\"met\":false}\n");
+    let o = coven(&d, &["wait", &id, "--quiet", "200"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("quiet at event "), "{}", stdout(&o));
+    let o = coven(&d, &["wait", &id, "--match", "("]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pattern"));
 }

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod query;
 pub mod router;
 pub mod sessions;
+pub mod wait;
 pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,6 +42,8 @@ pub struct Api {
     pub stop_requested: bool,
     /// Health's unchanging members, encoded once (`meta::health_head`).
     health_head: Box<[u8]>,
+    /// Parked `wait` requests' state, by their hold's `limit`.
+    pub waits: slab::Slab<wait::Wait>,
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
@@ -77,6 +80,7 @@ impl Api {
     pub fn new(daemon: Option<wire::DaemonInfo>, sessions: Sessions) -> Api {
         Api {
             health_head: meta::health_head(daemon.as_ref()),
+            waits: slab::Slab::new(),
             daemon,
             stats: Stats::default(),
             sessions,
@@ -178,12 +182,17 @@ impl Service for Api {
         if hold.topic == DURABLE_TOPIC {
             return self.resume_ack(hold, expired, body);
         }
+        if hold.kind == HoldKind::Wait {
+            return wait::check(self, *hold, expired, body);
+        }
         events::resume(self, hold, expired, body)
     }
 
     fn release(&mut self, hold: &Hold) {
         if hold.topic == DURABLE_TOPIC {
             self.acks.try_remove(hold.tag as usize);
+        } else if hold.kind == HoldKind::Wait {
+            self.waits.try_remove(hold.limit);
         }
     }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::decode;
-use super::{actions, events, lifecycle, meta, sessions, Api};
+use super::{actions, events, lifecycle, meta, sessions, wait, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -36,6 +36,7 @@ pub enum Route {
     Shutdown,
     SessionArchive,
     SessionUnarchive,
+    SessionWait,
 }
 
 impl Route {
@@ -49,6 +50,7 @@ impl Route {
             | Route::SessionEvents
             | Route::Events
             | Route::SessionStream
+            | Route::SessionWait
             | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
             Route::Session => "GET, HEAD, DELETE",
@@ -91,6 +93,7 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("sessions/:id/stream", Route::SessionStream),
     ("sessions/:id/archive", Route::SessionArchive),
     ("sessions/:id/unarchive", Route::SessionUnarchive),
+    ("sessions/:id/wait", Route::SessionWait),
     ("events", Route::Events),
     ("events/stream", Route::EventsStream),
     ("internal/lifecycle/shutdown", Route::Shutdown),
@@ -179,6 +182,7 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::SessionStream => events::on_stream(api, Some(id), req.query, req.last_event_id)?,
         Route::EventsStream => events::on_stream(api, None, req.query, req.last_event_id)?,
         Route::Shutdown => lifecycle::on_shutdown(api, req.body, body)?,
+        Route::SessionWait => wait::on_wait(api, id, req.query, body)?,
     })
 }
 

@@ -55,6 +55,21 @@ pub enum Command {
     Attach {
         id: String,
     },
+    Wait {
+        id: String,
+        what: WaitFor,
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// What `coven wait` waits for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Exit,
+    /// No output for this many milliseconds.
+    Quiet(u64),
+    /// Output (as shown, escapes stripped) matching this pattern.
+    Match(String),
 }
 
 /// `coven run`'s arguments, as given (paths are resolved when it runs).
@@ -95,6 +110,8 @@ commands:
   input <id> <text>                 send text to a session's terminal
   kill <id>                         end a session
   resize <id> <cols> <rows>         set a session's terminal size
+  wait <id> --exit | --quiet MS | --match RE [--timeout MS]
+                                    until a session ends, goes quiet or prints RE
   help [command], version
 
 `coven help <command>` (or `coven <command> --help`) describes one command.
@@ -222,6 +239,19 @@ still alive.
 ",
     ),
     (
+        "wait",
+        "\
+usage: coven wait <id> --exit | --quiet MS | --match RE [--timeout MS] [--json]
+
+Waits until the session has ended (--exit), printed nothing for MS
+milliseconds (--quiet), or prints text matching the regular expression RE
+(--match; the text as shown on screen: escape sequences removed, lines
+joined across reads; output from now on). Prints what met the wait.
+  --timeout MS  give up after MS milliseconds (default and most: 10 minutes)
+Exit status: 0 met, 1 not met by the timeout (or an error).
+",
+    ),
+    (
         "resize",
         "usage: coven resize <id> <cols> <rows> [--json]\n\nSets the session's terminal size (1..=1000 each).\n",
     ),
@@ -246,6 +276,7 @@ fn allowed(command: &Command) -> &'static [&'static str] {
         Command::Kill { .. } => &["signal", "grace"],
         Command::Run(_) => &["root", "cwd", "title", "detach"],
         Command::Sessions { .. } => &["all", "limit"],
+        Command::Wait { .. } => &["exit", "quiet", "match", "timeout"],
         _ => &[],
     }
 }
@@ -275,6 +306,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let mut detach = false;
     let mut all = false;
     let mut limit = None;
+    let mut waits: Vec<WaitFor> = Vec::new();
+    let mut timeout_ms = None;
     let (mut root, mut cwd, mut title) = (None, None, None);
     let number = |v: String, what: &str| -> Result<u64, String> {
         v.parse()
@@ -296,6 +329,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
             Long("all") | Short('a') => {
                 all = true;
                 given.push("all");
+            }
+            Long("exit") => {
+                waits.push(WaitFor::Exit);
+                given.push("exit");
+            }
+            Long("quiet") => {
+                waits.push(WaitFor::Quiet(number(text(&mut parser)?, "--quiet")?));
+                given.push("quiet");
+            }
+            Long("match") => {
+                waits.push(WaitFor::Match(text(&mut parser)?));
+                given.push("match");
+            }
+            Long("timeout") => {
+                timeout_ms = Some(number(text(&mut parser)?, "--timeout")?);
+                given.push("timeout");
             }
             Long("limit") => {
                 limit = Some(number(text(&mut parser)?, "--limit")?);
@@ -371,6 +420,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         ["rm", s] => Command::Remove { id: id(s) },
         ["show", s] => Command::Show { id: id(s) },
         ["attach", s] => Command::Attach { id: id(s) },
+        ["wait", s] => {
+            if waits.len() != 1 {
+                return Err("wait: give one of --exit, --quiet MS, --match RE".into());
+            }
+            Command::Wait {
+                id: id(s),
+                what: waits.remove(0),
+                timeout_ms,
+            }
+        }
         ["events", s] => Command::Events {
             id: id(s),
             after: after.unwrap_or(0),

@@ -52,8 +52,19 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        self.call_within(method, path, body, Duration::from_secs(120))
+    }
+
+    /// `call`, giving up on the answer after `patience`.
+    pub fn call_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        patience: Duration,
+    ) -> Result<Value, ClientError> {
         let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
-        s.set_read_timeout(Some(Duration::from_secs(120))).ok();
+        s.set_read_timeout(Some(patience)).ok();
         let body = body.map(Value::to_string).unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: coven\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -6,11 +6,57 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::args::{Command, Invocation};
+use super::args::{Command, Invocation, WaitFor};
 use super::client::{Client, ClientError};
 
 fn print_json(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
     writeln!(out, "{v}")
+}
+
+/// `coven wait`: 0 when met, 1 when the deadline came first.
+pub fn wait(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<u8, ClientError> {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let io = |e: std::io::Error| ClientError::Protocol(format!("writing output: {e}"));
+    let Command::Wait {
+        id,
+        what,
+        timeout_ms,
+    } = &inv.command
+    else {
+        return Err(ClientError::Protocol("not a wait".into()));
+    };
+    let id = client.resolve_id(id)?;
+    let mut path = format!("/api/v1/sessions/{id}/wait?");
+    match what {
+        WaitFor::Exit => path.push_str("for=exit"),
+        WaitFor::Quiet(ms) => path.push_str(&format!("for=quiet&quietMs={ms}")),
+        WaitFor::Match(re) => path.push_str(&format!(
+            "for=match&pattern={}",
+            utf8_percent_encode(re, NON_ALPHANUMERIC)
+        )),
+    }
+    let timeout = timeout_ms.unwrap_or(600_000).min(600_000);
+    path.push_str(&format!("&timeoutMs={timeout}"));
+    let patience = std::time::Duration::from_millis(timeout + 30_000);
+    let r = client.call_within("GET", &path, None, patience)?;
+    let met = r["met"] == true;
+    if inv.json {
+        print_json(out, &r).map_err(io)?;
+    } else if met {
+        match r["match"].as_str() {
+            Some(m) => writeln!(out, "matched at event {}: {m}", r["seq"]),
+            None => writeln!(
+                out,
+                "{} at event {}",
+                r["for"].as_str().unwrap_or("met"),
+                r["seq"]
+            ),
+        }
+        .map_err(io)?;
+    } else {
+        writeln!(out, "not met within {timeout} ms").map_err(io)?;
+    }
+    Ok(if met { 0 } else { 1 })
 }
 
 /// Runs a client command, writing its output to `out`.
@@ -200,7 +246,7 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             )?;
             accepted(out, inv.json, &r).map_err(io)
         }
-        Command::Run(_) | Command::Attach { .. } => Ok(()),
+        Command::Run(_) | Command::Attach { .. } | Command::Wait { .. } => Ok(()),
         Command::Serve
         | Command::Help(_)
         | Command::Version

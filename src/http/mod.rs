@@ -132,6 +132,9 @@ pub enum HoldKind {
     LongPoll,
     /// A `text/event-stream` body filled by `stream` until it ends.
     Stream,
+    /// Like `LongPoll` (one response, from `resume`); the service keeps
+    /// state for it that `release` frees.
+    Wait,
 }
 
 /// What a stream fill did.

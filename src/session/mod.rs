@@ -147,6 +147,8 @@ pub struct Session {
     pub updated_at: [u8; 20],
     /// Set while the process has not been reaped.
     pub pid: Option<i32>,
+    /// When it last printed (for `wait?for=quiet`).
+    pub last_output: Option<Instant>,
     /// The process group to signal (the leader's pid), kept after reaping
     /// so that a kill's escalation still reaches leftover members.
     pgid: i32,
@@ -210,6 +212,7 @@ impl Session {
             created_at: [0; 20],
             updated_at: [0; 20],
             pid: None,
+            last_output: None,
             pgid: 0,
             master: None,
             slave: None,
@@ -1000,6 +1003,7 @@ impl Sessions {
                     s.tail[..total - complete].copy_from_slice(&buf[complete..total]);
                     if complete > 0 {
                         let text = String::from_utf8_lossy(&buf[..complete]);
+                        s.last_output = Some(Instant::now());
                         self.log
                             .push(s, Kind::Output, wire::data_payload(&text), text.len());
                         if s.journal_bytes() > self.limits.journal_bytes_per_session

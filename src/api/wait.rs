@@ -1,0 +1,314 @@
+//! `GET /api/v1/sessions/:id/wait`: a held request that answers when the
+//! session has ended (`for=exit`), printed nothing for `quietMs`
+//! (`for=quiet`), or printed text that matches `pattern` (`for=match`), or
+//! with `{ "met": false }` at `timeoutMs`.
+//!
+//! A wait is parked like a long poll. Its state (the pattern, the text
+//! kept for matches that span reads, the escape parser) is in `Api::waits`,
+//! indexed by the hold's `limit`; the hold's `cursor` is the last event it
+//! has looked at. It is woken only when its session has new events, and
+//! then looks only at those: a parked wait costs nothing while nothing
+//! happens, and no timer but its deadline (and the quiet deadline, pushed
+//! back only when it is reached).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::error::ApiError;
+use super::query::{bad_query, number, query_param};
+use super::sessions::find;
+use super::Api;
+use crate::http::{Hold, HoldKind, Reply};
+use crate::ring::Kind;
+
+/// The longest a wait is held (`timeoutMs` is clamped to it; it is also the
+/// default).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// The longest pattern accepted, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+/// Text kept from earlier output so that a match may span reads: a match
+/// must fit in this many bytes of text.
+pub const MATCH_WINDOW_BYTES: usize = 4096;
+
+pub enum For {
+    Exit,
+    Quiet(Duration),
+    Match(Box<Matcher>),
+}
+
+impl For {
+    fn name(&self) -> &'static str {
+        match self {
+            For::Exit => "exit",
+            For::Quiet(_) => "quiet",
+            For::Match(_) => "match",
+        }
+    }
+}
+
+pub struct Wait {
+    what: For,
+    /// When the request came: quiet is counted from here at the earliest.
+    since: Instant,
+    deadline: Instant,
+}
+
+/// Output as a person sees it: escape sequences and control characters
+/// dropped (a `vte` parser, so a sequence split across reads is still
+/// recognised), newlines and tabs kept, text joined across reads.
+pub struct Matcher {
+    re: regex_lite::Regex,
+    parser: vte::Parser,
+    text: String,
+}
+
+struct Text<'a>(&'a mut String);
+
+impl vte::Perform for Text<'_> {
+    fn print(&mut self, c: char) {
+        self.0.push(c);
+    }
+
+    fn execute(&mut self, byte: u8) {
+        if byte == b'\n' || byte == b'\t' {
+            self.0.push(byte as char);
+        }
+    }
+}
+
+impl Matcher {
+    pub fn new(pattern: &str) -> Result<Matcher, String> {
+        // `^` and `$` at line boundaries, as `grep` users expect of text
+        // that is lines.
+        let re = regex_lite::RegexBuilder::new(pattern)
+            .multi_line(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        if re.is_match("") {
+            return Err("the pattern matches empty text".into());
+        }
+        Ok(Matcher {
+            re,
+            parser: vte::Parser::new(),
+            text: String::new(),
+        })
+    }
+
+    /// Takes more output; the first match that ends in it, if any.
+    pub fn feed(&mut self, data: &str) -> Option<String> {
+        let old = self.text.len();
+        self.parser
+            .advance(&mut Text(&mut self.text), data.as_bytes());
+        let found = (self.text.len() > old)
+            .then(|| self.re.find_iter(&self.text).find(|m| m.end() > old))
+            .flatten()
+            .map(|m| m.as_str().to_owned());
+        if self.text.len() > MATCH_WINDOW_BYTES {
+            let mut cut = self.text.len() - MATCH_WINDOW_BYTES;
+            while !self.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.text.drain(..cut);
+        }
+        found
+    }
+}
+
+/// The text an output event carries (its payload is `{"data": "…"}`,
+/// stored as a JSON string literal).
+fn output_text(payload: &[u8]) -> Option<String> {
+    let inner: String = serde_json::from_slice(payload).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&inner).ok()?;
+    Some(value.get("data")?.as_str()?.to_owned())
+}
+
+fn required(field: &str) -> ApiError {
+    ApiError::invalid(format!("`{field}` is required.")).with_details(json!({ "field": field }))
+}
+
+/// Parses the request, then answers at once or parks it.
+pub fn on_wait(
+    api: &mut Api,
+    id: &str,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let what = match query_param(query, "for")?.as_deref() {
+        Some("exit") => For::Exit,
+        Some("quiet") => match number(query, "quietMs")? {
+            Some(ms) if ms > 0 => For::Quiet(Duration::from_millis(ms.min(MAX_TIMEOUT_MS))),
+            Some(_) => {
+                return Err(bad_query("quietMs", "0", "`quietMs` must be at least 1."));
+            }
+            None => return Err(required("quietMs")),
+        },
+        Some("match") => {
+            let Some(pattern) = query_param(query, "pattern")? else {
+                return Err(required("pattern"));
+            };
+            if pattern.len() > MAX_PATTERN_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "`pattern` is longer than {MAX_PATTERN_BYTES} bytes."
+                ))
+                .with_details(json!({ "field": "pattern", "maxBytes": MAX_PATTERN_BYTES })));
+            }
+            match Matcher::new(&pattern) {
+                Ok(m) => For::Match(Box::new(m)),
+                Err(e) => {
+                    return Err(ApiError::invalid(format!("`pattern` is not valid: {e}"))
+                        .with_details(json!({ "field": "pattern", "pattern": &*pattern })))
+                }
+            }
+        }
+        Some(other) => {
+            return Err(bad_query(
+                "for",
+                other,
+                "`for` must be `exit`, `quiet` or `match`.",
+            ))
+        }
+        None => return Err(required("for")),
+    };
+    let after = number(query, "afterSeq")?;
+    let timeout = number(query, "timeoutMs")?
+        .unwrap_or(MAX_TIMEOUT_MS)
+        .min(MAX_TIMEOUT_MS);
+    let (key, _) = find(&mut api.sessions, id)?;
+    let s = api.sessions.get(key).expect("found");
+    let cursor = after.unwrap_or_else(|| s.last_seq());
+    let serial = s.serial;
+    let now = Instant::now();
+    let slot = api.waits.insert(Wait {
+        what,
+        since: now,
+        deadline: now + Duration::from_millis(timeout),
+    });
+    let hold = Hold {
+        kind: HoldKind::Wait,
+        topic: key,
+        tag: serial,
+        cursor,
+        limit: slot,
+        until: None,
+    };
+    Ok(check(api, hold, false, out))
+}
+
+/// Looks at what happened since the hold's cursor: answers if the wait is
+/// met or its deadline passed, else parks it again.
+pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) -> Reply {
+    out.clear();
+    let now = Instant::now();
+    // Told to answer before its time: the daemon is stopping.
+    let forced = expired && hold.until.is_none_or(|t| now < t);
+    let Some(wait) = api.waits.get_mut(hold.limit) else {
+        return ApiError::internal().write(out);
+    };
+    let session = api
+        .sessions
+        .get(hold.topic)
+        .filter(|s| s.serial == hold.tag);
+    let Some(s) = session else {
+        // Deleted while waited on: it can never meet the condition.
+        api.waits.remove(hold.limit);
+        return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
+    };
+    let mut met: Option<(u64, Option<String>)> = None;
+    match &mut wait.what {
+        For::Exit => {
+            if s.is_over() {
+                met = Some((s.last_seq(), None));
+            }
+        }
+        For::Quiet(quiet) => {
+            let last = s.last_output.map_or(wait.since, |t| t.max(wait.since));
+            let quiet_at = last + *quiet;
+            if now >= quiet_at {
+                met = Some((s.last_seq(), None));
+            } else {
+                hold.until = Some(quiet_at.min(wait.deadline));
+            }
+        }
+        For::Match(matcher) => {
+            for e in s.ring.after(hold.cursor) {
+                hold.cursor = e.seq;
+                if e.kind != Kind::Output {
+                    continue;
+                }
+                let Some(text) = output_text(&e.payload) else {
+                    continue;
+                };
+                if let Some(found) = matcher.feed(&text) {
+                    met = Some((e.seq, Some(found)));
+                    break;
+                }
+            }
+        }
+    }
+    hold.cursor = hold.cursor.max(s.ring.last_seq().unwrap_or(0));
+    let name = wait.what.name();
+    let reply = match met {
+        Some((seq, found)) => {
+            let mut body = json!({ "met": true, "for": name, "seq": seq });
+            if let Some(found) = found {
+                body["match"] = found.into();
+            }
+            super::wire::write_json(out, &body);
+            Reply::new(200)
+        }
+        None if forced || now >= wait.deadline => {
+            super::wire::write_json(out, &json!({ "met": false }));
+            Reply::new(200)
+        }
+        None => {
+            hold.until = Some(hold.until.unwrap_or(wait.deadline).min(wait.deadline));
+            return Reply {
+                hold: Some(hold),
+                ..Reply::new(200)
+            };
+        }
+    };
+    api.waits.remove(hold.limit);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_text_as_seen_across_reads() {
+        let mut m = Matcher::new(r"Done in \d+s").unwrap();
+        assert_eq!(m.feed("\x1b[1mDo"), None);
+        assert_eq!(m.feed("ne\x1b[0m in "), None);
+        assert_eq!(m.feed("\x1b]0;title\x07"), None);
+        assert_eq!(m.feed("12s\r\n"), Some("Done in 12s".into()));
+        // `$` ends a line.
+        let mut m = Matcher::new("^ok$").unwrap();
+        assert_eq!(m.feed("not ok\r\nok\r\n"), Some("ok".into()));
+        // An escape split across reads is still an escape.
+        let mut m = Matcher::new("ab").unwrap();
+        assert_eq!(m.feed("a\x1b["), None);
+        assert_eq!(m.feed("31mb"), Some("ab".into()));
+        // A match already reported is not found again.
+        let mut m = Matcher::new("x").unwrap();
+        assert_eq!(m.feed("x"), Some("x".into()));
+        assert_eq!(m.feed("y"), None);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut m = Matcher::new("never").unwrap();
+        for _ in 0..100 {
+            assert_eq!(m.feed(&"é".repeat(1000)), None);
+            assert!(m.text.len() <= MATCH_WINDOW_BYTES + 4);
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(Matcher::new("(").is_err());
+        assert!(Matcher::new("a*").is_err(), "matches empty text");
+    }
+}
