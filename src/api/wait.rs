@@ -28,8 +28,9 @@ pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// The longest pattern accepted, in bytes.
 pub const MAX_PATTERN_BYTES: usize = 1024;
 /// Text kept from earlier output so that a match may span reads: a match
-/// must fit in this many bytes of text.
-pub const MATCH_WINDOW_BYTES: usize = 4096;
+/// must start no more than this many bytes before the output that
+/// completes it.
+pub const MATCH_WINDOW_BYTES: usize = 1024;
 
 pub enum For {
     Exit,
@@ -58,9 +59,19 @@ pub struct Wait {
 /// dropped (a `vte` parser, so a sequence split across reads is still
 /// recognised), newlines and tabs kept, text joined across reads.
 pub struct Matcher {
-    re: regex_lite::Regex,
+    find: Find,
     parser: vte::Parser,
     text: String,
+    /// Bytes of `text` already searched (new text starts here).
+    searched: usize,
+}
+
+/// A pattern without metacharacters is searched for as a literal
+/// (`memchr::memmem`, many times faster than any regex engine's scan);
+/// others run on `regex-lite`, which has no literal prefilter.
+enum Find {
+    Literal(Box<memchr::memmem::Finder<'static>>),
+    Regex(regex_lite::Regex),
 }
 
 struct Text<'a>(&'a mut String);
@@ -88,31 +99,85 @@ impl Matcher {
         if re.is_match("") {
             return Err("the pattern matches empty text".into());
         }
+        let plain = regex_lite::escape(pattern) == pattern;
         Ok(Matcher {
-            re,
+            find: if plain {
+                Find::Literal(Box::new(
+                    memchr::memmem::Finder::new(pattern.as_bytes()).into_owned(),
+                ))
+            } else {
+                Find::Regex(re)
+            },
             parser: vte::Parser::new(),
             text: String::new(),
+            searched: 0,
         })
     }
 
-    /// Takes more output; the first match that ends in it, if any.
-    pub fn feed(&mut self, data: &str) -> Option<String> {
-        let old = self.text.len();
+    /// Takes more output (searched by the next `search`).
+    pub fn add(&mut self, data: &str) {
         self.parser
             .advance(&mut Text(&mut self.text), data.as_bytes());
-        let found = (self.text.len() > old)
-            .then(|| self.re.find_iter(&self.text).find(|m| m.end() > old))
-            .flatten()
-            .map(|m| m.as_str().to_owned());
-        if self.text.len() > MATCH_WINDOW_BYTES {
-            let mut cut = self.text.len() - MATCH_WINDOW_BYTES;
-            while !self.text.is_char_boundary(cut) {
-                cut += 1;
+    }
+
+    /// Bytes of text held (what `add` has added since the last search
+    /// ends here).
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The first match that ends in the text added since the last search,
+    /// if any, with where it ends (as `len` `text_len` counted before the search);
+    /// then keeps only the last `MATCH_WINDOW_BYTES` of text.
+    pub fn search(&mut self) -> Option<(String, usize)> {
+        let old = self.searched;
+        let from = floor_boundary(&self.text, old.saturating_sub(MATCH_WINDOW_BYTES));
+        let found = if self.text.len() == old {
+            None
+        } else {
+            match &self.find {
+                Find::Literal(f) => f
+                    .find_iter(&self.text.as_bytes()[from..])
+                    .map(|at| from + at..from + at + f.needle().len())
+                    .find(|m| m.end > old),
+                Find::Regex(re) => {
+                    let mut at = from;
+                    loop {
+                        match re.find_at(&self.text, at) {
+                            Some(m) if m.end() > old => break Some(m.range()),
+                            Some(m) => at = m.end().max(m.start() + 1),
+                            None => break None,
+                        }
+                        if at > self.text.len() {
+                            break None;
+                        }
+                    }
+                }
             }
-            self.text.drain(..cut);
         }
+        .map(|r| (self.text[r.clone()].to_owned(), r.end));
+        let cut = floor_boundary(
+            &self.text,
+            self.text.len().saturating_sub(MATCH_WINDOW_BYTES),
+        );
+        self.text.drain(..cut);
+        self.searched = self.text.len();
         found
     }
+
+    /// `add`, then `search`.
+    pub fn feed(&mut self, data: &str) -> Option<String> {
+        self.add(data);
+        self.search().map(|(text, _)| text)
+    }
+}
+
+/// The nearest char boundary at or below `at`.
+fn floor_boundary(s: &str, mut at: usize) -> usize {
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The text an output event carries (its payload is `{"data": "…"}`,
@@ -231,18 +296,22 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             }
         }
         For::Match(matcher) => {
+            // All the new output first, then one search: a flood's many
+            // reads per turn cost one scan, not one each.
+            // Where each event's text ends, to name the one a match ends in.
+            let mut ends: Vec<(usize, u64)> = Vec::new();
             for e in s.ring.after(hold.cursor) {
-                hold.cursor = e.seq;
                 if e.kind != Kind::Output {
                     continue;
                 }
-                let Some(text) = output_text(&e.payload) else {
-                    continue;
-                };
-                if let Some(found) = matcher.feed(&text) {
-                    met = Some((e.seq, Some(found)));
-                    break;
+                if let Some(text) = output_text(&e.payload) {
+                    matcher.add(&text);
+                    ends.push((matcher.text_len(), e.seq));
                 }
+            }
+            if let Some((found, end)) = matcher.search() {
+                let seq = ends.iter().find(|&&(at, _)| at >= end).map(|&(_, seq)| seq);
+                met = Some((seq.unwrap_or(hold.cursor), Some(found)));
             }
         }
     }
@@ -299,10 +368,32 @@ mod tests {
 
     #[test]
     fn the_window_is_bounded() {
-        let mut m = Matcher::new("never").unwrap();
-        for _ in 0..100 {
-            assert_eq!(m.feed(&"é".repeat(1000)), None);
-            assert!(m.text.len() <= MATCH_WINDOW_BYTES + 4);
+        for pattern in ["never", "nev(er)+"] {
+            let mut m = Matcher::new(pattern).unwrap();
+            for _ in 0..100 {
+                assert_eq!(m.feed(&"é".repeat(1000)), None);
+                assert!(m.text.len() <= MATCH_WINDOW_BYTES);
+            }
+            // A match that spans two reads, within the window.
+            assert_eq!(m.feed("ne"), None);
+            assert_eq!(m.feed("ver"), Some("never".into()));
+        }
+    }
+
+    #[test]
+    fn literals_and_regexes_agree() {
+        for (pattern, reads, want) in [
+            ("ok", &["o", "k"][..], Some("ok")),
+            ("o.", &["o", "k"], Some("ok")),
+            ("b(a)+r", &["xxbaa", "aar"], Some("baaaar")),
+            ("^x$", &["ax\n", "x\n"], Some("x")),
+        ] {
+            let mut m = Matcher::new(pattern).unwrap();
+            let mut got = None;
+            for r in reads {
+                got = got.or(m.feed(r));
+            }
+            assert_eq!(got.as_deref(), want, "{pattern}");
         }
     }
 
