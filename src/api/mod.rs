@@ -44,6 +44,8 @@ pub struct Api {
     health_head: Box<[u8]>,
     /// Parked `wait` requests' state, by their hold's `limit`.
     pub waits: slab::Slab<wait::Wait>,
+    /// Output as text for the sessions match waits watch, by session key.
+    pub shown: std::collections::HashMap<usize, wait::Shown>,
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
@@ -81,6 +83,7 @@ impl Api {
         Api {
             health_head: meta::health_head(daemon.as_ref()),
             waits: slab::Slab::new(),
+            shown: std::collections::HashMap::new(),
             daemon,
             stats: Stats::default(),
             sessions,
@@ -192,7 +195,7 @@ impl Service for Api {
         if hold.topic == DURABLE_TOPIC {
             self.acks.try_remove(hold.tag as usize);
         } else if hold.kind == HoldKind::Wait {
-            self.waits.try_remove(hold.limit);
+            wait::release(self, hold);
         }
     }
 

@@ -9,7 +9,10 @@
 //! has looked at. It is woken only when its session has new events, and
 //! then looks only at those: a parked wait costs nothing while nothing
 //! happens, and no timer but its deadline (and the quiet deadline, pushed
-//! back only when it is reached).
+//! back only when it is reached). The match waits on one session share its
+//! output as text (`Shown`): each output event is decoded and stripped of
+//! escapes once, whatever the number of waits; each wait then only appends
+//! that text to its window and searches it.
 
 use std::time::{Duration, Instant};
 
@@ -55,12 +58,31 @@ pub struct Wait {
     deadline: Instant,
 }
 
+/// One session's output as text, for the match waits on it.
+pub struct Shown {
+    /// Which incarnation of the slab key (`Hold::tag`).
+    serial: u64,
+    /// Carries an escape sequence split across reads over to the next.
+    parser: vte::Parser,
+    /// The newest event turned into text.
+    upto: u64,
+    /// The text of the events of the latest turn, in seq order: every wait
+    /// on the session is woken in that turn and takes it from here.
+    batch: Vec<(u64, String)>,
+    /// Match waits on the session (the entry goes with the last).
+    waits: usize,
+}
+
 /// Output as a person sees it: escape sequences and control characters
 /// dropped (a `vte` parser, so a sequence split across reads is still
-/// recognised), newlines and tabs kept, text joined across reads.
+/// recognised), newlines and tabs kept.
+pub fn strip(parser: &mut vte::Parser, data: &str, out: &mut String) {
+    parser.advance(&mut Text(out), data.as_bytes());
+}
+
+/// A pattern, and the window of text (joined across reads) it searches.
 pub struct Matcher {
     find: Find,
-    parser: vte::Parser,
     text: String,
     /// Bytes of `text` already searched (new text starts here).
     searched: usize,
@@ -108,16 +130,14 @@ impl Matcher {
             } else {
                 Find::Regex(re)
             },
-            parser: vte::Parser::new(),
             text: String::new(),
             searched: 0,
         })
     }
 
-    /// Takes more output (searched by the next `search`).
-    pub fn add(&mut self, data: &str) {
-        self.parser
-            .advance(&mut Text(&mut self.text), data.as_bytes());
+    /// Takes more text (searched by the next `search`).
+    pub fn add(&mut self, text: &str) {
+        self.text.push_str(text);
     }
 
     /// Bytes of text held (what `add` has added since the last search
@@ -163,12 +183,6 @@ impl Matcher {
         self.text.drain(..cut);
         self.searched = self.text.len();
         found
-    }
-
-    /// `add`, then `search`.
-    pub fn feed(&mut self, data: &str) -> Option<String> {
-        self.add(data);
-        self.search().map(|(text, _)| text)
     }
 }
 
@@ -244,6 +258,21 @@ pub fn on_wait(
     let cursor = after.unwrap_or_else(|| s.last_seq());
     let serial = s.serial;
     let now = Instant::now();
+    if let For::Match(_) = what {
+        let fresh = || Shown {
+            serial,
+            parser: vte::Parser::new(),
+            upto: cursor,
+            batch: Vec::new(),
+            waits: 0,
+        };
+        let shown = api.shown.entry(key).or_insert_with(fresh);
+        if shown.serial != serial {
+            // Left by a session that went away; the key is another's now.
+            *shown = fresh();
+        }
+        shown.waits += 1;
+    }
     let slot = api.waits.insert(Wait {
         what,
         since: now,
@@ -267,16 +296,19 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
     let now = Instant::now();
     // Told to answer before its time: the daemon is stopping.
     let forced = expired && hold.until.is_none_or(|t| now < t);
-    let Some(wait) = api.waits.get_mut(hold.limit) else {
+    let Api {
+        waits,
+        shown,
+        sessions,
+        ..
+    } = api;
+    let Some(wait) = waits.get_mut(hold.limit) else {
         return ApiError::internal().write(out);
     };
-    let session = api
-        .sessions
-        .get(hold.topic)
-        .filter(|s| s.serial == hold.tag);
+    let session = sessions.get(hold.topic).filter(|s| s.serial == hold.tag);
     let Some(s) = session else {
         // Deleted while waited on: it can never meet the condition.
-        api.waits.remove(hold.limit);
+        release(api, &hold);
         return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     };
     let mut met: Option<(u64, Option<String>)> = None;
@@ -296,18 +328,51 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             }
         }
         For::Match(matcher) => {
-            // All the new output first, then one search: a flood's many
-            // reads per turn cost one scan, not one each.
-            // Where each event's text ends, to name the one a match ends in.
+            let Some(sh) = shown
+                .get_mut(&hold.topic)
+                .filter(|sh| sh.serial == hold.tag)
+            else {
+                return ApiError::internal().write(out);
+            };
+            // The session's new output as text, once for all its waits.
+            let newest = s.ring.last_seq().unwrap_or(0);
+            if newest > sh.upto {
+                sh.batch.clear();
+                for e in s.ring.after(sh.upto) {
+                    if e.kind != Kind::Output {
+                        continue;
+                    }
+                    if let Some(data) = output_text(&e.payload) {
+                        let mut text = String::new();
+                        strip(&mut sh.parser, &data, &mut text);
+                        sh.batch.push((e.seq, text));
+                    }
+                }
+                sh.upto = newest;
+            }
+            // All of this wait's new text first, then one search: a
+            // flood's many reads per turn cost one scan, not one each.
+            // Where each event's text ends names the one a match ends in.
             let mut ends: Vec<(usize, u64)> = Vec::new();
+            let mut own: Option<vte::Parser> = None;
             for e in s.ring.after(hold.cursor) {
                 if e.kind != Kind::Output {
                     continue;
                 }
-                if let Some(text) = output_text(&e.payload) {
-                    matcher.add(&text);
-                    ends.push((matcher.text_len(), e.seq));
+                match sh.batch.binary_search_by_key(&e.seq, |&(seq, _)| seq) {
+                    Ok(i) => matcher.add(&sh.batch[i].1),
+                    // Older than the shared text (`afterSeq` reaching
+                    // back): stripped for this wait alone.
+                    Err(_) => {
+                        let Some(data) = output_text(&e.payload) else {
+                            continue;
+                        };
+                        let mut text = String::new();
+                        strip(own.get_or_insert_with(vte::Parser::new), &data, &mut text);
+                        matcher.add(&text);
+                    }
                 }
+                ends.push((matcher.text_len(), e.seq));
             }
             if let Some((found, end)) = matcher.search() {
                 let seq = ends.iter().find(|&&(at, _)| at >= end).map(|&(_, seq)| seq);
@@ -338,30 +403,70 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             };
         }
     };
-    api.waits.remove(hold.limit);
+    release(api, &hold);
     reply
+}
+
+/// Forgets a wait (answered, or its connection gone), and its session's
+/// shared text with the last match wait on it.
+pub fn release(api: &mut Api, hold: &Hold) {
+    let Some(wait) = api.waits.try_remove(hold.limit) else {
+        return;
+    };
+    if let For::Match(_) = wait.what {
+        if let Some(sh) = api.shown.get_mut(&hold.topic) {
+            if sh.serial == hold.tag {
+                sh.waits -= 1;
+                if sh.waits == 0 {
+                    api.shown.remove(&hold.topic);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A matcher fed raw output through its own stripper.
+    struct Feeder {
+        parser: vte::Parser,
+        m: Matcher,
+    }
+
+    fn feeder(pattern: &str) -> Feeder {
+        Feeder {
+            parser: vte::Parser::new(),
+            m: Matcher::new(pattern).unwrap(),
+        }
+    }
+
+    impl Feeder {
+        fn feed(&mut self, data: &str) -> Option<String> {
+            let mut text = String::new();
+            strip(&mut self.parser, data, &mut text);
+            self.m.add(&text);
+            self.m.search().map(|(found, _)| found)
+        }
+    }
+
     #[test]
     fn matches_text_as_seen_across_reads() {
-        let mut m = Matcher::new(r"Done in \d+s").unwrap();
+        let mut m = feeder(r"Done in \d+s");
         assert_eq!(m.feed("\x1b[1mDo"), None);
         assert_eq!(m.feed("ne\x1b[0m in "), None);
         assert_eq!(m.feed("\x1b]0;title\x07"), None);
         assert_eq!(m.feed("12s\r\n"), Some("Done in 12s".into()));
         // `$` ends a line.
-        let mut m = Matcher::new("^ok$").unwrap();
+        let mut m = feeder("^ok$");
         assert_eq!(m.feed("not ok\r\nok\r\n"), Some("ok".into()));
         // An escape split across reads is still an escape.
-        let mut m = Matcher::new("ab").unwrap();
+        let mut m = feeder("ab");
         assert_eq!(m.feed("a\x1b["), None);
         assert_eq!(m.feed("31mb"), Some("ab".into()));
         // A match already reported is not found again.
-        let mut m = Matcher::new("x").unwrap();
+        let mut m = feeder("x");
         assert_eq!(m.feed("x"), Some("x".into()));
         assert_eq!(m.feed("y"), None);
     }
@@ -369,10 +474,10 @@ mod tests {
     #[test]
     fn the_window_is_bounded() {
         for pattern in ["never", "nev(er)+"] {
-            let mut m = Matcher::new(pattern).unwrap();
+            let mut m = feeder(pattern);
             for _ in 0..100 {
                 assert_eq!(m.feed(&"é".repeat(1000)), None);
-                assert!(m.text.len() <= MATCH_WINDOW_BYTES);
+                assert!(m.m.text.len() <= MATCH_WINDOW_BYTES);
             }
             // A match that spans two reads, within the window.
             assert_eq!(m.feed("ne"), None);
@@ -388,7 +493,7 @@ mod tests {
             ("b(a)+r", &["xxbaa", "aar"], Some("baaaar")),
             ("^x$", &["ax\n", "x\n"], Some("x")),
         ] {
-            let mut m = Matcher::new(pattern).unwrap();
+            let mut m = feeder(pattern);
             let mut got = None;
             for r in reads {
                 got = got.or(m.feed(r));
