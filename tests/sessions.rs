@@ -938,19 +938,27 @@ fn harness_sees_only_its_pty() {
     let s = d.launch("sleep", "60");
     let pid = s["pid"].as_i64().unwrap();
     for p in [pid, first["pid"].as_i64().unwrap()] {
-        let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{p}/fd"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let target = std::fs::read_link(e.path()).unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    target.display().to_string(),
-                )
+        // `sleep` opens and closes its locale files as it starts: wait for
+        // it to settle. A leaked descriptor would never go away.
+        let read = || -> Option<Vec<(String, String)>> {
+            std::fs::read_dir(format!("/proc/{p}/fd"))
+                .ok()?
+                .map(|e| {
+                    let e = e.ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some((
+                        e.file_name().into_string().ok()?,
+                        target.display().to_string(),
+                    ))
+                })
+                .collect()
+        };
+        let fds = wait_for("the harness to hold only its terminal", || {
+            read().filter(|fds| {
+                let names: BTreeSet<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
+                names == BTreeSet::from(["0", "1", "2"])
             })
-            .collect();
-        let names: BTreeSet<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, BTreeSet::from(["0", "1", "2"]), "{fds:?}");
+        });
         let pts: BTreeSet<&str> = fds.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(pts.len(), 1, "{fds:?}");
         assert!(

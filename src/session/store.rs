@@ -309,7 +309,10 @@ impl Sessions {
     /// directory for as long as it is used.
     pub fn find(&mut self, id: &str) -> Option<usize> {
         if let Some(&key) = self.by_id.get(id) {
-            if self.root.is_some() && !self.list[key].is_live() {
+            // Only a session loaded from disk is kept for reuse: one that
+            // finished in memory goes as before, and comes back from disk
+            // in the same state as any other.
+            if self.recent.iter().any(|&(k, _)| k == key) {
                 self.used(key);
             }
             return Some(key);
