@@ -11,7 +11,7 @@ fn event(seq: u64, text: &str) -> Event {
     Event {
         seq,
         kind: Kind::Output,
-        created_at: *b"2026-11-27T08:00:00Z",
+        created_at: *b"2026-11-27T08:00:00.000Z",
         payload: data_payload(text),
     }
 }

@@ -25,7 +25,7 @@ fn main() {
         .mode(0o700)
         .create(&root)
         .unwrap();
-    let stamp = *b"2026-11-01T10:00:00Z";
+    let stamp = *b"2026-11-01T10:00:00.000Z";
     let base_ms: u64 = 1_790_000_000_000;
     let mut seq = 1u64;
     let mut rec = Vec::new();

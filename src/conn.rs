@@ -758,7 +758,12 @@ impl<T: Socket> Conn<T> {
         };
         let head_only = head.method == Method::Head;
         match reply.hold {
-            Some(hold) if matches!(hold.kind, HoldKind::LongPoll | HoldKind::Wait) => {
+            Some(hold)
+                if matches!(
+                    hold.kind,
+                    HoldKind::LongPoll | HoldKind::Wait | HoldKind::Step
+                ) =>
+            {
                 self.state = State::Parked {
                     hold,
                     persist,
@@ -812,7 +817,7 @@ impl<T: Socket> Conn<T> {
         encode::head(
             out,
             reply.status,
-            encode::JSON,
+            reply.content_type,
             cx.body.len(),
             persist,
             reply.allow,
@@ -834,7 +839,7 @@ impl<T: Socket> Conn<T> {
         encode::head(
             out,
             reply.status,
-            encode::JSON,
+            reply.content_type,
             cx.body.len(),
             Persist::Close,
             None,

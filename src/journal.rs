@@ -7,8 +7,13 @@
 //!
 //! ```text
 //! len: u32 LE | crc32(body): u32 LE | body (len bytes) | len: u32 LE
-//! body = seq: u64 LE | kind: u8 | created_at: 20 bytes | payload literal
+//! body = seq: u64 LE | kind: u8 | created_at | payload literal
 //! ```
+//!
+//! `created_at` is RFC 3339 text with milliseconds (24 bytes), flagged by
+//! the kind byte's high bit; records written before event times had
+//! milliseconds have 20 bytes of whole seconds and no flag, and are read
+//! (and served) as they were.
 //!
 //! The checksum catches a torn or corrupt record; the trailing length lets
 //! the newest record be found from the end of a file without a scan, so
@@ -32,7 +37,10 @@ const INDEX_STRIDE_BYTES: u64 = 16 * 1024;
 const SCAN_CHUNK_BYTES: usize = 16 * 1024;
 const HEAD_BYTES: usize = 8;
 const FOOT_BYTES: usize = 4;
+/// The smallest body: seq, kind and a whole-seconds time.
 const BODY_FIXED_BYTES: usize = 8 + 1 + 20;
+/// The kind byte's flag for a 24-byte (millisecond) time.
+const MILLIS_FLAG: u8 = 0x80;
 /// A record body larger than this is corrupt (an output event is < 64 KB).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -59,13 +67,15 @@ fn byte_kind(b: u8) -> Option<Kind> {
 
 /// Appends the encoded record of `e` to `out`.
 pub fn encode(e: &Event, out: &mut Vec<u8>) {
-    let len = (BODY_FIXED_BYTES + e.payload.len()) as u32;
+    let stamp = e.stamp();
+    let len = (8 + 1 + stamp.len() + e.payload.len()) as u32;
     let start = out.len();
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&e.seq.to_le_bytes());
-    out.push(kind_byte(e.kind));
-    out.extend_from_slice(&e.created_at);
+    let flag = if stamp.len() == 24 { MILLIS_FLAG } else { 0 };
+    out.push(kind_byte(e.kind) | flag);
+    out.extend_from_slice(stamp);
     out.extend_from_slice(&e.payload);
     let crc = crc32fast::hash(&out[start + HEAD_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -91,15 +101,24 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Event, usize)>, &'static str> {
     if crc32fast::hash(body) != crc || buf[HEAD_BYTES + len..total] != buf[0..4] {
         return Err("checksum mismatch");
     }
-    let kind = byte_kind(body[8]).ok_or("bad event kind")?;
-    let mut created_at = [0u8; 20];
-    created_at.copy_from_slice(&body[9..29]);
+    let kind = byte_kind(body[8] & !MILLIS_FLAG).ok_or("bad event kind")?;
+    let stamp_len = if body[8] & MILLIS_FLAG != 0 { 24 } else { 20 };
+    if body.len() < 9 + stamp_len {
+        return Err("bad record length");
+    }
+    let mut created_at = [0u8; 24];
+    created_at[..stamp_len].copy_from_slice(&body[9..9 + stamp_len]);
+    // A whole-seconds time ends at byte 19 and a millisecond one does not
+    // (`ring::stamp_bytes` tells them apart that way).
+    if (created_at[19] == b'Z') != (stamp_len == 20) {
+        return Err("bad event time");
+    }
     Ok(Some((
         Event {
             seq: u64::from_le_bytes(body[0..8].try_into().expect("8 bytes")),
             kind,
             created_at,
-            payload: body[BODY_FIXED_BYTES..].into(),
+            payload: body[9 + stamp_len..].into(),
         },
         total,
     )))
@@ -578,6 +597,73 @@ impl Journal {
     }
 }
 
+/// A session's terminal sizes over time live beside its journal, in
+/// `<dir>/sizes`: one line per size it was given (at launch, then at each
+/// resize), `<seq of the newest event before it> <unix ms> <cols> <rows>`.
+/// Sizes are not events (clients see no new event kind); screens and
+/// recordings read them back.
+pub const SIZES_FILE: &str = "sizes";
+/// At most this much of the sizes file is read back, its newest part (a
+/// client resizing without end cannot make reading it unbounded): some
+/// 30,000 sizes.
+const MAX_SIZES_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size {
+    /// The newest event before it took effect (0: before the first).
+    pub after: u64,
+    pub unix_ms: u64,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Appends a size to `<dir>/sizes` (a few bytes; not synced: a size lost in
+/// a crash only makes a redraw of old output less faithful).
+pub fn append_size(dir: &Path, size: Size) -> io::Result<()> {
+    let line = format!(
+        "{} {} {} {}\n",
+        size.after, size.unix_ms, size.cols, size.rows
+    );
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(dir.join(SIZES_FILE))?
+        .write_all(line.as_bytes())
+}
+
+/// The sizes recorded in `<dir>` (the newest `MAX_SIZES_BYTES` of them),
+/// oldest first; lines that do not parse are skipped.
+pub fn read_sizes(dir: &Path) -> Vec<Size> {
+    let Ok(file) = File::open(dir.join(SIZES_FILE)) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(MAX_SIZES_BYTES);
+    let mut buf = vec![0u8; (len - from) as usize];
+    if file.read_exact_at(&mut buf, from).is_err() {
+        return Vec::new();
+    }
+    let mut text = &buf[..];
+    if from > 0 {
+        // Started mid-line: skip to the next.
+        text = memchr::memchr(b'\n', text).map_or(&[][..], |at| &text[at + 1..]);
+    }
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
+            let mut f = line.split(' ');
+            let size = Size {
+                after: f.next()?.parse().ok()?,
+                unix_ms: f.next()?.parse().ok()?,
+                cols: f.next()?.parse().ok()?,
+                rows: f.next()?.parse().ok()?,
+            };
+            (f.next().is_none() && size.cols > 0 && size.rows > 0).then_some(size)
+        })
+        .collect()
+}
+
 /// Replaces `<dir>/<name>` atomically (a 0600 temp file, then a rename);
 /// `sync` also makes it durable (file and directory fsynced).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
@@ -615,9 +701,54 @@ mod tests {
             } else {
                 Kind::Input
             },
-            created_at: *b"2026-11-27T08:00:00Z",
+            created_at: *b"2026-11-27T08:00:00.125Z",
             payload: payload.as_bytes().into(),
         }
+    }
+
+    #[test]
+    fn sizes_round_trip_and_skip_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_sizes(dir.path()).is_empty());
+        let a = Size {
+            after: 0,
+            unix_ms: 1,
+            cols: 80,
+            rows: 24,
+        };
+        let b = Size {
+            after: 9,
+            unix_ms: 2,
+            cols: 132,
+            rows: 50,
+        };
+        append_size(dir.path(), a).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(SIZES_FILE))
+            .unwrap()
+            .write_all(b"garbage\n1 2 0 5\n")
+            .unwrap();
+        append_size(dir.path(), b).unwrap();
+        assert_eq!(read_sizes(dir.path()), vec![a, b]);
+    }
+
+    #[test]
+    fn whole_second_records_read_as_written() {
+        // A record from before event times had milliseconds.
+        let mut old = ev(7, "\"{}\"");
+        old.created_at = *b"2026-11-27T08:00:00Z\0\0\0\0";
+        let mut buf = Vec::new();
+        encode(&old, &mut buf);
+        assert_eq!(buf.len(), HEAD_BYTES + BODY_FIXED_BYTES + 4 + FOOT_BYTES);
+        let (back, _) = decode(&buf).unwrap().unwrap();
+        assert_eq!(back, old);
+        assert_eq!(back.stamp(), b"2026-11-27T08:00:00Z");
+        // The new form is four bytes longer and flagged.
+        let mut new = Vec::new();
+        encode(&ev(8, "\"{}\""), &mut new);
+        assert_eq!(new.len(), buf.len() + 4);
+        assert_eq!(new[HEAD_BYTES + 8] & MILLIS_FLAG, MILLIS_FLAG);
     }
 
     #[test]

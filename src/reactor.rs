@@ -248,6 +248,8 @@ impl Reactor {
                 // happens.
                 self.busy_since_release = None;
                 release = true;
+                // Nobody is asking for screens either.
+                self.api.screens.clear();
             }
             for event in events.iter() {
                 match decode(event.token()) {
@@ -591,6 +593,9 @@ impl Reactor {
             };
             conn.armed = None;
             if conn.deadline(&self.conn_limits) <= now {
+                // A deadline's work is activity too (a held answer built in
+                // steps runs on nothing else): not quiet yet.
+                self.busy_since_release = Some(now);
                 self.run_conn(key, now, Turn::Deadline);
             } else {
                 self.arm(key);

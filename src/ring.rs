@@ -2,7 +2,7 @@
 //!
 //! Events are stored ready to serve: the payload is kept as the JSON string
 //! literal of `payload_json` (already escaped twice), and the timestamp as
-//! its 20 RFC 3339 bytes, so a page of events is encoded by copying. The
+//! its RFC 3339 bytes, so a page of events is encoded by copying. The
 //! ring grows only as events arrive (an idle session holds nothing) and
 //! drops its oldest events past the budget. No I/O here.
 
@@ -38,15 +38,30 @@ pub struct Event {
     /// Daemon-wide, strictly increasing.
     pub seq: u64,
     pub kind: Kind,
-    /// `YYYY-MM-DDTHH:MM:SSZ`.
-    pub created_at: [u8; 20],
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, or (recorded before event times had
+    /// milliseconds) `YYYY-MM-DDTHH:MM:SSZ` and four zero bytes: `stamp`.
+    pub created_at: [u8; 24],
     /// `payload_json` as a JSON string literal, quotes included.
     pub payload: Box<[u8]>,
 }
 
 impl Event {
+    /// `created_at` as served.
+    pub fn stamp(&self) -> &[u8] {
+        stamp_bytes(&self.created_at)
+    }
+
     pub fn charge(&self) -> usize {
         self.payload.len() + EVENT_OVERHEAD_BYTES
+    }
+}
+
+/// The RFC 3339 text of a stored event time (20 or 24 bytes).
+pub fn stamp_bytes(created_at: &[u8; 24]) -> &[u8] {
+    if created_at[19] == b'Z' {
+        &created_at[..20]
+    } else {
+        &created_at[..]
     }
 }
 
@@ -147,7 +162,7 @@ mod tests {
         Event {
             seq,
             kind: Kind::Output,
-            created_at: *b"2026-01-01T00:00:00Z",
+            created_at: *b"2026-01-01T00:00:00.000Z",
             payload: vec![b'x'; len].into_boxed_slice(),
         }
     }

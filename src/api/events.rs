@@ -219,7 +219,7 @@ pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &Event) {
     out.extend_from_slice(b"\",\"payload_json\":");
     out.extend_from_slice(&e.payload);
     out.extend_from_slice(b",\"created_at\":\"");
-    out.extend_from_slice(&e.created_at);
+    out.extend_from_slice(e.stamp());
     out.extend_from_slice(b"\"}");
 }
 

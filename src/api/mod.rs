@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod query;
 pub mod router;
+pub mod screen;
 pub mod sessions;
 pub mod wait;
 pub mod wire;
@@ -46,6 +47,8 @@ pub struct Api {
     pub waits: slab::Slab<wait::Wait>,
     /// Output as text for the sessions match waits watch, by session key.
     pub shown: std::collections::HashMap<usize, wait::Shown>,
+    /// Terminal grids of the sessions whose screen was asked for lately.
+    pub screens: screen::Screens,
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
@@ -84,6 +87,7 @@ impl Api {
             health_head: meta::health_head(daemon.as_ref()),
             waits: slab::Slab::new(),
             shown: std::collections::HashMap::new(),
+            screens: screen::Screens::default(),
             daemon,
             stats: Stats::default(),
             sessions,
@@ -187,6 +191,9 @@ impl Service for Api {
         }
         if hold.kind == HoldKind::Wait {
             return wait::check(self, *hold, expired, body);
+        }
+        if hold.kind == HoldKind::Step {
+            return screen::resume(self, hold, body);
         }
         events::resume(self, hold, expired, body)
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::decode;
-use super::{actions, events, lifecycle, meta, sessions, wait, Api};
+use super::{actions, events, lifecycle, meta, screen, sessions, wait, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -37,6 +37,7 @@ pub enum Route {
     SessionArchive,
     SessionUnarchive,
     SessionWait,
+    SessionScreen,
 }
 
 impl Route {
@@ -51,6 +52,7 @@ impl Route {
             | Route::Events
             | Route::SessionStream
             | Route::SessionWait
+            | Route::SessionScreen
             | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
             Route::Session => "GET, HEAD, DELETE",
@@ -94,6 +96,7 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("sessions/:id/archive", Route::SessionArchive),
     ("sessions/:id/unarchive", Route::SessionUnarchive),
     ("sessions/:id/wait", Route::SessionWait),
+    ("sessions/:id/screen", Route::SessionScreen),
     ("events", Route::Events),
     ("events/stream", Route::EventsStream),
     ("internal/lifecycle/shutdown", Route::Shutdown),
@@ -183,6 +186,7 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::EventsStream => events::on_stream(api, None, req.query, req.last_event_id)?,
         Route::Shutdown => lifecycle::on_shutdown(api, req.body, body)?,
         Route::SessionWait => wait::on_wait(api, id, req.query, body)?,
+        Route::SessionScreen => screen::on_screen(api, id, req.query, body)?,
     })
 }
 

@@ -457,6 +457,14 @@ pub fn on_resize(
     let (cols, rows) = (dim("cols")?, dim("rows")?);
     match api.sessions.resize(key, cols, rows) {
         Ok(()) => {
+            let s = api.sessions.get(key).expect("found");
+            let size = crate::journal::Size {
+                after: s.last_seq(),
+                unix_ms: 0,
+                cols,
+                rows,
+            };
+            api.screens.resized(key, s.serial, size);
             wire::write_json(out, &ACCEPTED);
             Ok(reply(200))
         }

@@ -95,6 +95,8 @@ pub struct Reply {
     pub allow: Option<&'static str>,
     /// Instead of answering now: hold the connection (long poll or stream).
     pub hold: Option<Hold>,
+    /// The body's `Content-Type` (JSON unless the route says otherwise).
+    pub content_type: &'static str,
 }
 
 impl Reply {
@@ -103,6 +105,7 @@ impl Reply {
             status,
             allow: None,
             hold: None,
+            content_type: encode::JSON,
         }
     }
 }
@@ -135,6 +138,10 @@ pub enum HoldKind {
     /// Like `LongPoll` (one response, from `resume`); the service keeps
     /// state for it that `release` frees.
     Wait,
+    /// Like `LongPoll`, for an answer that takes work done in bounded
+    /// steps: `resume` does one step, and holds it again with `until` set
+    /// to now, so that the next turn resumes it again.
+    Step,
 }
 
 /// What a stream fill did.

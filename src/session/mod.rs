@@ -276,6 +276,11 @@ impl Session {
         self.journal.as_ref().map_or(0, Journal::bytes)
     }
 
+    /// Its directory on disk (None: memory only).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.journal.as_ref().map(Journal::dir)
+    }
+
     /// Seq of its newest event (0 if it has none), shown or not yet.
     pub fn last_seq(&self) -> u64 {
         let shown = self.ring.last_seq().unwrap_or(self.ring.dropped_through());
@@ -314,28 +319,65 @@ pub fn stamp_str(stamp: &[u8; 20]) -> &str {
     std::str::from_utf8(stamp).unwrap_or("1970-01-01T00:00:00Z")
 }
 
-/// RFC 3339 timestamps at one-second resolution, formatted once per second.
-#[derive(Default)]
+/// The daemon's time: the wall clock read once, then advanced by the
+/// monotonic clock, so that event times never go backwards within a run
+/// (a recording's pauses are real pauses even if the wall clock is set).
+/// RFC 3339 text, formatted once per millisecond at most.
 struct Clock {
-    secs: u64,
-    text: [u8; 20],
+    wall: SystemTime,
+    mono: Instant,
+    /// Unix milliseconds of `text`.
+    ms: u64,
+    text: [u8; 24],
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+            ms: u64::MAX,
+            text: [0; 24],
+        }
+    }
 }
 
 impl Clock {
-    fn stamp(&mut self) -> [u8; 20] {
-        let now = SystemTime::now();
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if secs != self.secs || self.text[0] == 0 {
-            let text = humantime::format_rfc3339_seconds(now).to_string();
-            if text.len() == 20 {
+    fn now(&self) -> SystemTime {
+        self.wall + self.mono.elapsed()
+    }
+
+    /// Unix milliseconds now.
+    pub fn unix_ms(&self) -> u64 {
+        unix_ms(self.now())
+    }
+
+    /// An event's time: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    fn event_stamp(&mut self) -> [u8; 24] {
+        let now = self.now();
+        let ms = unix_ms(now);
+        if ms != self.ms {
+            let text = humantime::format_rfc3339_millis(now).to_string();
+            if text.len() == 24 {
                 self.text.copy_from_slice(text.as_bytes());
-                self.secs = secs;
+                self.ms = ms;
             }
         }
         self.text
     }
+
+    /// A record's time, to the second: `YYYY-MM-DDTHH:MM:SSZ`.
+    fn stamp(&mut self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..19].copy_from_slice(&self.event_stamp()[..19]);
+        out[19] = b'Z';
+        out
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The daemon-wide event sequence and accounting, apart from the session
@@ -363,7 +405,7 @@ impl Log {
         Event {
             seq: self.next_seq,
             kind,
-            created_at: self.clock.stamp(),
+            created_at: self.clock.event_stamp(),
             payload,
         }
     }
@@ -913,6 +955,7 @@ impl Sessions {
         });
         self.register(key);
         self.log.save_meta(&self.root, &mut self.list[key]);
+        self.record_size(key, spec.cols, spec.rows);
 
         let started = match harness.resolve(&self.path) {
             None => Err(format!(
@@ -1339,8 +1382,27 @@ impl Sessions {
             (Some(master), Status::Running) => pty::resize(master, cols, rows).map_err(|e| {
                 log::warn!("session {}: resize: {e}", s.id);
                 Refusal::NotLive
-            }),
-            _ => Err(Refusal::NotLive),
+            })?,
+            _ => return Err(Refusal::NotLive),
+        }
+        self.record_size(key, cols, rows);
+        Ok(())
+    }
+
+    /// Notes the session's terminal size from now on (`journal::append_size`).
+    fn record_size(&mut self, key: usize, cols: u16, rows: u16) {
+        let s = &self.list[key];
+        let Some(dir) = s.dir() else {
+            return;
+        };
+        let size = crate::journal::Size {
+            after: s.last_seq(),
+            unix_ms: self.log.clock.unix_ms(),
+            cols,
+            rows,
+        };
+        if let Err(e) = crate::journal::append_size(dir, size) {
+            log::warn!("session {}: recording its size: {e}", s.id);
         }
     }
 

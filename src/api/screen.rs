@@ -1,0 +1,428 @@
+//! `GET /api/v1/sessions/:id/screen`: what a session's terminal shows now,
+//! as rows of text (JSON) or as bytes that redraw it (`?format=ansi`).
+//!
+//! A screen is a `vt100` grid (32 bytes a cell, one grid per screen the
+//! program drew on: the alternate screen has its own) fed the session's
+//! output. A session nobody asks about has none and costs nothing more.
+//! The first request builds the grid: from the session's screen
+//! checkpoint if it has one (`checkpoint`), then by replaying the output
+//! after it, journal first, at most `STEP_BYTES` of it per loop turn.
+//! Meanwhile the request is held (`HoldKind::Step`: resumed every turn),
+//! so other clients are served between steps. Later requests only feed the
+//! grid what is new. A grid goes when it has not been asked for in `KEEP`,
+//! when the daemon goes quiet, or when grids together pass `MAX_CELLS`
+//! (the least recently asked first); what it replayed stays in the
+//! checkpoint, so building it again replays only what came after.
+//!
+//! The terminal's size over time comes from the session's sizes file
+//! (`journal::read_sizes`), applied between the events it falls between.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::query::{bad_query, query_param};
+use super::sessions::find;
+use super::Api;
+use crate::http::{Hold, HoldKind, Reply};
+use crate::journal::{self, Size};
+use crate::ring::Kind;
+use crate::session::Sessions;
+
+/// Output replayed into a grid per loop turn, at most (plus what is still
+/// in the ring, which costs no disk read).
+pub const STEP_BYTES: usize = 1024 * 1024;
+/// A grid not asked for in this long is dropped.
+pub const KEEP: Duration = Duration::from_secs(30);
+/// Cells the grids may hold together (32 bytes each: 64 MiB); past it the
+/// least recently asked grids go. One grid is always allowed, whatever
+/// its size.
+pub const MAX_CELLS: usize = 2 * 1024 * 1024;
+/// A window title longer than this is cut.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// A session launched before sizes were recorded had the launch default.
+const DEFAULT_SIZE: (u16, u16) = (80, 24);
+
+/// The grids of the sessions whose screen was asked for lately.
+#[derive(Default)]
+pub struct Screens {
+    grids: HashMap<usize, Grid>,
+}
+
+pub struct Grid {
+    /// Which incarnation of the slab key (`Session::serial`).
+    serial: u64,
+    term: vt100::Parser<Title>,
+    /// The newest event fed to it.
+    seq: u64,
+    /// Sizes still to apply, oldest first.
+    sizes: VecDeque<Size>,
+    /// The start of a sequence `feed` rewrites, split from its end.
+    carry: Vec<u8>,
+    asked: Instant,
+}
+
+/// Keeps the window title a program sets (OSC 0 or 2).
+#[derive(Default)]
+pub struct Title(String);
+
+impl vt100::Callbacks for Title {
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        let mut kept = String::new();
+        for c in String::from_utf8_lossy(title).chars() {
+            if kept.len() + c.len_utf8() > MAX_TITLE_BYTES {
+                break;
+            }
+            if !c.is_control() {
+                kept.push(c);
+            }
+        }
+        self.0 = kept;
+    }
+}
+
+fn parser(cols: u16, rows: u16) -> vt100::Parser<Title> {
+    let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
+    vt100::Parser::new_with_callbacks(nz(rows), nz(cols), 0, Title::default())
+}
+
+impl Grid {
+    fn cells(&self) -> usize {
+        let (rows, cols) = self.term.screen().size();
+        usize::from(rows.get()) * usize::from(cols.get())
+    }
+
+    /// Feeds output to the grid. `vt100` does not know the ANSI.SYS
+    /// save and restore (`CSI s`, `CSI u`), which terminals (tmux, xterm)
+    /// treat as `ESC 7` and `ESC 8`: they are rewritten so, the only
+    /// bytes looked at here (an `ESC [` ends any string sequence, so the
+    /// rewrite cannot land inside one).
+    fn feed(&mut self, data: &[u8]) {
+        let finder = memchr::memmem::Finder::new(b"\x1b[");
+        if self.carry.is_empty() && finder.find(data).is_none() && data.last() != Some(&0x1b) {
+            self.term.process(data);
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(data);
+        let keep = if buf.ends_with(b"\x1b[") {
+            2
+        } else {
+            usize::from(buf.ends_with(b"\x1b"))
+        };
+        let end = buf.len() - keep;
+        let mut out = Vec::with_capacity(end);
+        let mut at = 0;
+        while let Some(found) = finder.find(&buf[at..end]) {
+            let seq = at + found;
+            out.extend_from_slice(&buf[at..seq]);
+            match buf.get(seq + 2) {
+                Some(b's') => out.extend_from_slice(b"\x1b7"),
+                Some(b'u') => out.extend_from_slice(b"\x1b8"),
+                _ => {
+                    out.extend_from_slice(b"\x1b[");
+                    at = seq + 2;
+                    continue;
+                }
+            }
+            at = seq + 3;
+        }
+        out.extend_from_slice(&buf[at.min(end)..end]);
+        self.term.process(&out);
+        self.carry = buf.split_off(end);
+    }
+
+    fn apply(&mut self, size: Size) {
+        let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
+        self.term.set_size(nz(size.rows), nz(size.cols));
+    }
+
+    /// Applies the sizes that took effect before event `seq` (all of them
+    /// for `u64::MAX`).
+    fn apply_sizes_before(&mut self, seq: u64) {
+        while let Some(&size) = self.sizes.front().filter(|s| s.after < seq) {
+            self.sizes.pop_front();
+            self.apply(size);
+        }
+    }
+}
+
+impl Screens {
+    pub fn is_empty(&self) -> bool {
+        self.grids.is_empty()
+    }
+
+    /// Drops every grid (the daemon went quiet: nobody is asking).
+    pub fn clear(&mut self) {
+        self.grids.clear();
+        self.grids.shrink_to_fit();
+    }
+
+    /// Drops the grids not asked for in `KEEP`.
+    pub fn sweep(&mut self, now: Instant) {
+        self.grids
+            .retain(|_, g| now.saturating_duration_since(g.asked) < KEEP);
+    }
+
+    /// A live session was resized: its grid (if any) takes the new size
+    /// after the events it has seen so far.
+    pub fn resized(&mut self, key: usize, serial: u64, size: Size) {
+        if let Some(g) = self.grids.get_mut(&key).filter(|g| g.serial == serial) {
+            g.sizes.push_back(size);
+        }
+    }
+
+    /// The session's grid, made empty (at its first size) if it has none;
+    /// keeps the grids within `MAX_CELLS`, this one aside.
+    fn grid(&mut self, sessions: &Sessions, key: usize, serial: u64, now: Instant) -> &mut Grid {
+        let stale = self.grids.get(&key).is_some_and(|g| g.serial != serial);
+        if stale {
+            self.grids.remove(&key);
+        }
+        if !self.grids.contains_key(&key) {
+            let dir = sessions.get(key).and_then(|s| s.dir());
+            let mut sizes: VecDeque<Size> = dir.map(journal::read_sizes).unwrap_or_default().into();
+            let (cols, rows) = match sizes.front() {
+                Some(first) if first.after == 0 => {
+                    let first = sizes.pop_front().expect("front");
+                    (first.cols, first.rows)
+                }
+                _ => DEFAULT_SIZE,
+            };
+            let grid = Grid {
+                serial,
+                term: parser(cols, rows),
+                seq: 0,
+                sizes,
+                carry: Vec::new(),
+                asked: now,
+            };
+            self.make_room(grid.cells());
+            self.grids.insert(key, grid);
+        }
+        let g = self.grids.get_mut(&key).expect("inserted");
+        g.asked = now;
+        g
+    }
+
+    fn make_room(&mut self, wanted: usize) {
+        loop {
+            let held: usize = self.grids.values().map(Grid::cells).sum();
+            if held + wanted <= MAX_CELLS || self.grids.is_empty() {
+                return;
+            }
+            let oldest = self
+                .grids
+                .iter()
+                .min_by_key(|(_, g)| g.asked)
+                .map(|(&k, _)| k)
+                .expect("not empty");
+            self.grids.remove(&oldest);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Output<'a> {
+    #[serde(borrow)]
+    data: std::borrow::Cow<'a, str>,
+}
+
+/// Feeds the grid the session's events it lacks, at most `STEP_BYTES` of
+/// them from disk; whether it has caught up.
+fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
+    let more = sessions.visit(key, g.seq, usize::MAX, STEP_BYTES, |_, e| {
+        g.apply_sizes_before(e.seq);
+        if e.kind == Kind::Output {
+            // The payload is `payload_json`'s string literal: the JSON
+            // text of `{"data": …}`.
+            if let Ok(text) = serde_json::from_slice::<std::borrow::Cow<'_, str>>(&e.payload) {
+                if let Ok(out) = serde_json::from_str::<Output<'_>>(&text) {
+                    g.feed(out.data.as_bytes());
+                }
+            }
+        }
+        g.seq = e.seq;
+        true
+    });
+    if !more {
+        g.apply_sizes_before(u64::MAX);
+    }
+    !more
+}
+
+/// The `format` a request asks for: JSON (0) or redraw bytes (1), kept in
+/// its hold's `limit`.
+const ANSI: usize = 1;
+
+pub fn on_screen(
+    api: &mut Api,
+    id: &str,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Reply, ApiError> {
+    let format = match query_param(query, "format")?.as_deref() {
+        None | Some("json") => 0,
+        Some("ansi") => ANSI,
+        Some(other) => {
+            return Err(bad_query(
+                "format",
+                other,
+                "`format` must be `json` or `ansi`.",
+            ))
+        }
+    };
+    let now = Instant::now();
+    api.screens.sweep(now);
+    let (key, s) = find(&mut api.sessions, id)?;
+    let hold = Hold {
+        kind: HoldKind::Step,
+        topic: key,
+        tag: s.serial,
+        cursor: 0,
+        limit: format,
+        until: Some(now),
+    };
+    Ok(resume(api, &hold, out))
+}
+
+/// Builds or updates the grid one step; answers once it has caught up,
+/// else holds the request for the next step.
+pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
+    out.clear();
+    let Api {
+        screens, sessions, ..
+    } = api;
+    if sessions
+        .get(hold.topic)
+        .is_none_or(|s| s.serial != hold.tag)
+    {
+        return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
+    }
+    let now = Instant::now();
+    let g = screens.grid(sessions, hold.topic, hold.tag, now);
+    if !step(sessions, hold.topic, g) {
+        return Reply {
+            hold: Some(Hold {
+                until: Some(now),
+                ..*hold
+            }),
+            ..Reply::new(200)
+        };
+    }
+    if hold.limit == ANSI {
+        write_ansi(g, out);
+        return Reply {
+            content_type: "application/octet-stream",
+            ..Reply::new(200)
+        };
+    }
+    write_json(g, out);
+    Reply::new(200)
+}
+
+fn write_json(g: &Grid, out: &mut Vec<u8>) {
+    let screen = g.term.screen();
+    let (rows, cols) = screen.size();
+    let (row, col) = screen.cursor_position();
+    let lines: Vec<String> = screen
+        .rows(0, cols.get())
+        .map(|mut line| {
+            line.truncate(line.trim_end_matches(' ').len());
+            line
+        })
+        .collect();
+    super::wire::write_json(
+        out,
+        &json!({
+            "cols": cols.get(),
+            "rows": rows.get(),
+            "cursor": { "row": row, "col": col, "visible": !screen.hide_cursor() },
+            "title": g.term.callbacks().0,
+            "alternateScreen": screen.alternate_screen(),
+            "lines": lines,
+            "seq": g.seq,
+        }),
+    );
+}
+
+/// Bytes that draw the screen on an empty terminal of its size: the
+/// title, the alternate screen if it is on, then `vt100`'s redraw (cells
+/// with their colours and attributes, the cursor's place and visibility)
+/// and the input modes the program set.
+fn write_ansi(g: &Grid, out: &mut Vec<u8>) {
+    let screen = g.term.screen();
+    let title = &g.term.callbacks().0;
+    if !title.is_empty() {
+        out.extend_from_slice(b"\x1b]2;");
+        out.extend_from_slice(title.as_bytes());
+        out.push(0x07);
+    }
+    if screen.alternate_screen() {
+        out.extend_from_slice(b"\x1b[?1049h");
+    }
+    out.extend_from_slice(screen.state_formatted().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_cut_and_cleaned() {
+        let mut p = parser(20, 5);
+        p.process(b"\x1b]2;hello\x07");
+        assert_eq!(p.callbacks().0, "hello");
+        let long = format!("\x1b]0;{}\x07", "\u{e9}".repeat(MAX_TITLE_BYTES));
+        p.process(long.as_bytes());
+        assert_eq!(p.callbacks().0.len(), MAX_TITLE_BYTES);
+    }
+
+    #[test]
+    fn ansi_sys_save_and_restore_split_anywhere() {
+        let stream = b"abc\x1b[s\x1b[3;3Hxy\x1b[uDEF\x1b[1mB\x1b[0m";
+        let mut whole = parser(10, 4);
+        whole.process(b"abc\x1b7\x1b[3;3Hxy\x1b8DEF\x1b[1mB\x1b[0m");
+        for cut in 0..stream.len() {
+            let mut g = Grid {
+                serial: 1,
+                term: parser(10, 4),
+                seq: 0,
+                sizes: VecDeque::new(),
+                carry: Vec::new(),
+                asked: Instant::now(),
+            };
+            g.feed(&stream[..cut]);
+            g.feed(&stream[cut..]);
+            assert_eq!(
+                g.term.screen().contents_formatted(),
+                whole.screen().contents_formatted(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_apply_between_events() {
+        let mut g = Grid {
+            serial: 1,
+            term: parser(10, 3),
+            seq: 0,
+            sizes: VecDeque::from([Size {
+                after: 5,
+                unix_ms: 0,
+                cols: 40,
+                rows: 10,
+            }]),
+            carry: Vec::new(),
+            asked: Instant::now(),
+        };
+        g.apply_sizes_before(5);
+        assert_eq!(g.cells(), 30);
+        g.apply_sizes_before(6);
+        assert_eq!(g.cells(), 400);
+    }
+}
