@@ -814,13 +814,14 @@ impl<T: Socket> Conn<T> {
             reply = cx.service.framing_error(crate::http::Error::BUSY, cx.body);
         }
         let out = self.output_buf(cx.pools);
-        encode::head(
+        encode::head_with(
             out,
             reply.status,
             reply.content_type,
             cx.body.len(),
             persist,
             reply.allow,
+            reply.seq,
         );
         if !head_only {
             out.extend_from_slice(cx.body);

@@ -142,28 +142,36 @@ impl Drop for Term {
     }
 }
 
-/// A session that echoes each line it reads and reports its terminal size.
-const ECHO_SIZE: &str = "echo ready; while read l; do echo \"got:$l\"; stty size; done";
+/// A session that echoes each line it reads and reports its terminal size,
+/// after history that is no longer on its screen.
+const CLEARED_ECHO_SIZE: &str = "echo gone; printf '\\033[2J\\033[H'; echo ready; while read l; do echo \"got:$l\"; stty size; done";
 
 #[test]
 fn attach_types_resizes_detaches_and_restores_the_terminal() {
     let d = Daemon::with_sessions("");
-    let id = d.launch("sh", ECHO_SIZE)["id"].as_str().unwrap().to_owned();
+    let id = d.launch("sh", CLEARED_ECHO_SIZE)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     d.wait_output(&id, "ready");
 
     let prefix = &id[..id.len() - 3];
     let mut t = Term::spawn(&d, &["attach", prefix]);
-    // The replay, then the status query that marks its end.
+    // The screen as it is, drawn from the snapshot: not the history that
+    // scrolled or was cleared away, and no terminal queries from it.
     t.wait_for("ready");
-    t.wait_for("\x1b[5n");
-    assert!(t.raw(), "attached, the terminal is raw");
-    // A stale reply to something the replay showed, then the terminal's
-    // answer to the status query: both are dropped, not typed.
-    t.type_in(b"\x1b[12;1R\x1b[0n");
+    wait_for("coven to put the terminal in raw mode", || {
+        t.raw().then_some(())
+    });
     t.type_in(b"one\r");
     t.wait_for("got:one");
     // The size sent on attach.
     t.wait_for("30 100");
+    let shown = t.screen();
+    assert!(
+        !shown.contains("gone") && !shown.contains("\x1b[5n"),
+        "{shown:?}"
+    );
     assert!(!d.wait_output(&id, "got:one").contains("got:\x1b"));
 
     // The terminal changes size: the session follows.

@@ -317,6 +317,7 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         write_ansi(g, out);
         return Reply {
             content_type: "application/octet-stream",
+            seq: Some(g.seq),
             ..Reply::new(200)
         };
     }

@@ -6,8 +6,10 @@
 //! mio because stdin may be a regular file or `/dev/null`, which epoll refuses.
 //!
 //! The way through: raw mode on (when stdin is a terminal), the terminal size
-//! sent, the session's history replayed from the paged events route, then the
-//! stream followed from where the replay ended. Keystrokes go to
+//! sent, the session's screen drawn from its snapshot (`/screen?format=ansi`,
+//! whatever the length of its history; when stdout is not a terminal, the
+//! history replayed from the paged events route instead), then the stream
+//! followed from the event the snapshot (or the replay) showed last. Keystrokes go to
 //! `POST /input`; `SIGWINCH` becomes `POST /resize`; Ctrl-] detaches. Every
 //! way out returns through `attach`, which restores the terminal (the raw-mode
 //! guard also restores it while a panic unwinds).
@@ -149,7 +151,8 @@ fn default_cwd(root: &std::path::Path, here: &std::path::Path) -> Option<PathBuf
 /// `coven attach <id>` (a resolved id). Returns the exit status, after the
 /// terminal is restored and the way it ended is printed on stderr.
 ///
-/// `drop_replies`: the replayed history holds the harness's old terminal
+/// `drop_replies`: a replayed history (from a daemon without screens)
+/// holds the harness's old terminal
 /// queries (cursor position, colours); the local terminal answers them,
 /// and those answers must not reach the live harness as typed input.
 pub fn attach(client: &Client, id: &str, drop_replies: bool) -> Result<u8, ClientError> {
@@ -183,16 +186,34 @@ fn follow(
         resize(client, id, cols, rows)?;
     }
 
-    // Replay what is recorded so far.
-    let (cursor, end) = client.events(id, 0, |e| {
-        if let Some(sig) = signals.stop() {
-            return Ok(Some(End::Signalled(sig)));
+    // On a terminal, draw the screen as it is now, then follow from the
+    // event it shows last: however long the history, one small answer. A
+    // file or pipe gets the output as it was, from the start.
+    let drawn = if io::stdout().is_terminal() {
+        snapshot(client, id)?
+    } else {
+        None
+    };
+    let cursor = match drawn {
+        Some((cursor, redraw)) => {
+            screen.track(&redraw);
+            screen.write(&redraw)?;
+            cursor
         }
-        screen.show(e)
-    })?;
-    if let Some(end) = end {
-        return Ok(end);
-    }
+        None => {
+            // A daemon without screens: replay what is recorded so far.
+            let (cursor, end) = client.events(id, 0, |e| {
+                if let Some(sig) = signals.stop() {
+                    return Ok(Some(End::Signalled(sig)));
+                }
+                screen.show(e)
+            })?;
+            if let Some(end) = end {
+                return Ok(end);
+            }
+            cursor
+        }
+    };
     screen.flush()?;
     let mut sync = Sync::None;
     if drop_replies && screen.replayed {
@@ -318,6 +339,24 @@ fn follow(
                 return Ok(End::Detached);
             }
         }
+    }
+}
+
+/// The session's screen as bytes that redraw it, and the newest event it
+/// reflects (`Coven-Seq`); `None` from a daemon that has no screen route.
+fn snapshot(client: &Client, id: &str) -> Result<Option<(u64, Vec<u8>)>, ClientError> {
+    let path = format!("/api/v1/sessions/{id}/screen?format=ansi");
+    match client.fetch("GET", &path, None, Duration::from_secs(120)) {
+        Ok((head, body)) => {
+            let seq = head
+                .lines()
+                .find_map(|l| l.strip_prefix("coven-seq:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| ClientError::Protocol("a screen without Coven-Seq".into()))?;
+            Ok(Some((seq, body)))
+        }
+        Err(ClientError::Api { code, .. }) if code == "not_found" => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -63,6 +63,19 @@ impl Client {
         body: Option<&Value>,
         patience: Duration,
     ) -> Result<Value, ClientError> {
+        let (_, body) = self.fetch(method, path, body, patience)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// One request; a 2xx answer's head (lowercase) and raw body, else the
+    /// envelope as an error.
+    pub fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        patience: Duration,
+    ) -> Result<(String, Vec<u8>), ClientError> {
         let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
         s.set_read_timeout(Some(patience)).ok();
         let body = body.map(Value::to_string).unwrap_or_default();
@@ -74,15 +87,15 @@ impl Client {
             .map_err(ClientError::Unreachable)?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(ClientError::Unreachable)?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
+        let end = memchr::memmem::find(&raw, b"\r\n\r\n")
             .ok_or_else(|| ClientError::Protocol("no response head".into()))?;
-        let status = status_of(head)?;
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let body = raw.split_off(end + 4);
+        let status = status_of(&head)?;
         if !(200..300).contains(&status) {
-            return Err(api_error(status, body.as_bytes()));
+            return Err(api_error(status, &body));
         }
-        serde_json::from_str(body).map_err(|e| ClientError::Protocol(e.to_string()))
+        Ok((head, body))
     }
 
     /// Opens a `text/event-stream` route: the socket, and any body bytes

@@ -43,6 +43,28 @@ pub fn head(
     persist: Persist,
     allow: Option<&str>,
 ) {
+    head_with(
+        out,
+        status,
+        content_type,
+        content_length,
+        persist,
+        allow,
+        None,
+    )
+}
+
+/// `head`, with a `Coven-Seq` header: the newest event an answer reflects
+/// (a screen's redraw bytes, which have no field to carry it).
+pub fn head_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    content_length: usize,
+    persist: Persist,
+    allow: Option<&str>,
+    seq: Option<u64>,
+) {
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(digits.format(status).as_bytes());
@@ -60,6 +82,10 @@ pub fn head(
     if let Some(allow) = allow {
         out.extend_from_slice(b"\r\nAllow: ");
         out.extend_from_slice(allow.as_bytes());
+    }
+    if let Some(seq) = seq {
+        out.extend_from_slice(b"\r\nCoven-Seq: ");
+        out.extend_from_slice(digits.format(seq).as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }

@@ -97,6 +97,8 @@ pub struct Reply {
     pub hold: Option<Hold>,
     /// The body's `Content-Type` (JSON unless the route says otherwise).
     pub content_type: &'static str,
+    /// A `Coven-Seq` header's value.
+    pub seq: Option<u64>,
 }
 
 impl Reply {
@@ -106,6 +108,7 @@ impl Reply {
             allow: None,
             hold: None,
             content_type: encode::JSON,
+            seq: None,
         }
     }
 }
