@@ -65,6 +65,8 @@ pub const STREAM_BUDGET_BYTES: usize = 64 * 1024;
 /// A stream with nothing to say sends a comment this often.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+const CAST_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-asciicast\r\nConnection: close\r\n\r\n";
 const SSE_HEARTBEAT: &[u8] = b": heartbeat\n\n";
 
 /// Free buffers shared by all connections.
@@ -289,9 +291,11 @@ impl<T: Socket> Conn<T> {
 
     /// The topic a held request waits on.
     /// The hold of a request parked unanswered, if any.
+    /// A held request's hold, parked or streaming: what the service is
+    /// told to release when the connection goes.
     pub fn parked_hold(&self) -> Option<Hold> {
         match &self.state {
-            State::Parked { hold, .. } => Some(*hold),
+            State::Parked { hold, .. } | State::Streaming { hold, .. } => Some(*hold),
             _ => None,
         }
     }
@@ -382,11 +386,11 @@ impl<T: Socket> Conn<T> {
                 self.answer_hold(cx, true);
                 self.on_ready(cx)
             }
-            State::Streaming { heartbeat_at, .. } => {
+            State::Streaming { heartbeat_at, hold } => {
                 if self.last_active + cx.limits.idle_timeout <= now {
                     return Step::Close;
                 }
-                if *heartbeat_at <= now {
+                if *heartbeat_at <= now && hold.kind == HoldKind::Stream {
                     *heartbeat_at = now + HEARTBEAT;
                     if self.output.len() == self.written {
                         self.output_buf(cx.pools).extend_from_slice(SSE_HEARTBEAT);
@@ -771,8 +775,15 @@ impl<T: Socket> Conn<T> {
                 };
             }
             Some(hold) => {
-                self.output_buf(cx.pools).extend_from_slice(SSE_HEAD);
+                let head = if hold.kind == HoldKind::Cast {
+                    CAST_HEAD
+                } else {
+                    SSE_HEAD
+                };
+                self.output_buf(cx.pools).extend_from_slice(head);
                 if head_only {
+                    // No body: whatever the service keeps for it goes.
+                    cx.service.release(&hold);
                     self.state = State::Closing;
                 } else {
                     self.state = State::Streaming {

@@ -319,3 +319,61 @@ fn wait_exits_0_when_met_and_1_at_its_timeout() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pattern"));
 }
+
+#[test]
+fn screen_and_cast_print_what_the_session_shows_and_did() {
+    let d = Daemon::with_sessions("");
+    let id = d.launch(
+        "sh",
+        r"printf 'gone\r\n\033[2J\033[Hnow \033[1mbold\033[0m\r\n'",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.wait_exit_event(&id);
+    let o = d.command().args(["screen", &id[..8]]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.starts_with("now bold\n\n"), "{text:?}");
+    assert!(!text.contains("gone"));
+
+    let o = d
+        .command()
+        .args(["screen", &id, "--ansi"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let ansi = d.get_raw(&format!("/api/v1/sessions/{id}/screen?format=ansi"));
+    assert_eq!(o.stdout, ansi);
+
+    let o = d
+        .command()
+        .args(["cast", &id, "--idle-limit", "0.5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        (header["version"].clone(), header["idle_time_limit"].clone()),
+        (2.into(), 0.5.into())
+    );
+    let out: String = lines
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[2]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(out.contains("now \u{1b}[1mbold"), "{out:?}");
+
+    let o = d
+        .command()
+        .args(["cast", &id, "--idle-limit", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("idleLimit"));
+}

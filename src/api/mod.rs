@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod body;
+pub mod cast;
 pub mod error;
 pub mod events;
 pub mod lifecycle;
@@ -49,6 +50,8 @@ pub struct Api {
     pub shown: std::collections::HashMap<usize, wait::Shown>,
     /// Terminal grids of the sessions whose screen was asked for lately.
     pub screens: screen::Screens,
+    /// Recordings being sent, by their hold's `limit`.
+    pub casts: slab::Slab<cast::Cast>,
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
@@ -88,6 +91,7 @@ impl Api {
             waits: slab::Slab::new(),
             shown: std::collections::HashMap::new(),
             screens: screen::Screens::default(),
+            casts: slab::Slab::new(),
             daemon,
             stats: Stats::default(),
             sessions,
@@ -203,10 +207,15 @@ impl Service for Api {
             self.acks.try_remove(hold.tag as usize);
         } else if hold.kind == HoldKind::Wait {
             wait::release(self, hold);
+        } else if hold.kind == HoldKind::Cast {
+            cast::release(self, hold);
         }
     }
 
     fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {
+        if hold.kind == HoldKind::Cast {
+            return cast::stream(self, hold, out, budget);
+        }
         events::stream(self, hold, out, budget)
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::decode;
-use super::{actions, events, lifecycle, meta, screen, sessions, wait, Api};
+use super::{actions, cast, events, lifecycle, meta, screen, sessions, wait, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -38,6 +38,7 @@ pub enum Route {
     SessionUnarchive,
     SessionWait,
     SessionScreen,
+    SessionCast,
 }
 
 impl Route {
@@ -53,6 +54,7 @@ impl Route {
             | Route::SessionStream
             | Route::SessionWait
             | Route::SessionScreen
+            | Route::SessionCast
             | Route::EventsStream => "GET, HEAD",
             Route::Sessions => "GET, HEAD, POST",
             Route::Session => "GET, HEAD, DELETE",
@@ -97,6 +99,7 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("sessions/:id/unarchive", Route::SessionUnarchive),
     ("sessions/:id/wait", Route::SessionWait),
     ("sessions/:id/screen", Route::SessionScreen),
+    ("sessions/:id/cast", Route::SessionCast),
     ("events", Route::Events),
     ("events/stream", Route::EventsStream),
     ("internal/lifecycle/shutdown", Route::Shutdown),
@@ -187,6 +190,7 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::Shutdown => lifecycle::on_shutdown(api, req.body, body)?,
         Route::SessionWait => wait::on_wait(api, id, req.query, body)?,
         Route::SessionScreen => screen::on_screen(api, id, req.query, body)?,
+        Route::SessionCast => cast::on_cast(api, id, req.query, body)?,
     })
 }
 

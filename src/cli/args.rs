@@ -60,6 +60,17 @@ pub enum Command {
         what: WaitFor,
         timeout_ms: Option<u64>,
     },
+    /// What the session's screen shows (`--ansi`: bytes that redraw it).
+    Screen {
+        id: String,
+        ansi: bool,
+    },
+    /// The session as an asciicast v2 recording, on stdout.
+    Cast {
+        id: String,
+        /// `--idle-limit S`: pauses longer than S seconds count as S.
+        idle_limit: Option<String>,
+    },
 }
 
 /// What `coven wait` waits for.
@@ -112,6 +123,8 @@ commands:
   resize <id> <cols> <rows>         set a session's terminal size
   wait <id> --exit | --quiet MS | --match RE [--timeout MS]
                                     until a session ends, goes quiet or prints RE
+  screen <id> [--ansi]              what a session's screen shows now
+  cast <id> [--idle-limit S]        a session as an asciicast recording (stdout)
   help [command], version
 
 `coven help <command>` (or `coven <command> --help`) describes one command.
@@ -252,6 +265,26 @@ Exit status: 0 met, 1 not met by the timeout (or an error).
 ",
     ),
     (
+        "screen",
+        "\
+usage: coven screen <id> [--ansi] [--json]
+
+Prints what the session's terminal shows now, one line per row (--json:
+the API's snapshot with size, cursor and title; --ansi: bytes that redraw
+it, colours included, for a terminal of the session's size).
+",
+    ),
+    (
+        "cast",
+        "\
+usage: coven cast <id> [--idle-limit S] > session.cast
+
+Writes the session's output, input and resizes so far as an asciicast v2
+recording, which `asciinema play` and asciinema's web player read.
+  --idle-limit S  pauses longer than S seconds (a decimal) count as S
+",
+    ),
+    (
         "resize",
         "usage: coven resize <id> <cols> <rows> [--json]\n\nSets the session's terminal size (1..=1000 each).\n",
     ),
@@ -277,6 +310,8 @@ fn allowed(command: &Command) -> &'static [&'static str] {
         Command::Run(_) => &["root", "cwd", "title", "detach"],
         Command::Sessions { .. } => &["all", "limit"],
         Command::Wait { .. } => &["exit", "quiet", "match", "timeout"],
+        Command::Screen { .. } => &["ansi"],
+        Command::Cast { .. } => &["idle-limit"],
         _ => &[],
     }
 }
@@ -308,6 +343,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let mut limit = None;
     let mut waits: Vec<WaitFor> = Vec::new();
     let mut timeout_ms = None;
+    let mut ansi = false;
+    let mut idle_limit = None;
     let (mut root, mut cwd, mut title) = (None, None, None);
     let number = |v: String, what: &str| -> Result<u64, String> {
         v.parse()
@@ -329,6 +366,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
             Long("all") | Short('a') => {
                 all = true;
                 given.push("all");
+            }
+            Long("ansi") => {
+                ansi = true;
+                given.push("ansi");
+            }
+            Long("idle-limit") => {
+                idle_limit = Some(text(&mut parser)?);
+                given.push("idle-limit");
             }
             Long("exit") => {
                 waits.push(WaitFor::Exit);
@@ -420,6 +465,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         ["rm", s] => Command::Remove { id: id(s) },
         ["show", s] => Command::Show { id: id(s) },
         ["attach", s] => Command::Attach { id: id(s) },
+        ["screen", s] => Command::Screen { id: id(s), ansi },
+        ["cast", s] => Command::Cast {
+            id: id(s),
+            idle_limit: idle_limit.take(),
+        },
         ["wait", s] => {
             if waits.len() != 1 {
                 return Err("wait: give one of --exit, --quiet MS, --match RE".into());

@@ -98,12 +98,15 @@ impl Client {
         Ok((head, body))
     }
 
-    /// Opens a `text/event-stream` route: the socket, and any body bytes
+    /// Opens a streamed route (an event stream, a recording): the socket, and any body bytes
     /// read past the response head; the envelope as an error otherwise.
     pub fn open_stream(&self, path: &str) -> Result<(UnixStream, Vec<u8>), ClientError> {
         let mut s = UnixStream::connect(&self.socket).map_err(ClientError::Unreachable)?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: coven\r\n\r\n")
-            .map_err(ClientError::Unreachable)?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: coven\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(ClientError::Unreachable)?;
         let mut buf = [0u8; 4096];
         let mut pending: Vec<u8> = Vec::new();
         loop {

@@ -246,6 +246,44 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             )?;
             accepted(out, inv.json, &r).map_err(io)
         }
+        Command::Screen { id, ansi } => {
+            let id = client.resolve_id(id)?;
+            let path = format!("/api/v1/sessions/{id}/screen");
+            if *ansi {
+                let (_, bytes) = client.fetch(
+                    "GET",
+                    &format!("{path}?format=ansi"),
+                    None,
+                    std::time::Duration::from_secs(120),
+                )?;
+                return out.write_all(&bytes).map_err(io);
+            }
+            let r = client.call("GET", &path, None)?;
+            if inv.json {
+                return print_json(out, &r).map_err(io);
+            }
+            for line in r["lines"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", line.as_str().unwrap_or("")).map_err(io)?;
+            }
+            Ok(())
+        }
+        Command::Cast { id, idle_limit } => {
+            use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+            let id = client.resolve_id(id)?;
+            let mut path = format!("/api/v1/sessions/{id}/cast");
+            if let Some(s) = idle_limit {
+                path.push_str(&format!(
+                    "?idleLimit={}",
+                    utf8_percent_encode(s, NON_ALPHANUMERIC)
+                ));
+            }
+            // Streamed through: a recording of any size costs a buffer.
+            let (mut stream, body) = client.open_stream(&path)?;
+            out.write_all(&body).map_err(io)?;
+            std::io::copy(&mut stream, out)
+                .map(|_| ())
+                .map_err(|e| ClientError::Protocol(format!("reading the recording: {e}")))
+        }
         Command::Run(_) | Command::Attach { .. } | Command::Wait { .. } => Ok(()),
         Command::Serve
         | Command::Help(_)

@@ -138,6 +138,10 @@ pub enum HoldKind {
     LongPoll,
     /// A `text/event-stream` body filled by `stream` until it ends.
     Stream,
+    /// Like `Stream`, for a download of a known end: an
+    /// `application/x-asciicast` body, no heartbeats; the service keeps
+    /// state for it that `release` frees if the client goes first.
+    Cast,
     /// Like `LongPoll` (one response, from `resume`); the service keeps
     /// state for it that `release` frees.
     Wait,
