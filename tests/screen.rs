@@ -440,9 +440,9 @@ fn follows_resizes_and_survives_a_restart() {
 }
 
 #[test]
-fn a_long_history_is_replayed_in_steps() {
+fn a_long_history_is_replayed_in_steps_and_checkpointed() {
     // A ring far smaller than the history: the build reads the journal.
-    let d = Daemon::with_sessions(r#""ringBytes": 65536"#);
+    let mut d = Daemon::with_sessions(r#""ringBytes": 65536"#);
     // About 3 MiB of output (several replay steps), then a last screen.
     let id = launch_sized(
         &d,
@@ -461,10 +461,27 @@ fn a_long_history_is_replayed_in_steps() {
     assert_eq!(lines[0], "last screen");
     assert_eq!(lines[2], "    there");
     assert!(lines[3..].iter().all(|l| l.is_empty()), "{lines:?}");
-    assert_eq!(got["seq"], d.events(&id).last().unwrap()["seq"]);
-    // Other requests are answered while a build is held.
-    let health = d.get("/api/v1/health");
-    assert_eq!(health.status, 200);
+    let last = d.events(&id).last().unwrap()["seq"].clone();
+    assert_eq!(got["seq"], last);
+
+    // The build left a checkpoint at the newest event: a new daemon starts
+    // from it and replays nothing.
+    let ckpt = d.session_dir(&id).join("screen.ckpt");
+    let text = std::fs::read(&ckpt).expect("a checkpoint");
+    let nl = text.iter().position(|&b| b == b'\n').unwrap();
+    let head: Value = serde_json::from_slice(&text[..nl]).unwrap();
+    assert_eq!(head["seq"], last);
+    d.stop();
+    d.spawn();
+    assert_eq!(screen(&d, &id), got);
+    // What the checkpoint says is what the screen shows (it is read, not
+    // rebuilt from the journal).
+    d.stop();
+    let mut forged = text[..=nl].to_vec();
+    forged.extend_from_slice(b"\x1b[H\x1b[2Jfrom the checkpoint");
+    std::fs::write(&ckpt, forged).unwrap();
+    d.spawn();
+    assert_eq!(screen(&d, &id)["lines"][0], "from the checkpoint");
 }
 
 #[test]

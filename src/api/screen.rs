@@ -5,8 +5,8 @@
 //! program drew on: the alternate screen has its own) fed the session's
 //! output. A session nobody asks about has none and costs nothing more.
 //! The first request builds the grid: from the session's screen
-//! checkpoint if it has one (`checkpoint`), then by replaying the output
-//! after it, journal first, at most `STEP_BYTES` of it per loop turn.
+//! checkpoint if it has one, then by replaying the output after it,
+//! journal first, at most `STEP_BYTES` of it per loop turn.
 //! Meanwhile the request is held (`HoldKind::Step`: resumed every turn),
 //! so other clients are served between steps. Later requests only feed the
 //! grid what is new. A grid goes when it has not been asked for in `KEEP`,
@@ -46,6 +46,31 @@ pub const MAX_TITLE_BYTES: usize = 1024;
 /// A session launched before sizes were recorded had the launch default.
 const DEFAULT_SIZE: (u16, u16) = (80, 24);
 
+/// A screen's checkpoint, beside the session's journal, replaced whole
+/// (temp file and rename; not synced: a lost one only costs a longer
+/// replay). First line: JSON `{seq, cols, rows, sizeMs}`; the rest: the
+/// grid's redraw bytes (`write_ansi`), which rebuild it on an empty grid.
+/// What the redraw does not carry is lost at a checkpoint: the primary
+/// screen behind an alternate one, the scroll region, a cursor saved with
+/// `ESC 7`.
+pub const CHECKPOINT_FILE: &str = "screen.ckpt";
+/// A grid that took this much output since its last checkpoint writes a
+/// new one when its build ends and when it is dropped.
+pub const CHECKPOINT_BYTES: u64 = 1024 * 1024;
+/// A checkpoint file past this size is ignored (a 1000×1000 screen of
+/// coloured wide characters stays well below it).
+const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointHead {
+    seq: u64,
+    cols: u16,
+    rows: u16,
+    /// When the newest size it includes was recorded.
+    size_ms: u64,
+}
+
 /// The grids of the sessions whose screen was asked for lately.
 #[derive(Default)]
 pub struct Screens {
@@ -63,6 +88,12 @@ pub struct Grid {
     /// The start of a sequence `feed` rewrites, split from its end.
     carry: Vec<u8>,
     asked: Instant,
+    /// The session's directory (for its checkpoint).
+    dir: Option<Box<std::path::Path>>,
+    /// Output bytes fed since the last checkpoint.
+    fed: u64,
+    /// When the newest size applied was recorded.
+    size_ms: u64,
 }
 
 /// Keeps the window title a program sets (OSC 0 or 2).
@@ -138,6 +169,65 @@ impl Grid {
     fn apply(&mut self, size: Size) {
         let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
         self.term.set_size(nz(size.rows), nz(size.cols));
+        self.size_ms = size.unix_ms;
+    }
+
+    /// Writes the grid's checkpoint if it took enough output since the
+    /// last one.
+    fn checkpoint(&mut self) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        if self.fed < CHECKPOINT_BYTES {
+            return;
+        }
+        let (rows, cols) = self.term.screen().size();
+        let head = CheckpointHead {
+            seq: self.seq,
+            cols: cols.get(),
+            rows: rows.get(),
+            size_ms: self.size_ms,
+        };
+        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+        bytes.push(b'\n');
+        write_ansi(self, &mut bytes);
+        match journal::write_atomic(dir, CHECKPOINT_FILE, &bytes, false) {
+            Ok(()) => self.fed = 0,
+            Err(e) => log::warn!("{}: writing a screen checkpoint: {e}", dir.display()),
+        }
+    }
+
+    /// Starts from the session's checkpoint, if it has a readable one no
+    /// newer than its events (`last_seq`).
+    fn restore(&mut self, last_seq: u64) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let path = dir.join(CHECKPOINT_FILE);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
+        if meta.len() > MAX_CHECKPOINT_BYTES {
+            return;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
+        let Some(nl) = memchr::memchr(b'\n', &bytes) else {
+            return;
+        };
+        let Ok(head) = serde_json::from_slice::<CheckpointHead>(&bytes[..nl]) else {
+            return;
+        };
+        if head.seq > last_seq || head.cols == 0 || head.rows == 0 {
+            return;
+        }
+        self.term = parser(head.cols, head.rows);
+        self.term.process(&bytes[nl + 1..]);
+        self.seq = head.seq;
+        self.size_ms = head.size_ms;
+        self.sizes
+            .retain(|s| s.after > head.seq || (s.after == head.seq && s.unix_ms > head.size_ms));
     }
 
     /// Applies the sizes that took effect before event `seq` (all of them
@@ -157,14 +247,22 @@ impl Screens {
 
     /// Drops every grid (the daemon went quiet: nobody is asking).
     pub fn clear(&mut self) {
+        for g in self.grids.values_mut() {
+            g.checkpoint();
+        }
         self.grids.clear();
         self.grids.shrink_to_fit();
     }
 
     /// Drops the grids not asked for in `KEEP`.
     pub fn sweep(&mut self, now: Instant) {
-        self.grids
-            .retain(|_, g| now.saturating_duration_since(g.asked) < KEEP);
+        self.grids.retain(|_, g| {
+            let keep = now.saturating_duration_since(g.asked) < KEEP;
+            if !keep {
+                g.checkpoint();
+            }
+            keep
+        });
     }
 
     /// A live session was resized: its grid (if any) takes the new size
@@ -183,23 +281,29 @@ impl Screens {
             self.grids.remove(&key);
         }
         if !self.grids.contains_key(&key) {
-            let dir = sessions.get(key).and_then(|s| s.dir());
+            let s = sessions.get(key);
+            let dir = s.and_then(|s| s.dir());
+            let last_seq = s.map_or(0, |s| s.last_seq());
             let mut sizes: VecDeque<Size> = dir.map(journal::read_sizes).unwrap_or_default().into();
-            let (cols, rows) = match sizes.front() {
+            let (cols, rows, size_ms) = match sizes.front() {
                 Some(first) if first.after == 0 => {
                     let first = sizes.pop_front().expect("front");
-                    (first.cols, first.rows)
+                    (first.cols, first.rows, first.unix_ms)
                 }
-                _ => DEFAULT_SIZE,
+                _ => (DEFAULT_SIZE.0, DEFAULT_SIZE.1, 0),
             };
-            let grid = Grid {
+            let mut grid = Grid {
                 serial,
                 term: parser(cols, rows),
                 seq: 0,
                 sizes,
                 carry: Vec::new(),
                 asked: now,
+                dir: dir.map(Into::into),
+                fed: 0,
+                size_ms,
             };
+            grid.restore(last_seq);
             self.make_room(grid.cells());
             self.grids.insert(key, grid);
         }
@@ -220,7 +324,9 @@ impl Screens {
                 .min_by_key(|(_, g)| g.asked)
                 .map(|(&k, _)| k)
                 .expect("not empty");
-            self.grids.remove(&oldest);
+            if let Some(mut g) = self.grids.remove(&oldest) {
+                g.checkpoint();
+            }
         }
     }
 }
@@ -241,6 +347,7 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
             // text of `{"data": …}`.
             if let Ok(text) = serde_json::from_slice::<std::borrow::Cow<'_, str>>(&e.payload) {
                 if let Ok(out) = serde_json::from_str::<Output<'_>>(&text) {
+                    g.fed += out.data.len() as u64;
                     g.feed(out.data.as_bytes());
                 }
             }
@@ -250,6 +357,7 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
     });
     if !more {
         g.apply_sizes_before(u64::MAX);
+        g.checkpoint();
     }
     !more
 }
@@ -395,6 +503,9 @@ mod tests {
                 sizes: VecDeque::new(),
                 carry: Vec::new(),
                 asked: Instant::now(),
+                dir: None,
+                fed: 0,
+                size_ms: 0,
             };
             g.feed(&stream[..cut]);
             g.feed(&stream[cut..]);
@@ -420,6 +531,9 @@ mod tests {
             }]),
             carry: Vec::new(),
             asked: Instant::now(),
+            dir: None,
+            fed: 0,
+            size_ms: 0,
         };
         g.apply_sizes_before(5);
         assert_eq!(g.cells(), 30);
