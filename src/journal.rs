@@ -390,6 +390,22 @@ impl Journal {
         self.segments.first().map(|s| s.first_seq)
     }
 
+    /// Where reading must start to cover about the newest `bytes` of the
+    /// journal, at a segment's start (the newest segment at least): the
+    /// seq before that segment's first (0: from the beginning).
+    pub fn tail_start(&self, bytes: u64) -> u64 {
+        let mut kept = 0;
+        let mut start = None;
+        for s in self.segments.iter().rev() {
+            kept += s.len;
+            if kept > bytes && start.is_some() {
+                break;
+            }
+            start = Some(s.first_seq.saturating_sub(1));
+        }
+        start.unwrap_or(0)
+    }
+
     pub fn last_seq(&self) -> Option<u64> {
         self.segments.last().map(|s| s.last_seq)
     }
@@ -704,6 +720,32 @@ mod tests {
             created_at: *b"2026-11-27T08:00:00.125Z",
             payload: payload.as_bytes().into(),
         }
+    }
+
+    #[test]
+    fn tail_start_covers_the_newest_bytes_from_a_segment_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path().join("s")).unwrap();
+        assert_eq!(j.tail_start(1), 0);
+        let payload = "x".repeat(256 * 1024);
+        for seq in 1..=40 {
+            j.append(&ev(seq, &payload), false).unwrap();
+        }
+        let firsts: Vec<u64> = j.segments.iter().map(|s| s.first_seq).collect();
+        assert!(firsts.len() >= 3, "{firsts:?}");
+        // Everything fits: from the start.
+        assert_eq!(j.tail_start(u64::MAX), 0);
+        // The newest segment alone fits in its own length.
+        let last = j.segments.last().unwrap();
+        assert_eq!(j.tail_start(last.len), last.first_seq - 1);
+        // Less than the newest segment: still that segment (reads start
+        // at a segment).
+        assert_eq!(j.tail_start(1), last.first_seq - 1);
+        let two = j.segments[j.segments.len() - 2..]
+            .iter()
+            .map(|s| s.len)
+            .sum::<u64>();
+        assert_eq!(j.tail_start(two), firsts[firsts.len() - 2] - 1);
     }
 
     #[test]

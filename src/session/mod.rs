@@ -276,6 +276,12 @@ impl Session {
         self.journal.as_ref().map_or(0, Journal::bytes)
     }
 
+    /// Where reading must start to cover about its newest `bytes` of
+    /// history (`Journal::tail_start`).
+    pub fn tail_start(&self, bytes: u64) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.tail_start(bytes))
+    }
+
     /// Its directory on disk (None: memory only).
     pub fn dir(&self) -> Option<&std::path::Path> {
         self.journal.as_ref().map(Journal::dir)
