@@ -5,6 +5,8 @@
 #
 #   scripts/bench-waits.sh [megabytes=20]
 #
+# With COVEN_BEFORE=path/to/coven, each case also runs on that build.
+#
 # Needs: curl. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +16,13 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+builds=("$PWD/target/release/coven")
+[ -n "${COVEN_BEFORE:-}" ] && builds+=("$COVEN_BEFORE")
 for n in 0 1 100 0 1 100; do
+ for bin in "${builds[@]}"; do
   home=$work/h$n.$RANDOM; mkdir -m 700 "$home"
   echo '{"harnesses": [{"id": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}]}' > "$home/config.json"
-  COVEN_HOME=$home COVEN_LOG=warn target/release/coven daemon serve & pid=$!
+  COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve & pid=$!
   until [ -S "$home/coven.sock" ]; do sleep 0.05; done
   c() { curl -s --unix-socket "$home/coven.sock" "$@"; }
   id=$(c -H 'Content-Type: application/json' -d "{\"projectRoot\":\"$home\",\"harness\":\"sh\",\"prompt\":\"sleep 3; yes 'the quick brown fox jumps over the lazy dog' | head -c ${mb}000000\"}" \
@@ -27,7 +32,8 @@ for n in 0 1 100 0 1 100; do
   t0=$(ticks $pid)
   seq=$(c "http://c/api/v1/sessions/$id/wait?for=exit&afterSeq=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])')
   t1=$(ticks $pid)
-  awk -v n="$n" -v e="$seq" -v t=$((t1 - t0)) -v hz="$hz" -v mb="$mb" \
-    'BEGIN {printf "%3d parked waits: %d events, daemon cpu %.2f s = %.2f us/event, %.1f ms/MB\n", n, e, t / hz, t / hz * 1e6 / e, t / hz * 1e3 / mb}'
+  awk -v n="$n" -v e="$seq" -v t=$((t1 - t0)) -v hz="$hz" -v mb="$mb" -v b="$bin" \
+    'BEGIN {printf "%3d parked waits: %d events, daemon cpu %.2f s = %.2f us/event, %.1f ms/MB (%s)\n", n, e, t / hz, t / hz * 1e6 / e, t / hz * 1e3 / mb, b}'
   kill $pid; wait $pid 2>/dev/null || true
+ done
 done
