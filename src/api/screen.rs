@@ -37,8 +37,9 @@ use crate::session::Sessions;
 pub const STEP_BYTES: usize = 1024 * 1024;
 /// A grid not asked for in this long is dropped.
 pub const KEEP: Duration = Duration::from_secs(30);
-/// Cells the grids may hold together (32 bytes each: 64 MiB); past it the
-/// least recently asked grids go. One grid is always allowed, whatever
+/// Cells the grids may hold together (32 bytes each: 64 MiB), each grid
+/// counted at twice its size for its alternate screen; past it the least
+/// recently asked grids go. One grid is always allowed, whatever
 /// its size.
 pub const MAX_CELLS: usize = 2 * 1024 * 1024;
 /// A window title longer than this is cut.
@@ -63,9 +64,10 @@ pub const CHECKPOINT_FILE: &str = "screen.ckpt";
 /// A grid that took this much output since its last checkpoint writes a
 /// new one when its build ends and when it is dropped.
 pub const CHECKPOINT_BYTES: u64 = 1024 * 1024;
-/// A checkpoint file past this size is ignored (a 1000×1000 screen of
-/// coloured wide characters stays well below it).
-const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// A checkpoint past this size is neither written nor read (a read on the
+/// loop stays a bounded step): a screen that large (hundreds of thousands
+/// of cells, every one in its own colours) is replayed instead.
+const MAX_CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(serde::Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -127,9 +129,10 @@ fn parser(cols: u16, rows: u16) -> vt100::Parser<Title> {
 }
 
 impl Grid {
+    /// Cells it may hold: twice its size, for the alternate screen.
     fn cells(&self) -> usize {
         let (rows, cols) = self.term.screen().size();
-        usize::from(rows.get()) * usize::from(cols.get())
+        2 * usize::from(rows.get()) * usize::from(cols.get())
     }
 
     /// Feeds output to the grid. `vt100` does not know the ANSI.SYS
@@ -197,6 +200,9 @@ impl Grid {
         let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
         bytes.push(b'\n');
         write_ansi(self, &mut bytes);
+        if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
+            return;
+        }
         match journal::write_atomic(dir, CHECKPOINT_FILE, &bytes, false) {
             Ok(()) => self.fed = 0,
             Err(e) => log::warn!("{}: writing a screen checkpoint: {e}", dir.display()),
@@ -353,7 +359,13 @@ struct Output<'a> {
 /// Feeds the grid the session's events it lacks, at most `STEP_BYTES` of
 /// them from disk; whether it has caught up.
 fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
+    let mut fed = 0;
     let more = sessions.visit(key, g.seq, usize::MAX, STEP_BYTES, |_, e| {
+        if fed >= STEP_BYTES {
+            // The ring may hold more than a step (its size is configured).
+            return false;
+        }
+        fed += e.payload.len();
         g.apply_sizes_before(e.seq);
         if e.kind == Kind::Output {
             // The payload is `payload_json`'s string literal: the JSON
@@ -549,8 +561,8 @@ mod tests {
             size_ms: 0,
         };
         g.apply_sizes_before(5);
-        assert_eq!(g.cells(), 30);
+        assert_eq!(g.cells(), 2 * 30);
         g.apply_sizes_before(6);
-        assert_eq!(g.cells(), 400);
+        assert_eq!(g.cells(), 2 * 400);
     }
 }
