@@ -437,25 +437,65 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
     }
     let now = Instant::now();
     let g = screens.grid(sessions, hold.topic, hold.tag, now);
-    if !step(sessions, hold.topic, g) {
-        return Reply {
+    // The terminal emulator is another crate's code run on a program's
+    // output: if it panics, the request fails and the grid goes, not the
+    // daemon (a resumed step runs outside the handler's own guard).
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if !step(sessions, hold.topic, g) {
+            return None;
+        }
+        if hold.limit == ANSI {
+            write_ansi(g, out);
+            return Some(Reply {
+                content_type: "application/octet-stream",
+                seq: Some(g.seq),
+                ..Reply::new(200)
+            });
+        }
+        write_json(g, out);
+        Some(Reply::new(200))
+    }));
+    match answer {
+        Ok(Some(reply)) => reply,
+        Ok(None) => Reply {
             hold: Some(Hold {
                 until: Some(now),
                 ..*hold
             }),
             ..Reply::new(200)
-        };
+        },
+        Err(_) => {
+            log::error!(
+                "the terminal emulator panicked on session key {}",
+                hold.topic
+            );
+            screens.grids.remove(&hold.topic);
+            out.clear();
+            ApiError::internal().write(out)
+        }
     }
-    if hold.limit == ANSI {
-        write_ansi(g, out);
-        return Reply {
-            content_type: "application/octet-stream",
-            seq: Some(g.seq),
-            ..Reply::new(200)
-        };
+}
+
+/// Replays output chunks into a fresh grid of `cols`×`rows` and returns
+/// its redraw bytes (what `?format=ansi` answers): for fuzzing the feed.
+pub fn redraw_of(cols: u16, rows: u16, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut g = Grid {
+        serial: 0,
+        term: parser(cols, rows),
+        seq: 0,
+        sizes: VecDeque::new(),
+        carry: Vec::new(),
+        asked: Instant::now(),
+        dir: None,
+        fed: 0,
+        size_ms: 0,
+    };
+    for chunk in chunks {
+        g.feed(chunk);
     }
-    write_json(g, out);
-    Reply::new(200)
+    let mut out = Vec::new();
+    write_ansi(&g, &mut out);
+    out
 }
 
 fn write_json(g: &Grid, out: &mut Vec<u8>) {
