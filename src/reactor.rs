@@ -237,6 +237,7 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            self.api.screens.new_turn();
             if !events.is_empty() {
                 self.busy_since_release = Some(now);
             } else if self

@@ -497,3 +497,30 @@ fn bad_requests_are_refused() {
     let r = d.get(&format!("/api/v1/sessions/{id}/screen?format=ansi"));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
 }
+
+#[test]
+fn builds_at_once_share_the_loop_and_all_finish() {
+    let d = Daemon::with_sessions(r#""ringBytes": 65536"#);
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            launch_sized(
+                &d,
+                &format!(r"i=0; while [ $i -lt 2000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hsession {n}'"),
+                100,
+                5,
+            )
+        })
+        .collect();
+    for id in &ids {
+        d.wait_exit_event(id);
+    }
+    let shots: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| screen(&d, id))).collect();
+        // A client that is not building a screen is served meanwhile.
+        assert_eq!(d.get("/api/v1/health").status, 200);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (n, shot) in shots.iter().enumerate() {
+        assert_eq!(shot["lines"][0], format!("session {n}"));
+    }
+}

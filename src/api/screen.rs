@@ -6,7 +6,8 @@
 //! output. A session nobody asks about has none and costs nothing more.
 //! The first request builds the grid: from the session's screen
 //! checkpoint if it has one, then by replaying the output after it,
-//! journal first, at most `STEP_BYTES` of it per loop turn.
+//! journal first, at most `STEP_BYTES` of it per loop turn, whatever the
+//! number of screens being built (one step a turn, `Screens::new_turn`).
 //! Meanwhile the request is held (`HoldKind::Step`: resumed every turn),
 //! so other clients are served between steps. Later requests only feed the
 //! grid what is new. A grid goes when it has not been asked for in `KEEP`,
@@ -32,9 +33,11 @@ use crate::journal::{self, Size};
 use crate::ring::Kind;
 use crate::session::Sessions;
 
-/// Output replayed into a grid per loop turn, at most (plus what is still
-/// in the ring, which costs no disk read).
-pub const STEP_BYTES: usize = 1024 * 1024;
+/// Output replayed into grids per loop turn, at most: some 5 ms of CPU
+/// here, the longest a build keeps other clients waiting.
+pub const STEP_BYTES: usize = 256 * 1024;
+/// What a screen may still take in a turn whose step another took.
+const SHARED_STEP_BYTES: usize = 16 * 1024;
 /// A grid not asked for in this long is dropped.
 pub const KEEP: Duration = Duration::from_secs(30);
 /// Cells the grids may hold together (32 bytes each: 64 MiB), each grid
@@ -83,6 +86,8 @@ struct CheckpointHead {
 #[derive(Default)]
 pub struct Screens {
     grids: HashMap<usize, Grid>,
+    /// A grid took a step of output this loop turn.
+    stepped: bool,
 }
 
 pub struct Grid {
@@ -257,6 +262,11 @@ impl Screens {
         self.grids.is_empty()
     }
 
+    /// A new loop turn: one more step of replay may run.
+    pub fn new_turn(&mut self) {
+        self.stepped = false;
+    }
+
     /// Drops every grid (the daemon went quiet: nobody is asking).
     pub fn clear(&mut self) {
         for g in self.grids.values_mut() {
@@ -356,12 +366,12 @@ struct Output<'a> {
     data: std::borrow::Cow<'a, str>,
 }
 
-/// Feeds the grid the session's events it lacks, at most `STEP_BYTES` of
-/// them from disk; whether it has caught up.
-fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
+/// Feeds the grid the session's events it lacks, about `budget` bytes of
+/// them at most; whether it has caught up, and whether it fed anything.
+fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bool, bool) {
     let mut fed = 0;
-    let more = sessions.visit(key, g.seq, usize::MAX, STEP_BYTES, |_, e| {
-        if fed >= STEP_BYTES {
+    let more = sessions.visit(key, g.seq, usize::MAX, budget, |_, e| {
+        if fed >= budget {
             // The ring may hold more than a step (its size is configured).
             return false;
         }
@@ -384,7 +394,7 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid) -> bool {
         g.apply_sizes_before(u64::MAX);
         g.checkpoint();
     }
-    !more
+    (!more, fed > 0)
 }
 
 /// The `format` a request asks for: JSON (0) or redraw bytes (1), kept in
@@ -436,12 +446,23 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     }
     let now = Instant::now();
+    let budget = if screens.stepped {
+        SHARED_STEP_BYTES
+    } else {
+        STEP_BYTES
+    };
     let g = screens.grid(sessions, hold.topic, hold.tag, now);
     // The terminal emulator is another crate's code run on a program's
     // output: if it panics, the request fails and the grid goes, not the
     // daemon (a resumed step runs outside the handler's own guard).
+    // One full step a turn for all the screens; once it is taken, the
+    // others only take what little is new (a screen kept up to date) and
+    // go on next turn.
+    let mut fed = false;
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if !step(sessions, hold.topic, g) {
+        let (done, any) = step(sessions, hold.topic, g, budget);
+        fed = any;
+        if !done {
             return None;
         }
         if hold.limit == ANSI {
@@ -455,6 +476,7 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         write_json(g, out);
         Some(Reply::new(200))
     }));
+    screens.stepped |= fed;
     match answer {
         Ok(Some(reply)) => reply,
         Ok(None) => Reply {
