@@ -635,17 +635,48 @@ pub struct Size {
 
 /// Appends a size to `<dir>/sizes` (a few bytes; not synced: a size lost in
 /// a crash only makes a redraw of old output less faithful).
+///
+/// Every launch does this, so it allocates nothing: line and path are built
+/// on the stack (a transient allocation between a session's long-lived ones
+/// leaves a hole in the heap for as long as the session lives).
 pub fn append_size(dir: &Path, size: Size) -> io::Result<()> {
-    let line = format!(
-        "{} {} {} {}\n",
-        size.after, size.unix_ms, size.cols, size.rows
-    );
+    use std::os::unix::ffi::OsStrExt;
+    let mut line = [0u8; 80];
+    let mut len = 0;
+    let mut digits = itoa::Buffer::new();
+    for (n, sep) in [
+        (size.after, b' '),
+        (size.unix_ms, b' '),
+        (u64::from(size.cols), b' '),
+        (u64::from(size.rows), b'\n'),
+    ] {
+        let text = digits.format(n).as_bytes();
+        line[len..len + text.len()].copy_from_slice(text);
+        len += text.len();
+        line[len] = sep;
+        len += 1;
+    }
+    let mut path = [0u8; 256];
+    let dir = dir.as_os_str().as_bytes();
+    let name = SIZES_FILE.as_bytes();
+    let owned;
+    let full = if dir.len() + 1 + name.len() <= path.len() {
+        path[..dir.len()].copy_from_slice(dir);
+        path[dir.len()] = b'/';
+        path[dir.len() + 1..dir.len() + 1 + name.len()].copy_from_slice(name);
+        Path::new(std::ffi::OsStr::from_bytes(
+            &path[..dir.len() + 1 + name.len()],
+        ))
+    } else {
+        owned = Path::new(std::ffi::OsStr::from_bytes(dir)).join(SIZES_FILE);
+        &owned
+    };
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(dir.join(SIZES_FILE))?
-        .write_all(line.as_bytes())
+        .open(full)?
+        .write_all(&line[..len])
 }
 
 /// The sizes recorded in `<dir>` (the newest `MAX_SIZES_BYTES` of them),
