@@ -117,12 +117,17 @@ fn main() {
             // (5 s without events), which trims the heap.
             std::thread::sleep(Duration::from_millis(6000));
             let before = proc_field(pid, "VmRSS:");
+            let anon_before = proc_field(pid, "RssAnon:");
             ids.extend((0..n).map(|_| client.launch("cat", "x")));
             std::thread::sleep(Duration::from_millis(6000));
             let after = proc_field(pid, "VmRSS:");
+            let anon_after = proc_field(pid, "RssAnon:");
+            // RssAnon is the heap and stacks alone: the code pages a reading
+            // happens to find resident do not move it.
             println!(
-                "{n} idle cat sessions: VmRSS {before} -> {after} KiB = {:.2} KiB per session; threads {}",
+                "{n} idle cat sessions: VmRSS {before} -> {after} KiB = {:.2} KiB per session; RssAnon {anon_before} -> {anon_after} KiB = {:.2} KiB per session; threads {}",
                 (after - before) as f64 / n as f64,
+                (anon_after - anon_before) as f64 / n as f64,
                 proc_field(pid, "Threads:")
             );
             for id in ids {

@@ -150,7 +150,7 @@ pub fn on_cast(
         "width": cols,
         "height": rows,
         "timestamp": start_ms.unwrap_or(0) / 1000,
-        "title": &*s.title,
+        "title": s.title(),
         "env": { "TERM": "xterm-256color" },
     });
     if let Some(limit) = idle_limit {

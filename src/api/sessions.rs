@@ -30,15 +30,15 @@ fn reply(status: u16) -> Reply {
 pub fn record(s: &Session) -> SessionRecord<'_> {
     SessionRecord {
         id: &s.id,
-        project_root: &s.project_root,
-        harness: &s.harness,
-        title: &s.title,
+        project_root: s.project_root(),
+        harness: s.harness(),
+        title: s.title(),
         status: s.status.as_str(),
         exit_code: s.exit_code,
         archived_at: s.archived_at.as_ref().map(stamp_str),
         created_at: s.created_at(),
         updated_at: s.updated_at(),
-        cwd: &s.cwd,
+        cwd: s.cwd(),
         pid: s.pid,
     }
 }

@@ -40,8 +40,6 @@ const READS_PER_TURN: usize = 16;
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
 /// How often writes the disk refused are retried.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
-/// An input queue's buffer is freed once empty if it grew past this.
-const MAX_IDLE_INPUT_CAPACITY: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -137,10 +135,8 @@ pub struct Session {
     /// The `exit` event, written but waiting for the writer's ticket to be
     /// durable before anyone is shown it.
     unshown: Option<Box<(u64, Event)>>,
-    pub project_root: Box<str>,
-    pub cwd: Box<str>,
-    pub harness: Box<str>,
-    pub title: Box<str>,
+    /// Project root, cwd, harness id and title.
+    texts: Texts,
     pub status: Status,
     pub exit_code: Option<i32>,
     pub created_at: [u8; 20],
@@ -164,13 +160,12 @@ pub struct Session {
     /// An incomplete UTF-8 sequence carried to the next read.
     tail: [u8; 3],
     tail_len: u8,
-    input: Vec<u8>,
-    /// Bytes of `input` already written.
-    input_written: usize,
-    /// When a kill escalates to SIGKILL.
-    escalate_at: Option<Instant>,
-    /// When to stop waiting for EOF after the exit.
-    drain_until: Option<Instant>,
+    /// Input not yet written to the PTY (none, the usual case: it goes as
+    /// soon as the queue is empty).
+    input: Option<Box<InputQueue>>,
+    /// A kill's escalation and the exit's drain deadline, while either is
+    /// pending (boxed: a running session has neither).
+    ending: Option<Box<Ending>>,
     /// The deadline this session has in the timer set.
     armed: Option<Instant>,
     /// Seq of this session's first event.
@@ -203,10 +198,7 @@ impl Session {
             meta_ticket: 0,
             resync: false,
             unshown: None,
-            project_root: Box::default(),
-            cwd: Box::default(),
-            harness: Box::default(),
-            title: Box::default(),
+            texts: Texts::default(),
             status: Status::Running,
             exit_code: None,
             created_at: [0; 20],
@@ -222,10 +214,8 @@ impl Session {
             exit: None,
             tail: [0; 3],
             tail_len: 0,
-            input: Vec::new(),
-            input_written: 0,
-            escalate_at: None,
-            drain_until: None,
+            input: None,
+            ending: None,
             armed: None,
             first_seq: 0,
             ring,
@@ -248,14 +238,43 @@ impl Session {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        match (self.escalate_at, self.drain_until) {
+        let e = self.ending.as_deref()?;
+        match (e.escalate_at, e.drain_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
+    /// Changes the pending deadlines; the box goes with the last of them.
+    fn set_ending(&mut self, f: impl FnOnce(&mut Ending)) {
+        let mut e = self.ending.take().map_or_else(Ending::default, |b| *b);
+        f(&mut e);
+        if e.escalate_at.is_some() || e.drain_until.is_some() {
+            self.ending = Some(Box::new(e));
+        }
+    }
+
     pub fn created_at(&self) -> &str {
         stamp_str(&self.created_at)
+    }
+
+    pub fn project_root(&self) -> &str {
+        self.texts.get(0)
+    }
+
+    pub fn cwd(&self) -> &str {
+        match self.texts.get(1) {
+            "" => self.project_root(),
+            cwd => cwd,
+        }
+    }
+
+    pub fn harness(&self) -> &str {
+        self.texts.get(2)
+    }
+
+    pub fn title(&self) -> &str {
+        self.texts.get(3)
     }
 
     /// The oldest event still readable.
@@ -302,10 +321,10 @@ impl Session {
     fn meta(&self) -> wire::SessionMeta {
         wire::SessionMeta {
             id: self.id.to_string(),
-            project_root: self.project_root.to_string(),
-            cwd: self.cwd.to_string(),
-            harness: self.harness.to_string(),
-            title: self.title.to_string(),
+            project_root: self.project_root().to_owned(),
+            cwd: self.cwd().to_owned(),
+            harness: self.harness().to_owned(),
+            title: self.title().to_owned(),
             status: self.status.as_str().to_owned(),
             exit_code: self.exit_code,
             created_at: self.created_at().to_owned(),
@@ -318,6 +337,42 @@ impl Session {
 
     pub fn updated_at(&self) -> &str {
         stamp_str(&self.updated_at)
+    }
+}
+
+/// A session's record strings (project root, cwd, harness id, title) in
+/// one allocation: an idle session's heap is mostly a few small strings,
+/// and each allocation of its own costs a header and rounding. A cwd equal
+/// to the root (the usual case) is kept once.
+#[derive(Default)]
+pub struct Texts {
+    all: Box<str>,
+    /// Where each of the first three ends in `all`.
+    ends: [u32; 3],
+}
+
+impl Texts {
+    pub fn new(project_root: &str, cwd: &str, harness: &str, title: &str) -> Texts {
+        let cwd = if cwd == project_root { "" } else { cwd };
+        let mut all =
+            String::with_capacity(project_root.len() + cwd.len() + harness.len() + title.len());
+        let mut ends = [0u32; 3];
+        for (i, part) in [project_root, cwd, harness].into_iter().enumerate() {
+            all.push_str(part);
+            ends[i] = all.len() as u32;
+        }
+        all.push_str(title);
+        Texts {
+            all: all.into_boxed_str(),
+            ends,
+        }
+    }
+
+    /// Part `i` (0 root, 1 cwd or empty, 2 harness, 3 title).
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.all.len(), |&e| e as usize);
+        &self.all[start..end]
     }
 }
 
@@ -948,10 +1003,12 @@ impl Sessions {
         let key = entry.key();
         entry.insert(Session {
             id: id.clone(),
-            project_root: spec.project_root.display().to_string().into(),
-            cwd: spec.cwd.display().to_string().into(),
-            harness: harness.id.as_str().into(),
-            title: spec.title.into(),
+            texts: Texts::new(
+                &spec.project_root.display().to_string(),
+                &spec.cwd.display().to_string(),
+                harness.id.as_str(),
+                &spec.title,
+            ),
             status: Status::Running,
             exit_code: None,
             created_at: now,
@@ -1028,7 +1085,7 @@ impl Sessions {
             return;
         };
         let fd = master.as_raw_fd();
-        if s.writable && s.input_written < s.input.len() {
+        if s.writable && s.input.is_some() {
             write_input(s, fd);
         }
         let mut buf = [0u8; MAX_OUTPUT_BYTES];
@@ -1117,7 +1174,7 @@ impl Sessions {
                 // Trailing output may still be queued in the PTY: read it,
                 // and give a lingering holder of the terminal a moment.
                 s.readable = true;
-                s.drain_until = Some(now + EXIT_DRAIN);
+                s.set_ending(|e| e.drain_until = Some(now + EXIT_DRAIN));
                 self.arm(key);
             }
             self.pump(key);
@@ -1145,9 +1202,8 @@ impl Sessions {
         s.exit_code = info.code;
         s.master = None;
         s.slave = None;
-        s.input = Vec::new();
-        s.input_written = 0;
-        s.drain_until = None;
+        s.input = None;
+        s.set_ending(|e| e.drain_until = None);
         s.updated_at = self.log.clock.stamp();
         let payload = wire::exit_payload(
             s.status.as_str(),
@@ -1337,14 +1393,14 @@ impl Sessions {
         if s.status != Status::Running || s.master.is_none() {
             return Err(Refusal::NotLive);
         }
-        if s.input.len() - s.input_written + data.len() > limit {
+        let queued = s.input.as_ref().map_or(0, |q| q.bytes.len() - q.written);
+        if queued + data.len() > limit {
             return Err(Refusal::QueueFull { limit });
         }
-        if s.input_written == s.input.len() {
-            s.input.clear();
-            s.input_written = 0;
-        }
-        s.input.extend_from_slice(data.as_bytes());
+        s.input
+            .get_or_insert_with(Box::default)
+            .bytes
+            .extend_from_slice(data.as_bytes());
         self.log
             .push(s, Kind::Input, wire::data_payload(data), data.len());
         if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
@@ -1376,7 +1432,7 @@ impl Sessions {
         let s = &mut self.list[key];
         pty::signal_group(pgid, signal);
         if signal != Signal::SIGKILL {
-            s.escalate_at = Some(now + grace);
+            s.set_ending(|e| e.escalate_at = Some(now + grace));
             self.arm(key);
         }
         Ok(())
@@ -1458,12 +1514,13 @@ impl Sessions {
             self.timers.pop_first();
             let s = &mut self.list[key];
             s.armed = None;
-            if s.escalate_at.is_some_and(|t| t <= now) {
-                s.escalate_at = None;
+            let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+            if due(s.ending.as_ref().and_then(|e| e.escalate_at)) {
+                s.set_ending(|e| e.escalate_at = None);
                 pty::signal_group(s.pgid, Signal::SIGKILL);
             }
-            if s.drain_until.is_some_and(|t| t <= now) {
-                s.drain_until = None;
+            if due(s.ending.as_ref().and_then(|e| e.drain_until)) {
+                s.set_ending(|e| e.drain_until = None);
                 log::debug!(
                     "session {}: no EOF {} s after its exit (the terminal is still held); finishing",
                     s.id,
@@ -1488,13 +1545,33 @@ impl Sessions {
     }
 }
 
-/// Writes queued input until done or the PTY is full.
+/// Deadlines of a session that is ending.
+#[derive(Default)]
+struct Ending {
+    /// When a kill escalates to SIGKILL.
+    escalate_at: Option<Instant>,
+    /// When to stop waiting for EOF after the exit.
+    drain_until: Option<Instant>,
+}
+
+/// Input queued for a session's PTY.
+#[derive(Default)]
+struct InputQueue {
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` already written.
+    written: usize,
+}
+
+/// Writes queued input until done (the queue goes) or the PTY is full.
 fn write_input(s: &mut Session, fd: RawFd) {
-    while s.input_written < s.input.len() {
+    let Some(q) = s.input.as_mut() else {
+        return;
+    };
+    while q.written < q.bytes.len() {
         // SAFETY: `fd` is the session's open master for this call's duration.
         let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match nix::unistd::write(bfd, &s.input[s.input_written..]) {
-            Ok(n) => s.input_written += n,
+        match nix::unistd::write(bfd, &q.bytes[q.written..]) {
+            Ok(n) => q.written += n,
             Err(Errno::EAGAIN) => {
                 s.writable = false;
                 return;
@@ -1503,16 +1580,11 @@ fn write_input(s: &mut Session, fd: RawFd) {
             Err(e) => {
                 // EIO: nobody reads the terminal any more; drop the input.
                 log::debug!("session {}: writing input: {}", s.id, io::Error::from(e));
-                s.input_written = s.input.len();
+                q.written = q.bytes.len();
             }
         }
     }
-    if s.input.capacity() > MAX_IDLE_INPUT_CAPACITY {
-        s.input = Vec::new();
-    } else {
-        s.input.clear();
-    }
-    s.input_written = 0;
+    s.input = None;
 }
 
 /// Session ids as this daemon makes them (and real clients accept).
@@ -1568,8 +1640,23 @@ mod footprint {
     /// Every live session holds one of these in the slab: keep it small
     /// (rarely used state is boxed, strings are exact `Box<str>`).
     #[test]
+    fn texts_keep_each_part_and_a_cwd_equal_to_the_root_once() {
+        let t = super::Texts::new("/p", "/p", "codex", "a title");
+        assert_eq!(
+            (t.get(0), t.get(1), t.get(2), t.get(3)),
+            ("/p", "", "codex", "a title")
+        );
+        assert_eq!(t.all.len(), "/pcodexa title".len());
+        let t = super::Texts::new("/p", "/p/sub", "", "");
+        assert_eq!(
+            (t.get(0), t.get(1), t.get(2), t.get(3)),
+            ("/p", "/p/sub", "", "")
+        );
+    }
+
+    #[test]
     fn a_session_record_stays_small() {
         let size = std::mem::size_of::<super::Session>();
-        assert!(size <= 512, "Session is {size} bytes");
+        assert!(size <= 432, "Session is {size} bytes");
     }
 }
