@@ -107,6 +107,9 @@ pub struct Grid {
     fed: u64,
     /// When the newest size applied was recorded.
     size_ms: u64,
+    /// The JSON and redraw answers for the screen as it is, once written,
+    /// with the seq they name.
+    answers: [Option<(u64, Box<[u8]>)>; 2],
 }
 
 /// Keeps the window title a program sets (OSC 0 or 2).
@@ -146,6 +149,7 @@ impl Grid {
     /// bytes looked at here (an `ESC [` ends any string sequence, so the
     /// rewrite cannot land inside one).
     fn feed(&mut self, data: &[u8]) {
+        self.answers = [None, None];
         let finder = memchr::memmem::Finder::new(b"\x1b[");
         if self.carry.is_empty() && finder.find(data).is_none() && data.last() != Some(&0x1b) {
             self.term.process(data);
@@ -181,6 +185,7 @@ impl Grid {
     }
 
     fn apply(&mut self, size: Size) {
+        self.answers = [None, None];
         let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
         self.term.set_size(nz(size.rows), nz(size.cols));
         self.size_ms = size.unix_ms;
@@ -325,6 +330,7 @@ impl Screens {
                 dir: dir.map(Into::into),
                 fed: 0,
                 size_ms,
+                answers: [None, None],
             };
             grid.restore(last_seq);
             if grid.seq < tail {
@@ -465,15 +471,27 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         if !done {
             return None;
         }
-        if hold.limit == ANSI {
-            write_ansi(g, out);
+        // The answer is kept until the screen changes: a client polling a
+        // quiet screen costs a copy, not a walk over every cell.
+        let format = usize::from(hold.limit == ANSI);
+        match &g.answers[format] {
+            Some((seq, kept)) if *seq == g.seq => out.extend_from_slice(kept),
+            _ => {
+                if format == 1 {
+                    write_ansi(g, out);
+                } else {
+                    write_json(g, out);
+                }
+                g.answers[format] = Some((g.seq, out.as_slice().into()));
+            }
+        }
+        if format == 1 {
             return Some(Reply {
                 content_type: "application/octet-stream",
                 seq: Some(g.seq),
                 ..Reply::new(200)
             });
         }
-        write_json(g, out);
         Some(Reply::new(200))
     }));
     screens.stepped |= fed;
@@ -511,6 +529,7 @@ pub fn redraw_of(cols: u16, rows: u16, chunks: &[&[u8]]) -> Vec<u8> {
         dir: None,
         fed: 0,
         size_ms: 0,
+        answers: [None, None],
     };
     for chunk in chunks {
         g.feed(chunk);
@@ -593,6 +612,7 @@ mod tests {
                 dir: None,
                 fed: 0,
                 size_ms: 0,
+                answers: [None, None],
             };
             g.feed(&stream[..cut]);
             g.feed(&stream[cut..]);
@@ -621,6 +641,7 @@ mod tests {
             dir: None,
             fed: 0,
             size_ms: 0,
+            answers: [None, None],
         };
         g.apply_sizes_before(5);
         assert_eq!(g.cells(), 2 * 30);
