@@ -1638,7 +1638,9 @@ mod tests {
 #[cfg(test)]
 mod footprint {
     /// Every live session holds one of these in the slab: keep it small
-    /// (rarely used state is boxed, strings are exact `Box<str>`).
+    /// (rarely used state is boxed: the input queue, the ending deadlines,
+    /// the exit event waiting for the disk; the record's strings share one
+    /// allocation, `Texts`).
     #[test]
     fn texts_keep_each_part_and_a_cwd_equal_to_the_root_once() {
         let t = super::Texts::new("/p", "/p", "codex", "a title");
