@@ -278,6 +278,8 @@ fn follow_fails_when_the_daemon_dies_under_it() {
 fn wait_exits_0_when_met_and_1_at_its_timeout() {
     let d = Daemon::with_sessions("");
     let id = d.launch("cat", "x")["id"].as_str().unwrap().to_owned();
+    let requests = |h: &serde_json::Value| h["stats"]["requests"].as_u64().unwrap();
+    let base = requests(&d.get("/api/v1/health").json());
     // The wait looks at output from when it is asked: ask, then print.
     let waiting = d
         .command()
@@ -292,9 +294,15 @@ fn wait_exits_0_when_met_and_1_at_its_timeout() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The CLI makes three requests: the prefix as an id (404), a page of
+    // sessions to resolve it, then the wait. Once the daemon has taken all
+    // three (beside this loop's own health requests), the wait is parked.
+    let mut polls = 0;
     wait_for("the wait to be parked", || {
+        polls += 1;
         let h = d.get("/api/v1/health").json();
-        (h["stats"]["openConnections"] == 2).then_some(())
+        let theirs = requests(&h) - base - polls;
+        (theirs >= 3 && h["stats"]["openConnections"] == 2).then_some(())
     });
     let r = d.post(
         &format!("/api/v1/sessions/{id}/input"),
