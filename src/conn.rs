@@ -825,7 +825,7 @@ impl<T: Socket> Conn<T> {
             reply = cx.service.framing_error(crate::http::Error::BUSY, cx.body);
         }
         let out = self.output_buf(cx.pools);
-        encode::head_with(
+        encode::head(
             out,
             reply.status,
             reply.content_type,
@@ -854,6 +854,7 @@ impl<T: Socket> Conn<T> {
             reply.content_type,
             cx.body.len(),
             Persist::Close,
+            None,
             None,
         );
         out.extend_from_slice(cx.body);

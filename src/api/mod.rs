@@ -236,6 +236,7 @@ pub fn busy_response(max_connections: usize) -> Vec<u8> {
         body.len(),
         encode::Persist::Close,
         None,
+        None,
     );
     out.extend_from_slice(&body);
     out

@@ -34,29 +34,11 @@ pub fn reason(status: u16) -> &'static str {
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Appends a response head announcing `content_length` body bytes.
+/// Appends a response head announcing `content_length` body bytes, with
+/// an `Allow` header for a 405 and a `Coven-Seq` header (the newest event
+/// the answer reflects, for bodies with no field to carry it: a screen's
+/// redraw bytes) when given.
 pub fn head(
-    out: &mut Vec<u8>,
-    status: u16,
-    content_type: &str,
-    content_length: usize,
-    persist: Persist,
-    allow: Option<&str>,
-) {
-    head_with(
-        out,
-        status,
-        content_type,
-        content_length,
-        persist,
-        allow,
-        None,
-    )
-}
-
-/// `head`, with a `Coven-Seq` header: the newest event an answer reflects
-/// (a screen's redraw bytes, which have no field to carry it).
-pub fn head_with(
     out: &mut Vec<u8>,
     status: u16,
     content_type: &str,
@@ -97,13 +79,21 @@ mod tests {
     #[test]
     fn heads() {
         let mut out = Vec::new();
-        head(&mut out, 200, JSON, 12, Persist::Default, None);
+        head(&mut out, 200, JSON, 12, Persist::Default, None, None);
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n"
         );
         out.clear();
-        head(&mut out, 405, JSON, 0, Persist::Close, Some("GET, HEAD"));
+        head(
+            &mut out,
+            405,
+            JSON,
+            0,
+            Persist::Close,
+            Some("GET, HEAD"),
+            None,
+        );
         assert_eq!(
             out,
             &b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"[..]
