@@ -13,7 +13,6 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -22,7 +21,7 @@ use super::sessions::find;
 use super::Api;
 use crate::http::{Fill, Hold, HoldKind, Reply};
 use crate::journal::{self, Size};
-use crate::ring::{Event, Kind};
+use crate::ring::Kind;
 
 /// The longest `idleLimit`, in seconds (a day).
 const MAX_IDLE_LIMIT_SECS: f64 = 86_400.0;
@@ -41,19 +40,6 @@ pub struct Cast {
     header: Option<Vec<u8>>,
     /// The newest event when it was asked for: it ends there.
     end_seq: u64,
-}
-
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(borrow)]
-    data: std::borrow::Cow<'a, str>,
-}
-
-/// An event's `data` (output and input payloads).
-fn data(e: &Event) -> Option<String> {
-    let text: std::borrow::Cow<'_, str> = serde_json::from_slice(&e.payload).ok()?;
-    let d: Data<'_> = serde_json::from_str(&text).ok()?;
-    Some(d.data.into_owned())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -222,7 +208,8 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
                 return true;
             }
         };
-        if let (Some(ms), Some(text)) = (stamp_ms(e.stamp()), data(e)) {
+        if let (Some(ms), Some(text)) = (stamp_ms(e.stamp()), super::wire::payload_data(&e.payload))
+        {
             cast.line(out, ms, code, &text);
         }
         cursor = e.seq;

@@ -137,6 +137,22 @@ fn parser(cols: u16, rows: u16) -> vt100::Parser<Title> {
 }
 
 impl Grid {
+    /// An empty grid of `cols`×`rows`, with the sizes still to come.
+    fn new(serial: u64, cols: u16, rows: u16, sizes: VecDeque<Size>, now: Instant) -> Grid {
+        Grid {
+            serial,
+            term: parser(cols, rows),
+            seq: 0,
+            sizes,
+            carry: Vec::new(),
+            asked: now,
+            dir: None,
+            fed: 0,
+            size_ms: 0,
+            answers: [None, None],
+        }
+    }
+
     /// Cells it may hold: twice its size, for the alternate screen.
     fn cells(&self) -> usize {
         let (rows, cols) = self.term.screen().size();
@@ -148,40 +164,45 @@ impl Grid {
     /// treat as `ESC 7` and `ESC 8`: they are rewritten so, the only
     /// bytes looked at here (an `ESC [` ends any string sequence, so the
     /// rewrite cannot land inside one).
+    ///
+    /// Nothing is copied: the parser takes the output in pieces around
+    /// each rewrite (it is a stream parser), and only an `ESC` or `ESC [`
+    /// that ends an event is carried to the next (joined with it then).
     fn feed(&mut self, data: &[u8]) {
         self.answers = [None, None];
-        let finder = memchr::memmem::Finder::new(b"\x1b[");
-        if self.carry.is_empty() && finder.find(data).is_none() && data.last() != Some(&0x1b) {
-            self.term.process(data);
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.carry);
-        buf.extend_from_slice(data);
-        let keep = if buf.ends_with(b"\x1b[") {
+        let joined;
+        let input = if self.carry.is_empty() {
+            data
+        } else {
+            joined = [std::mem::take(&mut self.carry).as_slice(), data].concat();
+            &joined[..]
+        };
+        let keep = if input.ends_with(b"\x1b[") {
             2
         } else {
-            usize::from(buf.ends_with(b"\x1b"))
+            usize::from(input.ends_with(b"\x1b"))
         };
-        let end = buf.len() - keep;
-        let mut out = Vec::with_capacity(end);
-        let mut at = 0;
-        while let Some(found) = finder.find(&buf[at..end]) {
-            let seq = at + found;
-            out.extend_from_slice(&buf[at..seq]);
-            match buf.get(seq + 2) {
-                Some(b's') => out.extend_from_slice(b"\x1b7"),
-                Some(b'u') => out.extend_from_slice(b"\x1b8"),
-                _ => {
-                    out.extend_from_slice(b"\x1b[");
-                    at = seq + 2;
-                    continue;
-                }
-            }
-            at = seq + 3;
+        let end = input.len() - keep;
+        let finder = memchr::memmem::Finder::new(b"\x1b[");
+        // Given to the parser up to `done`; searched up to `at`. A match
+        // before `end` has its third byte (what `end` leaves out is an
+        // `ESC` or `ESC [` at the very end).
+        let (mut done, mut at) = (0, 0);
+        while let Some(found) = finder.find(&input[at..end]) {
+            let csi = at + found;
+            at = csi + 2;
+            let rewrite: &[u8] = match input[csi + 2] {
+                b's' => b"\x1b7",
+                b'u' => b"\x1b8",
+                _ => continue,
+            };
+            self.term.process(&input[done..csi]);
+            self.term.process(rewrite);
+            done = csi + 3;
+            at = done;
         }
-        out.extend_from_slice(&buf[at.min(end)..end]);
-        self.term.process(&out);
-        self.carry = buf.split_off(end);
+        self.term.process(&input[done..end]);
+        self.carry.extend_from_slice(&input[end..]);
     }
 
     fn apply(&mut self, size: Size) {
@@ -263,10 +284,6 @@ impl Grid {
 }
 
 impl Screens {
-    pub fn is_empty(&self) -> bool {
-        self.grids.is_empty()
-    }
-
     /// A new loop turn: one more step of replay may run.
     pub fn new_turn(&mut self) {
         self.stepped = false;
@@ -321,16 +338,9 @@ impl Screens {
                 _ => (DEFAULT_SIZE.0, DEFAULT_SIZE.1, 0),
             };
             let mut grid = Grid {
-                serial,
-                term: parser(cols, rows),
-                seq: 0,
-                sizes,
-                carry: Vec::new(),
-                asked: now,
                 dir: dir.map(Into::into),
-                fed: 0,
                 size_ms,
-                answers: [None, None],
+                ..Grid::new(serial, cols, rows, sizes, now)
             };
             grid.restore(last_seq);
             if grid.seq < tail {
@@ -366,12 +376,6 @@ impl Screens {
     }
 }
 
-#[derive(Deserialize)]
-struct Output<'a> {
-    #[serde(borrow)]
-    data: std::borrow::Cow<'a, str>,
-}
-
 /// Feeds the grid the session's events it lacks, about `budget` bytes of
 /// them at most; whether it has caught up, and whether it fed anything.
 fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bool, bool) {
@@ -384,13 +388,9 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bo
         fed += e.payload.len();
         g.apply_sizes_before(e.seq);
         if e.kind == Kind::Output {
-            // The payload is `payload_json`'s string literal: the JSON
-            // text of `{"data": …}`.
-            if let Ok(text) = serde_json::from_slice::<std::borrow::Cow<'_, str>>(&e.payload) {
-                if let Ok(out) = serde_json::from_str::<Output<'_>>(&text) {
-                    g.fed += out.data.len() as u64;
-                    g.feed(out.data.as_bytes());
-                }
+            if let Some(data) = super::wire::payload_data(&e.payload) {
+                g.fed += data.len() as u64;
+                g.feed(data.as_bytes());
             }
         }
         g.seq = e.seq;
@@ -452,6 +452,9 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     }
     let now = Instant::now();
+    // One full step a turn for all the screens; once it is taken, the
+    // others only take what little is new (a screen kept up to date) and
+    // go on next turn.
     let budget = if screens.stepped {
         SHARED_STEP_BYTES
     } else {
@@ -461,9 +464,6 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
     // The terminal emulator is another crate's code run on a program's
     // output: if it panics, the request fails and the grid goes, not the
     // daemon (a resumed step runs outside the handler's own guard).
-    // One full step a turn for all the screens; once it is taken, the
-    // others only take what little is new (a screen kept up to date) and
-    // go on next turn.
     let mut fed = false;
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (done, any) = step(sessions, hold.topic, g, budget);
@@ -519,18 +519,7 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
 /// Replays output chunks into a fresh grid of `cols`×`rows` and returns
 /// its redraw bytes (what `?format=ansi` answers): for fuzzing the feed.
 pub fn redraw_of(cols: u16, rows: u16, chunks: &[&[u8]]) -> Vec<u8> {
-    let mut g = Grid {
-        serial: 0,
-        term: parser(cols, rows),
-        seq: 0,
-        sizes: VecDeque::new(),
-        carry: Vec::new(),
-        asked: Instant::now(),
-        dir: None,
-        fed: 0,
-        size_ms: 0,
-        answers: [None, None],
-    };
+    let mut g = Grid::new(0, cols, rows, VecDeque::new(), Instant::now());
     for chunk in chunks {
         g.feed(chunk);
     }
@@ -602,18 +591,7 @@ mod tests {
         let mut whole = parser(10, 4);
         whole.process(b"abc\x1b7\x1b[3;3Hxy\x1b8DEF\x1b[1mB\x1b[0m");
         for cut in 0..stream.len() {
-            let mut g = Grid {
-                serial: 1,
-                term: parser(10, 4),
-                seq: 0,
-                sizes: VecDeque::new(),
-                carry: Vec::new(),
-                asked: Instant::now(),
-                dir: None,
-                fed: 0,
-                size_ms: 0,
-                answers: [None, None],
-            };
+            let mut g = Grid::new(1, 10, 4, VecDeque::new(), Instant::now());
             g.feed(&stream[..cut]);
             g.feed(&stream[cut..]);
             assert_eq!(
@@ -626,23 +604,13 @@ mod tests {
 
     #[test]
     fn sizes_apply_between_events() {
-        let mut g = Grid {
-            serial: 1,
-            term: parser(10, 3),
-            seq: 0,
-            sizes: VecDeque::from([Size {
-                after: 5,
-                unix_ms: 0,
-                cols: 40,
-                rows: 10,
-            }]),
-            carry: Vec::new(),
-            asked: Instant::now(),
-            dir: None,
-            fed: 0,
-            size_ms: 0,
-            answers: [None, None],
+        let later = Size {
+            after: 5,
+            unix_ms: 0,
+            cols: 40,
+            rows: 10,
         };
+        let mut g = Grid::new(1, 10, 3, VecDeque::from([later]), Instant::now());
         g.apply_sizes_before(5);
         assert_eq!(g.cells(), 2 * 30);
         g.apply_sizes_before(6);

@@ -194,14 +194,6 @@ fn floor_boundary(s: &str, mut at: usize) -> usize {
     at
 }
 
-/// The text an output event carries (its payload is `{"data": "…"}`,
-/// stored as a JSON string literal).
-fn output_text(payload: &[u8]) -> Option<String> {
-    let inner: String = serde_json::from_slice(payload).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&inner).ok()?;
-    Some(value.get("data")?.as_str()?.to_owned())
-}
-
 fn required(field: &str) -> ApiError {
     ApiError::invalid(format!("`{field}` is required.")).with_details(json!({ "field": field }))
 }
@@ -342,7 +334,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
                     if e.kind != Kind::Output {
                         continue;
                     }
-                    if let Some(data) = output_text(&e.payload) {
+                    if let Some(data) = super::wire::payload_data(&e.payload) {
                         let mut text = String::new();
                         strip(&mut sh.parser, &data, &mut text);
                         sh.batch.push((e.seq, text));
@@ -364,7 +356,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
                     // Older than the shared text (`afterSeq` reaching
                     // back): stripped for this wait alone.
                     Err(_) => {
-                        let Some(data) = output_text(&e.payload) else {
+                        let Some(data) = super::wire::payload_data(&e.payload) else {
                             continue;
                         };
                         let mut text = String::new();

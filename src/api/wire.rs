@@ -187,6 +187,19 @@ pub fn data_payload(data: &str) -> Box<[u8]> {
     payload_literal(&Data { data })
 }
 
+/// The `data` of an `output` or `input` event's stored payload (the
+/// `payload_json` string literal that `data_payload` makes).
+pub fn payload_data(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow)]
+        data: std::borrow::Cow<'a, str>,
+    }
+    let json: std::borrow::Cow<'_, str> = serde_json::from_slice(payload).ok()?;
+    let d: Data<'_> = serde_json::from_str(&json).ok()?;
+    Some(d.data.into_owned())
+}
+
 /// `{ status: "killed" }`, for `kill` events.
 pub fn kill_payload() -> Box<[u8]> {
     payload_literal(&serde_json::json!({ "status": "killed" }))
