@@ -11,29 +11,6 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use support::*;
 
-fn launch_sized(d: &Daemon, prompt: &str, cols: u16, rows: u16) -> String {
-    let body = serde_json::json!({
-        "projectRoot": d.dir.path().display().to_string(),
-        "harness": "sh",
-        "prompt": prompt,
-        "title": "a recorded session",
-        "cols": cols,
-        "rows": rows,
-    });
-    let r = d.post("/api/v1/sessions", body.to_string().as_bytes());
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["id"].as_str().unwrap().to_owned()
-}
-
-/// Concatenated `output` data, byte for byte.
-fn raw_output(events: &[Value]) -> String {
-    events
-        .iter()
-        .filter(|e| e["kind"] == "output")
-        .map(|e| payload(e)["data"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// A download's head (lowercase) and body: it has no `Content-Length`, it
 /// ends when the daemon closes the connection.
 fn download(d: &Daemon, path: &str) -> (String, Vec<u8>) {
@@ -106,9 +83,7 @@ fn asciinema_cat(file: &std::path::Path) -> Vec<u8> {
 #[test]
 fn a_recording_plays_back_as_the_session_printed() {
     let d = Daemon::with_sessions("");
-    let id = launch_sized(
-        &d,
-        r"printf '\033[1;31mred\033[0m \303\251t\303\251\r\n'; sleep 0.3; read x; printf 'got %s\r\n' $x; read y",
+    let id = d.launch_sized(r"printf '\033[1;31mred\033[0m \303\251t\303\251\r\n'; sleep 0.3; read x; printf 'got %s\r\n' $x; read y",
         60,
         20,
     );
@@ -139,7 +114,8 @@ fn a_recording_plays_back_as_the_session_printed() {
         (header["width"].clone(), header["height"].clone()),
         (60.into(), 20.into())
     );
-    assert_eq!(header["title"], "a recorded session");
+    assert_eq!(header["title"], d.session(&id)["title"]);
+    assert_ne!(header["title"], "");
     assert_eq!(header["env"]["TERM"], "xterm-256color");
     let created = humantime::parse_rfc3339(d.session(&id)["created_at"].as_str().unwrap()).unwrap();
     let created = created
@@ -193,8 +169,7 @@ fn a_recording_plays_back_as_the_session_printed() {
 #[test]
 fn idle_limit_cuts_pauses() {
     let d = Daemon::with_sessions("");
-    let id = launch_sized(
-        &d,
+    let id = d.launch_sized(
         "echo one; sleep 1.5; echo two; sleep 1.5; echo three",
         40,
         10,
@@ -231,8 +206,7 @@ fn idle_limit_cuts_pauses() {
 fn a_long_recording_streams_in_bounded_pieces() {
     // Several MiB, far more than a connection's stream budget, read slowly.
     let d = Daemon::with_sessions(r#""ringBytes": 65536"#);
-    let id = launch_sized(
-        &d,
+    let id = d.launch_sized(
         r"i=0; while [ $i -lt 4000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done",
         100,
         10,

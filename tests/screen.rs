@@ -276,16 +276,7 @@ fn launch(d: &Daemon, script: &Path, cols: u16, rows: u16) -> String {
         "cat '{}'; printf '\\033]2;DONE\\007'; sleep 600",
         script.display()
     );
-    let body = serde_json::json!({
-        "projectRoot": d.dir.path().display().to_string(),
-        "harness": "sh",
-        "prompt": cmd,
-        "cols": cols,
-        "rows": rows,
-    });
-    let r = d.post("/api/v1/sessions", body.to_string().as_bytes());
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["id"].as_str().unwrap().to_owned()
+    d.launch_sized(&cmd, cols, rows)
 }
 
 fn screen(d: &Daemon, id: &str) -> Value {
@@ -367,24 +358,10 @@ fn snapshots_match_tmux() {
     );
 }
 
-fn launch_sized(d: &Daemon, prompt: &str, cols: u16, rows: u16) -> String {
-    let body = serde_json::json!({
-        "projectRoot": d.dir.path().display().to_string(),
-        "harness": "sh",
-        "prompt": prompt,
-        "cols": cols,
-        "rows": rows,
-    });
-    let r = d.post("/api/v1/sessions", body.to_string().as_bytes());
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["id"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn follows_resizes_and_survives_a_restart() {
     let mut d = Daemon::with_sessions("");
-    let id = launch_sized(
-        &d,
+    let id = d.launch_sized(
         r#"printf 'abcdefghijklmnopqrstuvwxyz'; read x; printf '\r\n[%s]' "$x"; read y"#,
         20,
         5,
@@ -444,9 +421,7 @@ fn a_long_history_is_replayed_in_steps_and_checkpointed() {
     // A ring far smaller than the history: the build reads the journal.
     let mut d = Daemon::with_sessions(r#""ringBytes": 65536"#);
     // About 3 MiB of output (several replay steps), then a last screen.
-    let id = launch_sized(
-        &d,
-        r"i=0; while [ $i -lt 3000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hlast screen\033[3;5Hthere'",
+    let id = d.launch_sized(r"i=0; while [ $i -lt 3000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hlast screen\033[3;5Hthere'",
         100,
         10,
     );
@@ -487,7 +462,7 @@ fn a_long_history_is_replayed_in_steps_and_checkpointed() {
 #[test]
 fn bad_requests_are_refused() {
     let d = Daemon::with_sessions("");
-    let id = launch_sized(&d, "printf hi; sleep 30", 20, 5);
+    let id = d.launch_sized("printf hi; sleep 30", 20, 5);
     let r = d.get(&format!("/api/v1/sessions/{id}/screen?format=svg"));
     assert_eq!((r.status, r.code()), (400, "invalid_request".to_owned()));
     let r = d.get("/api/v1/sessions/nope/screen");
@@ -503,9 +478,7 @@ fn builds_at_once_share_the_loop_and_all_finish() {
     let d = Daemon::with_sessions(r#""ringBytes": 65536"#);
     let ids: Vec<String> = (0..3)
         .map(|n| {
-            launch_sized(
-                &d,
-                &format!(r"i=0; while [ $i -lt 2000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hsession {n}'"),
+            d.launch_sized(&format!(r"i=0; while [ $i -lt 2000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hsession {n}'"),
                 100,
                 5,
             )

@@ -345,6 +345,17 @@ impl Daemon {
         r.json()
     }
 
+    /// Launches `sh -c prompt` in a terminal of `cols`×`rows`; its id.
+    pub fn launch_sized(&self, prompt: &str, cols: u16, rows: u16) -> String {
+        let root = self.dir.path().display().to_string();
+        let body = serde_json::json!({
+            "projectRoot": root, "harness": "sh", "prompt": prompt, "cols": cols, "rows": rows,
+        });
+        let r = self.post("/api/v1/sessions", body.to_string().as_bytes());
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["id"].as_str().unwrap().to_owned()
+    }
+
     pub fn session(&self, id: &str) -> Value {
         let r = self.get(&format!("/api/v1/sessions/{id}"));
         assert_eq!(r.status, 200);
@@ -405,14 +416,18 @@ pub fn payload(event: &Value) -> Value {
     serde_json::from_str(event["payload_json"].as_str().unwrap()).unwrap()
 }
 
-/// Concatenated `output` data, with the PTY's `\r\n` folded to `\n`.
-pub fn output_of(events: &[Value]) -> String {
+/// Concatenated `output` data, byte for byte.
+pub fn raw_output(events: &[Value]) -> String {
     events
         .iter()
         .filter(|e| e["kind"] == "output")
         .map(|e| payload(e)["data"].as_str().unwrap().to_owned())
-        .collect::<String>()
-        .replace("\r\n", "\n")
+        .collect()
+}
+
+/// Concatenated `output` data, with the PTY's `\r\n` folded to `\n`.
+pub fn output_of(events: &[Value]) -> String {
+    raw_output(events).replace("\r\n", "\n")
 }
 
 impl Daemon {
