@@ -4,11 +4,13 @@
 //!
 //!     cargo run --release --example loadgen -- --socket PATH [--conns 16]
 //!         [--secs 5] [--path /api/v1/health] [--pid PID] [--new-conn]
-//!         [--half-close]
+//!         [--close] [--half-close]
 //!
 //! `--new-conn` opens a new connection for every request, as Coven's real
-//! clients do (the TypeScript client, `curl`); `--half-close` also shuts the
-//! write side after the request, as its Rust client does.
+//! clients do, and closes it once the answer is read (`curl`); `--close`
+//! also sends `Connection: close` (the TypeScript client, `oha
+//! --disable-keepalive`); `--half-close` instead shuts the write side after
+//! the request, as Coven's Rust client does.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -62,6 +64,7 @@ fn main() {
     let mut pid = None;
     let mut new_conn = false;
     let mut half_close = false;
+    let mut close_header = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().expect("missing value");
@@ -72,6 +75,10 @@ fn main() {
             "--path" => path = v(),
             "--pid" => pid = Some(v().parse::<u32>().unwrap()),
             "--new-conn" => new_conn = true,
+            "--close" => {
+                new_conn = true;
+                close_header = true;
+            }
             "--half-close" => {
                 new_conn = true;
                 half_close = true;
@@ -80,7 +87,12 @@ fn main() {
         }
     }
     let socket = socket.expect("--socket PATH");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: coven\r\n\r\n").into_bytes();
+    let connection = if close_header {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: coven\r\n{connection}\r\n").into_bytes();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let cpu0 = pid.map(cpu_ticks);
