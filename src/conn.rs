@@ -239,6 +239,9 @@ pub struct Conn<T> {
     /// the answer is out and nothing is left unread, the socket is simply
     /// closed, without the half-close and linger an error close needs.
     client_closes: bool,
+    /// A read on a connection not yet registered came up short: whether
+    /// the client's EOF is queued behind it, only one more read can tell.
+    probe_eof: bool,
 }
 
 /// What a connection's socket is registered with the poller for. A new
@@ -272,6 +275,7 @@ impl<T: Socket> Conn<T> {
             listed: None,
             polled: Polled::No,
             client_closes: false,
+            probe_eof: false,
         }
     }
 
@@ -537,6 +541,15 @@ impl<T: Socket> Conn<T> {
                 continue;
             }
             let accepting = matches!(self.state, State::Head { .. } | State::Body { .. });
+            if self.probe_eof && accepting && self.queued() == 0 && self.input.is_empty() {
+                // Answered, on a connection served before it was registered:
+                // a client that half-closed after its request (one request
+                // per connection) has its EOF queued already, and this read
+                // finds it, sparing the registration and the wake-up that
+                // would report it. A keep-alive client costs one `WouldBlock`.
+                self.probe_eof = false;
+                self.readable = true;
+            }
             if !self.readable || self.peer_eof || self.stalled || !accepting {
                 break Step::Wait;
             }
@@ -572,6 +585,7 @@ impl<T: Socket> Conn<T> {
                     // edge is spent, and only a read can see the EOF.
                     if n < room && !self.read_closed {
                         self.readable = false;
+                        self.probe_eof = self.polled == Polled::No;
                     }
                     self.input.end += n;
                     self.last_active = cx.now;
@@ -582,6 +596,7 @@ impl<T: Socket> Conn<T> {
                 Err(_) => break Step::Close,
             }
         };
+        self.probe_eof = false;
         if step != Step::Close {
             self.release_idle(cx.pools);
         }
@@ -1078,6 +1093,44 @@ mod tests {
         assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
         assert_eq!(conn.buffer_bytes(), 0);
         assert_eq!(conn.deadline(&limits), now + limits.idle_timeout);
+    }
+
+    #[test]
+    fn a_fresh_connection_sees_a_queued_eof_after_its_answer() {
+        let now = Instant::now();
+        let limits = limits();
+        // Half-closed and not yet registered: closed at once. Keep-alive:
+        // waits. Registered: the poller reports the EOF, no extra read.
+        let cases = [
+            (true, Polled::No, Step::Close),
+            (false, Polled::No, Step::Wait),
+            (true, Polled::Read, Step::Wait),
+        ];
+        for (eof, polled, want) in cases {
+            let mut pools = Pools::default();
+            let mut body = Vec::new();
+            let mut conn = Conn::new(
+                Script {
+                    reads: vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()].into(),
+                    eof,
+                    written: Vec::new(),
+                },
+                now,
+            );
+            conn.readable = true;
+            conn.writable = true;
+            conn.polled = polled;
+            let mut cx = Cx {
+                service: &mut Echo,
+                pools: &mut pools,
+                limits: &limits,
+                body: &mut body,
+                now,
+                budget: limits.max_buffered_bytes,
+            };
+            assert_eq!(conn.on_ready(&mut cx), want, "eof {eof}, {polled:?}");
+            assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
+        }
     }
 
     fn status_lines(out: &[u8]) -> Vec<String> {
