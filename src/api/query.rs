@@ -9,9 +9,17 @@ use super::error::ApiError;
 
 /// Percent-decodes one path segment or query component.
 pub fn decode(raw: &[u8]) -> Result<Cow<'_, str>, ApiError> {
-    percent_decode(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::invalid("Request target is not valid UTF-8 once decoded."))
+    if memchr::memchr(b'%', raw).is_none() {
+        // Nothing to decode (the usual case): only check the UTF-8.
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| not_utf8());
+    }
+    percent_decode(raw).decode_utf8().map_err(|_| not_utf8())
+}
+
+fn not_utf8() -> ApiError {
+    ApiError::invalid("Request target is not valid UTF-8 once decoded.")
 }
 
 /// Whether a raw query key is `name` once decoded. A plain ASCII key (the
@@ -84,5 +92,7 @@ mod tests {
         assert_eq!(query_param(q, "flag").unwrap().as_deref(), Some(""));
         assert_eq!(query_param(q, "limit").unwrap(), None);
         assert!(query_param(b"x=%ff", "x").is_err());
+        assert!(query_param(b"x=\xff", "x").is_err());
+        assert!(matches!(decode(b"plain"), Ok(Cow::Borrowed("plain"))));
     }
 }

@@ -105,27 +105,38 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("internal/lifecycle/shutdown", Route::Shutdown),
 ];
 
-/// Splits and decodes the path (without its leading `/`).
-fn segments(path: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, ApiError> {
+/// Splits and decodes the path (without its leading `/`) into `segs`;
+/// how many, or None past `MAX_SEGMENTS`. On the stack: this runs for
+/// every request.
+fn segments<'a>(
+    path: &'a [u8],
+    segs: &mut [Cow<'a, str>; MAX_SEGMENTS],
+) -> Result<Option<usize>, ApiError> {
     let path = path.strip_prefix(b"/").unwrap_or(path);
-    let mut segs = Vec::with_capacity(4);
+    let mut n = 0;
     for raw in path.split(|&b| b == b'/') {
-        if segs.len() == MAX_SEGMENTS {
+        let Some(seg) = segs.get_mut(n) else {
             return Ok(None);
-        }
-        segs.push(decode(raw)?);
+        };
+        *seg = decode(raw)?;
+        n += 1;
     }
-    Ok(Some(segs))
+    Ok(Some(n))
 }
 
 /// Resolves a path to a route and its session id parameter, or the error a
 /// client should see.
 pub fn resolve(path: &[u8]) -> Result<(Route, Option<String>), ApiError> {
-    let Some(segs) = segments(path)? else {
+    let mut decoded: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
+    let Some(n) = segments(path, &mut decoded)? else {
         return Err(ApiError::not_found());
     };
-    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
-    let rest = match segs.as_slice() {
+    let mut strs = [""; MAX_SEGMENTS];
+    for (s, d) in strs.iter_mut().zip(&decoded[..n]) {
+        *s = d;
+    }
+    let segs = &strs[..n];
+    let rest = match segs {
         ["api", "v1", rest @ ..] => rest,
         ["api", version, ..] if !version.is_empty() => {
             return Err(
