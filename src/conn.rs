@@ -239,9 +239,6 @@ pub struct Conn<T> {
     /// the answer is out and nothing is left unread, the socket is simply
     /// closed, without the half-close and linger an error close needs.
     client_closes: bool,
-    /// A read on a connection not yet registered came up short: whether
-    /// the client's EOF is queued behind it, only one more read can tell.
-    probe_eof: bool,
 }
 
 /// What a connection's socket is registered with the poller for. A new
@@ -275,7 +272,6 @@ impl<T: Socket> Conn<T> {
             listed: None,
             polled: Polled::No,
             client_closes: false,
-            probe_eof: false,
         }
     }
 
@@ -466,6 +462,9 @@ impl<T: Socket> Conn<T> {
 
     pub fn on_ready<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
         let mut reads = 0;
+        // A read on a connection not yet registered came up short: whether
+        // the client's EOF is queued behind it, only one more read can tell.
+        let mut probe_eof = false;
         let step = loop {
             if self.queued() > 0 && self.writable {
                 if let Err(_e) = self.flush(cx.now) {
@@ -541,13 +540,13 @@ impl<T: Socket> Conn<T> {
                 continue;
             }
             let accepting = matches!(self.state, State::Head { .. } | State::Body { .. });
-            if self.probe_eof && accepting && self.queued() == 0 && self.input.is_empty() {
+            if probe_eof && accepting && self.queued() == 0 && self.input.is_empty() {
                 // Answered, on a connection served before it was registered:
                 // a client that half-closed after its request (one request
                 // per connection) has its EOF queued already, and this read
                 // finds it, sparing the registration and the wake-up that
                 // would report it. A keep-alive client costs one `WouldBlock`.
-                self.probe_eof = false;
+                probe_eof = false;
                 self.readable = true;
             }
             if !self.readable || self.peer_eof || self.stalled || !accepting {
@@ -585,7 +584,7 @@ impl<T: Socket> Conn<T> {
                     // edge is spent, and only a read can see the EOF.
                     if n < room && !self.read_closed {
                         self.readable = false;
-                        self.probe_eof = self.polled == Polled::No;
+                        probe_eof = self.polled == Polled::No;
                     }
                     self.input.end += n;
                     self.last_active = cx.now;
@@ -596,7 +595,6 @@ impl<T: Socket> Conn<T> {
                 Err(_) => break Step::Close,
             }
         };
-        self.probe_eof = false;
         if step != Step::Close {
             self.release_idle(cx.pools);
         }
@@ -1067,20 +1065,34 @@ mod tests {
 
     #[test]
     fn idle_connection_holds_no_buffers() {
+        let (step, conn) = one_turn(b"GET / HTTP/1.1\r\n\r\n", false, Polled::No);
+        assert_eq!(step, Step::Wait);
+        assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
+        assert_eq!(conn.buffer_bytes(), 0);
+        assert_eq!(
+            conn.deadline(&limits()),
+            conn.last_active + limits().idle_timeout
+        );
+    }
+
+    /// One `on_ready` of a connection that reads `input`, then EOF or
+    /// `WouldBlock`, as registered `polled`.
+    fn one_turn(input: &[u8], eof: bool, polled: Polled) -> (Step, Conn<Script>) {
         let now = Instant::now();
         let limits = limits();
         let mut pools = Pools::default();
         let mut body = Vec::new();
         let mut conn = Conn::new(
             Script {
-                reads: vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()].into(),
-                eof: false,
+                reads: vec![input.to_vec()].into(),
+                eof,
                 written: Vec::new(),
             },
             now,
         );
         conn.readable = true;
         conn.writable = true;
+        conn.polled = polled;
         let mut cx = Cx {
             service: &mut Echo,
             pools: &mut pools,
@@ -1089,16 +1101,11 @@ mod tests {
             now,
             budget: limits.max_buffered_bytes,
         };
-        assert_eq!(conn.on_ready(&mut cx), Step::Wait);
-        assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
-        assert_eq!(conn.buffer_bytes(), 0);
-        assert_eq!(conn.deadline(&limits), now + limits.idle_timeout);
+        (conn.on_ready(&mut cx), conn)
     }
 
     #[test]
     fn a_fresh_connection_sees_a_queued_eof_after_its_answer() {
-        let now = Instant::now();
-        let limits = limits();
         // Half-closed and not yet registered: closed at once. Keep-alive:
         // waits. Registered: the poller reports the EOF, no extra read.
         let cases = [
@@ -1107,28 +1114,8 @@ mod tests {
             (true, Polled::Read, Step::Wait),
         ];
         for (eof, polled, want) in cases {
-            let mut pools = Pools::default();
-            let mut body = Vec::new();
-            let mut conn = Conn::new(
-                Script {
-                    reads: vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()].into(),
-                    eof,
-                    written: Vec::new(),
-                },
-                now,
-            );
-            conn.readable = true;
-            conn.writable = true;
-            conn.polled = polled;
-            let mut cx = Cx {
-                service: &mut Echo,
-                pools: &mut pools,
-                limits: &limits,
-                body: &mut body,
-                now,
-                budget: limits.max_buffered_bytes,
-            };
-            assert_eq!(conn.on_ready(&mut cx), want, "eof {eof}, {polled:?}");
+            let (step, conn) = one_turn(b"GET / HTTP/1.1\r\n\r\n", eof, polled);
+            assert_eq!(step, want, "eof {eof}, {polled:?}");
             assert!(conn.sock.written.starts_with(b"HTTP/1.1 200 OK"));
         }
     }
