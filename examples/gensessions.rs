@@ -60,7 +60,11 @@ fn main() {
                 seq: seq + 1,
                 kind: Kind::Exit,
                 created_at: stamp,
-                payload: wire::exit_payload("completed", Some(0), None, None),
+                payload: wire::exit_payload(
+                    "completed",
+                    Some(coven::sys::process::ExitStatus::from_raw(0)),
+                    None,
+                ),
             },
         ];
         for e in &events {

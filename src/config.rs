@@ -119,6 +119,9 @@ impl Limits {
     }
 }
 
+/// The socket's name in `COVEN_HOME`.
+pub const SOCKET_NAME: &str = "coven.sock";
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `COVEN_HOME`.
@@ -159,7 +162,7 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     pub fn socket_path(&self) -> PathBuf {
-        self.home.join("coven.sock")
+        self.home.join(SOCKET_NAME)
     }
 
     /// Reads `<home>/config.json` if it exists.

@@ -239,6 +239,10 @@ pub struct Conn<T> {
     /// the answer is out and nothing is left unread, the socket is simply
     /// closed, without the half-close and linger an error close needs.
     client_closes: bool,
+    /// It asked the daemon to stop: its socket is kept open, not closed,
+    /// until the process exits, so that its EOF tells the client that the
+    /// daemon is gone (`Reply::until_exit`).
+    pub keep_until_exit: bool,
 }
 
 /// What a connection's socket is registered with the poller for. A new
@@ -272,6 +276,7 @@ impl<T: Socket> Conn<T> {
             listed: None,
             polled: Polled::No,
             client_closes: false,
+            keep_until_exit: false,
         }
     }
 
@@ -626,13 +631,15 @@ impl<T: Socket> Conn<T> {
     /// A closed connection's buffers go back to the pools: the next
     /// connection (one per request is how clients call) reads into memory
     /// already allocated and initialized.
-    pub fn recycle(self, pools: &mut Pools) {
+    /// Gives the buffers back to the pools; returns the socket.
+    pub fn recycle(self, pools: &mut Pools) -> T {
         if !self.input.data.is_empty() {
             pools.give_input(self.input.data);
         }
         if self.output.capacity() > 0 {
             pools.give_output(self.output);
         }
+        self.sock
     }
 
     /// Returns empty buffers to the pools.
@@ -850,6 +857,7 @@ impl<T: Socket> Conn<T> {
         if !head_only {
             out.extend_from_slice(cx.body);
         }
+        self.keep_until_exit |= reply.until_exit;
         if persist == Persist::Close {
             self.state = State::Closing;
             self.client_closes = true;

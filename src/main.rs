@@ -23,17 +23,32 @@ fn answers_queries() -> bool {
     std::env::var_os("TERM").is_some_and(|t| !t.is_empty() && t != "dumb")
 }
 
-fn serve() -> Result<(), String> {
+/// The home, absolute, and the logger set up: what both daemon processes
+/// start with.
+fn daemon_home() -> Result<PathBuf, String> {
     let level = logger::parse_level(std::env::var("COVEN_LOG").ok().as_deref())?;
     logger::init(level);
-    let mut home = coven_home()?;
+    let home = coven_home()?;
     if home.is_relative() {
         let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
-        home = cwd.join(home);
+        return Ok(cwd.join(home));
     }
+    Ok(home)
+}
+
+/// `coven daemon serve`: the supervisor (it starts the server).
+fn serve() -> Result<u8, String> {
+    let home = daemon_home()?;
+    let code = daemon::serve(&home).map_err(|e| e.to_string())?;
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// `coven daemon _server`: the serving process.
+fn server() -> Result<(), String> {
+    let home = daemon_home()?;
     let mut config = Config::load(home).map_err(|e| e.to_string())?;
     config.path = std::env::var_os("PATH").unwrap_or_default();
-    daemon::serve(&config).map_err(|e| e.to_string())
+    daemon::serve_server(&config).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -58,12 +73,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => match serve() {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("coven: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Server => match server() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("coven: {e}");
                 ExitCode::FAILURE
             }
         },
+        Command::Handover => {
+            println!("{}", coven::handover::describe());
+            ExitCode::SUCCESS
+        }
         _ => {
             let home = match coven_home() {
                 Ok(home) => home,

@@ -24,6 +24,8 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// The writer thread finished a batch (`Sessions::on_writer`).
 const WRITER: Token = Token(2);
+/// The supervisor's link (`Sessions::on_supervisor`).
+const SUPERVISOR: Token = Token(3);
 /// Slab-keyed sources carry a tag in the token's top bits.
 const TAG_SHIFT: u32 = usize::BITS - 4;
 const TAG_CONN: usize = 1;
@@ -45,6 +47,7 @@ pub enum Source {
     Listener,
     Signals,
     Writer,
+    Supervisor,
     Conn(usize),
     Pty(usize),
 }
@@ -62,6 +65,7 @@ pub fn decode(token: Token) -> Option<Source> {
         LISTENER => Some(Source::Listener),
         SIGNALS => Some(Source::Signals),
         WRITER => Some(Source::Writer),
+        SUPERVISOR => Some(Source::Supervisor),
         Token(t) => match t >> TAG_SHIFT {
             TAG_CONN => Some(Source::Conn(t & ((1 << TAG_SHIFT) - 1))),
             TAG_PTY => Some(Source::Pty(t & ((1 << TAG_SHIFT) - 1))),
@@ -72,16 +76,18 @@ pub fn decode(token: Token) -> Option<Source> {
 
 /// The signal self-pipe: handlers set a flag, then write a byte that wakes
 /// the loop (signal-hook does both, in that order).
+/// The serving process has no children of its own (the supervisor starts
+/// and reaps the harnesses), so no SIGCHLD.
 struct Signals {
     pipe: UnixStream,
     stop: Arc<AtomicBool>,
     hangup: Arc<AtomicBool>,
-    child: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn install() -> io::Result<Signals> {
-        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
         let (read, write) = StdUnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
@@ -89,13 +95,13 @@ impl Signals {
             pipe: UnixStream::from_std(read),
             stop: Arc::default(),
             hangup: Arc::default(),
-            child: Arc::default(),
+            restart: Arc::default(),
         };
         for (sig, flag) in [
             (SIGTERM, &signals.stop),
             (SIGINT, &signals.stop),
             (SIGHUP, &signals.hangup),
-            (SIGCHLD, &signals.child),
+            (SIGUSR2, &signals.restart),
         ] {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
@@ -150,6 +156,9 @@ pub struct Reactor {
     /// When something last happened (a readiness event), if the memory it
     /// used has not been given back since (`QUIET_RELEASE`).
     busy_since_release: Option<Instant>,
+    /// Sockets of clients that asked the daemon to stop, kept open (out of
+    /// the poller) until the process exits: their EOF says it is gone.
+    pub kept: Vec<UnixStream>,
 }
 
 /// Why a connection is being run.
@@ -191,6 +200,13 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         poll.registry()
             .register(&mut signals.pipe, SIGNALS, Interest::READABLE)?;
+        if let Some(fd) = api.sessions.link_fd() {
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                SUPERVISOR,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
         Ok(Reactor {
             poll,
             listener: Some(listener),
@@ -214,6 +230,7 @@ impl Reactor {
             waiters: HashMap::new(),
             // Start-up itself is activity: its pages go back once it is quiet.
             busy_since_release: Some(Instant::now()),
+            kept: Vec::new(),
         })
     }
 
@@ -257,6 +274,7 @@ impl Reactor {
                     Some(Source::Listener) => self.accept_pending = true,
                     Some(Source::Signals) => self.on_signals(now),
                     Some(Source::Writer) => self.api.sessions.on_writer(),
+                    Some(Source::Supervisor) => self.api.sessions.on_supervisor(now),
                     Some(Source::Conn(key)) => {
                         let Some(conn) = self.conns.get_mut(key) else {
                             continue;
@@ -277,7 +295,7 @@ impl Reactor {
                 }
             }
             self.stop_if_requested(now);
-            self.api.sessions.on_pending();
+            self.api.sessions.on_pending(now);
             self.api.sessions.on_timers(now);
             self.wake_waiters(now);
             for _ in 0..self.ready.len() {
@@ -315,7 +333,14 @@ impl Reactor {
     /// How long `poll` may sleep: until the next deadline, or not at all if
     /// work is queued, or forever when nothing is pending (idle = no wakeups).
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || self.accept_pending || self.api.sessions.has_pending() {
+        if !self.ready.is_empty()
+            || self.accept_pending
+            || self.api.sessions.has_pending()
+            || self.api.stop_requested
+        {
+            // A stop asked during this turn (perhaps by a connection served
+            // at accept, after the turn's last look) acts now, not after the
+            // next wake-up.
             return Some(Duration::ZERO);
         }
         let next = [
@@ -336,9 +361,6 @@ impl Reactor {
         if self.signals.hangup.swap(false, Ordering::SeqCst) {
             log::info!("SIGHUP ignored (use SIGTERM to stop the daemon)");
         }
-        if self.signals.child.swap(false, Ordering::SeqCst) {
-            self.api.sessions.reap(now);
-        }
         if self.signals.stop.swap(false, Ordering::SeqCst) {
             self.begin_stop(now);
         }
@@ -348,6 +370,12 @@ impl Reactor {
     /// once; a repeated request does not hurry a stop already under way.
     fn stop_if_requested(&mut self, now: Instant) {
         if std::mem::take(&mut self.api.stop_requested) && self.stopping.is_none() {
+            self.begin_stop(now);
+        }
+        if self.api.sessions.supervisor_lost() && self.stopping.is_none() {
+            // Whoever stopped the supervisor stopped the daemon: without
+            // it no harness starts and no exit status comes.
+            log::error!("the supervisor is gone: stopping");
             self.begin_stop(now);
         }
     }
@@ -621,7 +649,17 @@ impl Reactor {
         // the only one. Connection sockets are close-on-exec, and a harness
         // is spawned only on this thread, by a `Command::spawn` that returns
         // after the child's `exec`, so no child keeps a copy.
-        conn.recycle(&mut self.pools);
+        let keep = conn.keep_until_exit;
+        let polled = conn.polled;
+        let mut sock = conn.recycle(&mut self.pools);
+        if keep {
+            // Out of the poller (its close would wake us for nothing), open
+            // until the process exits.
+            if polled != Polled::No {
+                let _ = self.poll.registry().deregister(&mut sock);
+            }
+            self.kept.push(sock);
+        }
         self.api.stats.open_connections = self.conns.len();
         if self.listener.is_some() && std::mem::take(&mut self.accept_deferred) {
             // A slot (and a descriptor) is free: retry the deferred accept.
@@ -654,6 +692,7 @@ mod tests {
         assert_eq!(decode(LISTENER), Some(Source::Listener));
         assert_eq!(decode(SIGNALS), Some(Source::Signals));
         assert_eq!(decode(WRITER), Some(Source::Writer));
+        assert_eq!(decode(SUPERVISOR), Some(Source::Supervisor));
         for key in [0, 1, 4095, (1 << TAG_SHIFT) - 1] {
             assert_eq!(decode(conn_token(key)), Some(Source::Conn(key)));
             assert_eq!(decode(pty_token(key)), Some(Source::Pty(key)));

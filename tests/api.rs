@@ -33,7 +33,9 @@ fn health_shape() {
                "eventWait": true, "eventStream": true, "sessionResize": true, "sessionSignals": true,
                "persistence": true})
     );
-    assert_eq!(h["daemon"]["pid"], d.pid());
+    assert_eq!(h["daemon"]["pid"], d.server_pid());
+    // The server is the supervisor's child.
+    assert_eq!(ps_field(d.server_pid(), "ppid"), d.pid().to_string());
     assert_eq!(h["daemon"]["socket"], d.socket.display().to_string());
     let started = h["daemon"]["startedAt"].as_str().unwrap();
     humantime::parse_rfc3339(started).expect("startedAt is RFC 3339");

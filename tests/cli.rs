@@ -33,7 +33,7 @@ fn commands_read_and_drive_sessions() {
     );
     let o = coven(&d, &["health", "--json"]);
     let h: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(h["daemon"]["pid"], d.pid());
+    assert_eq!(h["daemon"]["pid"], d.server_pid());
 
     let o = coven(&d, &["sessions"]);
     assert!(

@@ -433,7 +433,7 @@ fn unread_responses_apply_backpressure() {
         "the daemon kept reading requests whose answers nobody read"
     );
     d.assert_alive();
-    let rss_kib = vm_rss_kib(d.pid());
+    let rss_kib = vm_rss_kib(d.server_pid());
     assert!(rss_kib < 64 * 1024, "daemon RSS grew to {rss_kib} KiB");
     let expected = total.div_ceil(HEALTH.len());
     let tail = expected * HEALTH.len() - total;

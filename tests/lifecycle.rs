@@ -49,12 +49,16 @@ fn second_daemon_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("pid {}", d.pid())), "{err}");
+    assert!(err.contains(&format!("pid {}", d.server_pid())), "{err}");
     assert!(err.contains(&d.socket.display().to_string()), "{err}");
     // The first daemon's files are untouched and it still serves.
     assert_eq!(std::fs::read(d.home.join("daemon.json")).unwrap(), before);
     d.assert_alive();
-    assert_eq!(d.get("/health").json()["daemon"]["pid"], d.pid());
+    assert_eq!(
+        ps_field(d.server_pid(), "ppid"),
+        d.pid().to_string(),
+        "the server is the supervisor's child"
+    );
 }
 
 #[test]
@@ -91,8 +95,7 @@ fn sighup_does_not_stop_the_daemon() {
 #[test]
 fn restart_after_sigkill_replaces_stale_socket() {
     let mut d = Daemon::start();
-    d.signal(Signal::SIGKILL);
-    d.wait_exit();
+    d.crash();
     assert!(
         d.socket.exists(),
         "a killed daemon leaves its socket behind"
@@ -100,7 +103,11 @@ fn restart_after_sigkill_replaces_stale_socket() {
     d.spawn();
     d.assert_alive();
     assert_eq!(mode(&d.socket), 0o600);
-    assert_eq!(d.get("/health").json()["daemon"]["pid"], d.pid());
+    assert_eq!(
+        ps_field(d.server_pid(), "ppid"),
+        d.pid().to_string(),
+        "the server is the supervisor's child"
+    );
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn a_stalled_reader_costs_a_bounded_budget_and_loses_nothing() {
     ));
     d.wait_output(&id, "go");
     let mut s = open_stream(&d, &format!("/api/v1/sessions/{id}/stream"), "");
-    let rss_before = vm_rss_kib(d.pid());
+    let rss_before = vm_rss_kib(d.server_pid());
     d.post(
         &format!("/api/v1/sessions/{id}/input"),
         br#"{"data":"x\n"}"#,
@@ -199,7 +199,7 @@ fn a_stalled_reader_costs_a_bounded_budget_and_loses_nothing() {
         let page = d.get(&format!("/api/v1/sessions/{id}")).json();
         (page["status"] != "running").then_some(())
     });
-    let rss_after = vm_rss_kib(d.pid());
+    let rss_after = vm_rss_kib(d.server_pid());
     assert!(
         rss_after < rss_before + 16 * 1024,
         "RSS grew from {rss_before} to {rss_after} KiB"
@@ -219,11 +219,11 @@ fn a_stalled_reader_costs_a_bounded_budget_and_loses_nothing() {
 #[test]
 fn kill_signals_and_grace() {
     let d = Daemon::with_sessions("");
-    for (signal, name) in [
-        ("INT", "INT"),
-        ("SIGHUP", "HUP"),
-        ("kill", "KILL"),
-        ("TERM", "TERM"),
+    for (signal, name, number) in [
+        ("INT", "INT", libc::SIGINT),
+        ("SIGHUP", "HUP", libc::SIGHUP),
+        ("kill", "KILL", libc::SIGKILL),
+        ("TERM", "TERM", libc::SIGTERM),
     ] {
         let id = id_of(&d.launch("sleep", "1000"));
         let r = d.post(
@@ -232,10 +232,10 @@ fn kill_signals_and_grace() {
         );
         assert_eq!(r.status, 202);
         d.wait_exit_event(&id);
-        let exit = payload(&d.events(&id).pop().unwrap());
+        let exit = exit_of(&d.events(&id).pop().unwrap());
         assert_eq!(
             exit,
-            json!({"status": "killed", "exitCode": null, "signal": name}),
+            json!({"status": "killed", "exitCode": null, "signal": name, "signalNumber": number}),
             "{signal}"
         );
     }

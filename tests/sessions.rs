@@ -340,7 +340,7 @@ fn exits_completed_failed_and_signalled() {
     assert_eq!(s["pid"], Value::Null);
     let exit = d.events(&ok).pop().unwrap();
     assert_eq!(
-        payload(&exit),
+        exit_of(&exit),
         json!({"status": "completed", "exitCode": 0})
     );
     assert!(output_of(&d.events(&ok)).contains("done\n"));
@@ -351,7 +351,7 @@ fn exits_completed_failed_and_signalled() {
         (Some("failed"), Some(3))
     );
     assert_eq!(
-        payload(&d.events(&three).pop().unwrap()),
+        exit_of(&d.events(&three).pop().unwrap()),
         json!({"status": "failed", "exitCode": 3})
     );
 
@@ -359,8 +359,8 @@ fn exits_completed_failed_and_signalled() {
     assert_eq!(s["status"], "failed");
     assert_eq!(s["exit_code"], Value::Null);
     assert_eq!(
-        payload(&d.events(&killed).pop().unwrap()),
-        json!({"status": "failed", "exitCode": null, "signal": "KILL"})
+        exit_of(&d.events(&killed).pop().unwrap()),
+        json!({"status": "failed", "exitCode": null, "signal": "KILL", "signalNumber": libc::SIGKILL})
     );
     // Input, kill and resize on a finished session: 409.
     for (path, body) in [
@@ -597,8 +597,8 @@ fn kill_escalates_past_a_trapped_term() {
     assert_eq!(payload(&events[kill_at]), json!({"status": "killed"}));
     assert_eq!(kinds.last(), Some(&"exit"));
     assert_eq!(
-        payload(events.last().unwrap()),
-        json!({"status": "killed", "exitCode": null, "signal": "KILL"})
+        exit_of(events.last().unwrap()),
+        json!({"status": "killed", "exitCode": null, "signal": "KILL", "signalNumber": libc::SIGKILL})
     );
 }
 

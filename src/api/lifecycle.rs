@@ -79,5 +79,8 @@ pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Repl
     );
     log::info!("shutdown requested over the API");
     api.stop_requested = true;
-    Ok(Reply::new(202))
+    Ok(Reply {
+        until_exit: true,
+        ..Reply::new(202)
+    })
 }

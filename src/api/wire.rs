@@ -247,8 +247,7 @@ pub fn truncated_payload(events: u64, bytes: u64) -> Box<[u8]> {
 /// `{ status, exitCode, signal?, error? }`, for `exit` events.
 pub fn exit_payload(
     status: &str,
-    exit_code: Option<i32>,
-    signal: Option<&str>,
+    exit: Option<crate::sys::process::ExitStatus>,
     error: Option<&str>,
 ) -> Box<[u8]> {
     #[derive(Serialize)]
@@ -256,15 +255,25 @@ pub fn exit_payload(
     struct Exit<'a> {
         status: &'a str,
         exit_code: Option<i32>,
+        /// The name of the signal that ended it, when it has one.
         #[serde(skip_serializing_if = "Option::is_none")]
         signal: Option<&'a str>,
+        /// Its number, named or not.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal_number: Option<i32>,
+        /// The raw `waitpid` status.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wait_status: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a str>,
     }
+    let signal_number = exit.and_then(|e| e.signal());
     payload_literal(&Exit {
         status,
-        exit_code,
-        signal,
+        exit_code: exit.and_then(|e| e.code()),
+        signal: signal_number.and_then(crate::sys::process::signal_name),
+        signal_number,
+        wait_status: exit.map(|e| e.raw),
         error,
     })
 }

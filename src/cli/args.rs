@@ -6,6 +6,12 @@
 pub enum Command {
     /// `coven daemon serve`: run the daemon in the foreground.
     Serve,
+    /// `coven daemon _server` (internal): the serving process the
+    /// supervisor starts.
+    Server,
+    /// `coven daemon _handover` (internal): what this build can take over
+    /// from a running daemon, asked before a live restart.
+    Handover,
     /// Print this text and exit 0: the overview, or one command's help.
     Help(&'static str),
     Version,
@@ -443,6 +449,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     let id = |s: &str| s.to_owned();
     let command = match w.as_slice() {
         ["daemon", "serve"] => Command::Serve,
+        ["daemon", "_server"] => Command::Server,
+        ["daemon", "_handover"] => Command::Handover,
         ["daemon", "start"] => Command::DaemonStart,
         ["daemon", "stop"] => Command::DaemonStop,
         ["daemon", "status"] => Command::DaemonStatus,

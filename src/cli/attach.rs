@@ -59,9 +59,9 @@ impl End {
     pub fn exit_code(&self) -> u8 {
         match self {
             End::Detached => 0,
-            End::Exited(p) => match (p["exitCode"].as_i64(), p["signal"].as_str()) {
+            End::Exited(p) => match (p["exitCode"].as_i64(), signal_of(p)) {
                 (Some(code), _) => code.clamp(0, 255) as u8,
-                (None, Some(name)) => signal_number(name).map_or(1, |n| 128 + n),
+                (None, Some(n)) => 128u8.saturating_add(n),
                 (None, None) => 1,
             },
             End::DaemonGone(_) => 1,
@@ -74,10 +74,11 @@ impl End {
             End::Detached => format!("detached from {id} (coven attach {id} returns to it)"),
             End::Exited(p) => {
                 let status = p["status"].as_str().unwrap_or("ended");
-                match (p["exitCode"].as_i64(), p["signal"].as_str()) {
-                    (Some(code), _) => format!("session {id} {status} (exit code {code})"),
-                    (None, Some(sig)) => format!("session {id} {status} (signal {sig})"),
-                    (None, None) => format!("session {id} {status}"),
+                match (p["exitCode"].as_i64(), p["signal"].as_str(), signal_of(p)) {
+                    (Some(code), ..) => format!("session {id} {status} (exit code {code})"),
+                    (None, Some(sig), _) => format!("session {id} {status} (signal {sig})"),
+                    (None, None, Some(n)) => format!("session {id} {status} (signal {n})"),
+                    (None, None, None) => format!("session {id} {status}"),
                 }
             }
             End::DaemonGone(why) => format!("lost the daemon ({why}); session {id}"),
@@ -86,7 +87,13 @@ impl End {
     }
 }
 
-fn signal_number(name: &str) -> Option<u8> {
+/// The number of the signal that ended the session: `signalNumber`, or
+/// (from a daemon that did not send it) the number of its `signal` name.
+fn signal_of(exit: &serde_json::Value) -> Option<u8> {
+    if let Some(n) = exit["signalNumber"].as_u64() {
+        return u8::try_from(n).ok();
+    }
+    let name = exit["signal"].as_str()?;
     let full = format!("SIG{}", name.trim_start_matches("SIG"));
     full.parse::<nix::sys::signal::Signal>()
         .ok()

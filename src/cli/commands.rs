@@ -286,6 +286,8 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
         }
         Command::Run(_) | Command::Attach { .. } | Command::Wait { .. } => Ok(()),
         Command::Serve
+        | Command::Server
+        | Command::Handover
         | Command::Help(_)
         | Command::Version
         | Command::DaemonStart

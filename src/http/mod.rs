@@ -99,6 +99,9 @@ pub struct Reply {
     pub content_type: &'static str,
     /// A `Coven-Seq` header's value.
     pub seq: Option<u64>,
+    /// Keep the connection open until the process exits (the answer to a
+    /// request that stops the daemon): its EOF then means the daemon is gone.
+    pub until_exit: bool,
 }
 
 impl Reply {
@@ -109,6 +112,7 @@ impl Reply {
             hold: None,
             content_type: encode::JSON,
             seq: None,
+            until_exit: false,
         }
     }
 }

@@ -18,12 +18,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use slab::Slab;
 
 use crate::api::wire;
 use crate::journal::Journal;
 use crate::ring::{Event, Kind, Ring};
+use crate::supervisor::link::Link;
+use crate::supervisor::proto::SpawnRequest;
+use crate::sys::process::ExitStatus;
 use crate::sys::pty;
 use crate::writer::{Job, Writer};
 use harness::Harness;
@@ -94,19 +96,6 @@ pub struct LaunchSpec {
     pub rows: u16,
 }
 
-/// How the process ended, once reaped.
-#[derive(Clone, Copy, Debug)]
-struct ExitInfo {
-    code: Option<i32>,
-    signal: Option<Signal>,
-}
-
-/// The signal's name without `SIG`, as events and kill bodies spell it.
-pub fn signal_name(sig: Signal) -> &'static str {
-    let s = sig.as_str();
-    s.strip_prefix("SIG").unwrap_or(s)
-}
-
 pub struct Session {
     /// Public id: `[0-9a-f-]`, unique, never a slab key.
     pub id: Box<str>,
@@ -156,7 +145,8 @@ pub struct Session {
     writable: bool,
     /// The master reported EOF or EIO: every process let go of the PTY.
     eof: bool,
-    exit: Option<ExitInfo>,
+    /// How the harness ended, once the supervisor reaped it.
+    exit: Option<ExitStatus>,
     /// An incomplete UTF-8 sequence carried to the next read.
     tail: [u8; 3],
     tail_len: u8,
@@ -695,6 +685,9 @@ pub struct Sessions {
     timers: BTreeSet<(Instant, usize)>,
     /// `<home>/sessions`, where journals live (None: memory only).
     root: Option<PathBuf>,
+    /// The supervisor, which starts harnesses and reaps them (None: no
+    /// harness can be started).
+    link: Option<Link>,
 }
 
 impl Sessions {
@@ -734,6 +727,7 @@ impl Sessions {
             pending: Vec::new(),
             timers: BTreeSet::new(),
             root: None,
+            link: None,
         }
     }
 
@@ -911,7 +905,7 @@ impl Sessions {
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.link.as_ref().is_some_and(Link::has_pending)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -1025,22 +1019,39 @@ impl Sessions {
                 "harness {:?}: executable {:?} was not found on PATH",
                 harness.id, harness.command
             )),
-            Some(exe) => pty::spawn(&pty::Launch {
-                exe: &exe,
-                arg0: &harness.command,
-                args: &harness.argv(&spec.prompt),
-                cwd: &spec.cwd,
-                env: &harness.env,
-                cols: spec.cols,
-                rows: spec.rows,
-            })
-            .map_err(|e| {
-                format!(
-                    "harness {:?}: cannot start {}: {e}",
-                    harness.id,
-                    exe.display()
-                )
-            }),
+            Some(exe) => {
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = |p: &std::path::Path| p.as_os_str().as_bytes().to_vec();
+                let req = SpawnRequest {
+                    id: id.to_string(),
+                    exe: bytes(&exe),
+                    arg0: harness.command.as_bytes().to_vec(),
+                    args: harness
+                        .argv(&spec.prompt)
+                        .into_iter()
+                        .map(String::into_bytes)
+                        .collect(),
+                    cwd: bytes(&spec.cwd),
+                    env: harness
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
+                        .collect(),
+                    cols: spec.cols,
+                    rows: spec.rows,
+                };
+                match &mut self.link {
+                    Some(link) => link.spawn(req),
+                    None => Err("no supervisor to start it".into()),
+                }
+                .map_err(|e| {
+                    format!(
+                        "harness {:?}: cannot start {}: {e}",
+                        harness.id,
+                        exe.display()
+                    )
+                })
+            }
         };
         let s = &mut self.list[key];
         match started {
@@ -1057,7 +1068,7 @@ impl Sessions {
             Err(message) => {
                 log::warn!("session {}: {message}", s.id);
                 s.status = Status::Failed;
-                let payload = wire::exit_payload("failed", None, None, Some(&message));
+                let payload = wire::exit_payload("failed", None, Some(&message));
                 self.record_exit(key, payload);
                 Err(LaunchError::SpawnFailed { key, message })
             }
@@ -1122,9 +1133,13 @@ impl Sessions {
                 }
                 Err(Errno::EAGAIN) if s.exit.is_some() && s.slave.is_some() => {
                     // The harness is gone and everything it wrote is read:
-                    // let go of the slave, so the master reports EOF once
-                    // no other process holds the terminal. Read again.
+                    // let go of the slave (ours and the supervisor's), so
+                    // the master reports EOF once no other process holds
+                    // the terminal. Read again.
                     s.slave = None;
+                    if let Some(link) = &mut self.link {
+                        link.release(s.pgid);
+                    }
                 }
                 Err(Errno::EAGAIN) => s.readable = false,
                 Err(Errno::EINTR) => {}
@@ -1139,46 +1154,55 @@ impl Sessions {
         }
     }
 
-    /// SIGCHLD: reaps every exited child.
-    pub fn reap(&mut self, now: Instant) {
-        loop {
-            let (pid, info) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (
-                    pid,
-                    ExitInfo {
-                        code: Some(code),
-                        signal: None,
-                    },
-                ),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (
-                    pid,
-                    ExitInfo {
-                        code: None,
-                        signal: Some(sig),
-                    },
-                ),
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    log::warn!("waitpid: {e}");
-                    return;
-                }
-            };
-            let Some(key) = self.by_pid.remove(&pid.as_raw()) else {
-                continue;
-            };
-            let s = &mut self.list[key];
-            s.exit = Some(info);
-            s.pid = None;
-            if !s.eof {
-                // Trailing output may still be queued in the PTY: read it,
-                // and give a lingering holder of the terminal a moment.
-                s.readable = true;
-                s.set_ending(|e| e.drain_until = Some(now + EXIT_DRAIN));
-                self.arm(key);
-            }
-            self.pump(key);
+    /// Acts on what the supervisor said: the harnesses that ended.
+    pub fn on_supervisor(&mut self, now: Instant) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        for (pid, status) in link.exits() {
+            self.on_exit(pid, ExitStatus::from_raw(status), now);
         }
+    }
+
+    /// The supervisor is gone: no exit status will come any more.
+    pub fn supervisor_lost(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.lost)
+    }
+
+    /// The descriptor of the link to the supervisor, for the poller.
+    pub fn link_fd(&self) -> Option<RawFd> {
+        self.link.as_ref().map(Link::fd)
+    }
+
+    /// Tells the supervisor that this server serves.
+    pub fn ready(&mut self) {
+        if let Some(link) = &mut self.link {
+            link.ready();
+        }
+    }
+
+    /// From now on, harnesses are started by the supervisor at the other
+    /// end of `link`.
+    pub fn attach_link(&mut self, link: Link) {
+        self.link = Some(link);
+    }
+
+    /// A harness ended (the supervisor reaped it): its raw wait status.
+    fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) {
+        let Some(key) = self.by_pid.remove(&pid) else {
+            return;
+        };
+        let s = &mut self.list[key];
+        s.exit = Some(status);
+        s.pid = None;
+        if !s.eof {
+            // Trailing output may still be queued in the PTY: read it,
+            // and give a lingering holder of the terminal a moment.
+            s.readable = true;
+            s.set_ending(|e| e.drain_until = Some(now + EXIT_DRAIN));
+            self.arm(key);
+        }
+        self.pump(key);
     }
 
     /// The session is over: both its exit status and its PTY's EOF are in
@@ -1194,23 +1218,24 @@ impl Sessions {
             self.log
                 .push(s, Kind::Output, wire::data_payload(&tail), tail.len());
         }
-        s.status = match (s.status, info.code) {
+        s.status = match (s.status, info.code()) {
             (Status::Killed, _) => Status::Killed,
             (_, Some(0)) => Status::Completed,
             _ => Status::Failed,
         };
-        s.exit_code = info.code;
+        s.exit_code = info.code();
         s.master = None;
-        s.slave = None;
+        if s.slave.take().is_some() {
+            // Finished without the slave let go in `pump` (the drain ran
+            // out): the supervisor's copies go now.
+            if let Some(link) = &mut self.link {
+                link.release(s.pgid);
+            }
+        }
         s.input = None;
         s.set_ending(|e| e.drain_until = None);
         s.updated_at = self.log.clock.stamp();
-        let payload = wire::exit_payload(
-            s.status.as_str(),
-            info.code,
-            info.signal.map(signal_name),
-            None,
-        );
+        let payload = wire::exit_payload(s.status.as_str(), Some(info), None);
         self.live -= 1;
         self.arm(key);
         self.record_exit(key, payload);
@@ -1538,7 +1563,10 @@ impl Sessions {
     }
 
     /// Drives sessions that yielded.
-    pub fn on_pending(&mut self) {
+    pub fn on_pending(&mut self, now: Instant) {
+        if self.link.as_ref().is_some_and(Link::has_pending) {
+            self.on_supervisor(now);
+        }
         for key in self.take_pending() {
             self.pump(key);
         }

@@ -13,11 +13,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::collections::HashMap;
+
 use super::{stamp_str, valid_session_id, DeleteError, Session, Sessions, Status};
 use crate::api::wire;
 use crate::index::{Entry, Index, CHUNK_ENTRIES, MAX_ID_BYTES};
 use crate::journal::{self, Journal};
 use crate::ring::Ring;
+use crate::supervisor::link::HeldSession;
+use crate::sys::process::ExitStatus;
 
 /// Retention by age works at most this long per loop turn.
 const RETENTION_STEP: Duration = Duration::from_millis(1);
@@ -105,12 +109,14 @@ impl Sessions {
     }
 
     /// Loads every session recorded under `root` (`<home>/sessions`) that
-    /// was running when the previous daemon stopped (they become
-    /// `orphaned`), counts the rest from the index, and keeps journaling
-    /// there from now on. The index is rebuilt from the session
-    /// directories when it is missing or damaged. Nothing here fails the
-    /// start but an unusable `root`.
-    pub fn load(&mut self, root: PathBuf) -> io::Result<()> {
+    /// had not finished when the previous server stopped: those the
+    /// supervisor still holds (`held`, their harnesses alive or ended while
+    /// no server ran) are taken up again; the others become `orphaned`.
+    /// Counts the rest from the index, and keeps journaling there from now
+    /// on. The index is rebuilt from the session directories when it is
+    /// missing or damaged. Nothing here fails the start but an unusable
+    /// `root`.
+    pub fn load(&mut self, root: PathBuf, held: Vec<HeldSession>) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -138,9 +144,12 @@ impl Sessions {
         self.log.journal_bytes = summary.journal_bytes;
         self.last_id = summary.last_id.into_boxed_str();
         let mut max_seq = summary.max_seq;
-        // Sessions that had not finished: the previous daemon died (or
-        // was stopped before they could be recorded). Their files say how
-        // far they got.
+        let mut held: HashMap<String, HeldSession> =
+            held.into_iter().map(|h| (h.id.clone(), h)).collect();
+        let now = Instant::now();
+        // Sessions that had not finished: their harness still runs (the
+        // supervisor holds it), or the daemon died with it. Their files say
+        // how far they got.
         for (pos, entry) in summary.unfinished {
             let Some(key) = self.find(&entry.id) else {
                 log::warn!(
@@ -160,16 +169,32 @@ impl Sessions {
             };
             let s = &mut self.list[key];
             s.idx_pos = Some(pos);
-            if s.updated_at == [0; 20] {
-                // It was running: orphaned now.
-                s.updated_at = self.log.clock.stamp();
-                self.log.save_meta(&self.root, s);
-            }
             max_seq = max_seq.max(s.last_seq());
             self.log.journal_bytes =
                 self.log.journal_bytes - entry.journal_bytes + s.journal_bytes();
+            // Recorded as running (or killed, and not yet ended).
+            let unended = s.finished_secs == 0 || s.status == Status::Killed;
+            match held.remove(&entry.id) {
+                Some(h) if unended => {
+                    self.adopt(key, h, now);
+                    continue;
+                }
+                Some(h) => self.let_go(&h),
+                None => {}
+            }
+            let s = &mut self.list[key];
+            if s.finished_secs == 0 {
+                // It was running, and nothing holds it now: orphaned.
+                s.updated_at = self.log.clock.stamp();
+                self.log.save_meta(&self.root, s);
+            }
             self.mark_finished(key);
             self.write_entry(key);
+        }
+        // What the supervisor holds that no record names (a session whose
+        // end was recorded just before a crash): let go of it.
+        for h in held.into_values() {
+            self.let_go(&h);
         }
         self.log.next_seq = self.log.next_seq.max(max_seq + 1);
         self.evict(|_| false);
@@ -177,6 +202,45 @@ impl Sessions {
         self.retention_at = Some(Instant::now());
         self.enforce_retention();
         Ok(())
+    }
+
+    /// Takes up a session the supervisor kept running while no server
+    /// ran: its terminal, its process, its exit status if it ended; a kill
+    /// that was under way escalates after a fresh grace.
+    fn adopt(&mut self, key: usize, h: HeldSession, now: Instant) {
+        let s = &mut self.list[key];
+        if s.status == Status::Orphaned {
+            s.status = Status::Running;
+        }
+        s.finished_secs = 0;
+        s.pid = Some(h.pid);
+        s.pgid = h.pid;
+        s.master = Some(h.master);
+        s.slave = Some(h.slave);
+        s.eof = false;
+        s.readable = true;
+        s.writable = true;
+        log::info!("session {}: taken up again (pid {})", s.id, h.pid);
+        let killed = s.status == Status::Killed;
+        self.by_pid.insert(h.pid, key);
+        self.live += 1;
+        self.new_masters.push(key);
+        if killed {
+            let grace = self.limits.kill_grace;
+            self.list[key].set_ending(|e| e.escalate_at = Some(now + grace));
+            self.arm(key);
+        }
+        if let Some(status) = h.status {
+            self.on_exit(h.pid, ExitStatus::from_raw(status), now);
+        }
+    }
+
+    /// The supervisor holds a session that is over here: it lets go.
+    fn let_go(&mut self, h: &HeldSession) {
+        log::info!("session {}: already over; released", h.id);
+        if let Some(link) = &mut self.link {
+            link.release(h.pid);
+        }
     }
 
     /// Rebuilds the index from the session directories (each one's
@@ -200,14 +264,9 @@ impl Sessions {
             }
             match self.load_dir(&dir.path()) {
                 Ok(key) => {
-                    let s = &mut self.list[key];
-                    if s.updated_at == [0; 20] {
-                        // Still recorded as running: let the start find it.
-                        s.finished_secs = 0;
-                    } else {
-                        s.finished_secs = unix_secs(&s.updated_at);
-                    }
-                    entries.push(Self::entry_of(s));
+                    // One still recorded as running has `finished_secs`
+                    // 0: the start finds it.
+                    entries.push(Self::entry_of(&self.list[key]));
                     self.unload(key);
                 }
                 Err(e) => log::warn!("{}: skipped: {e}", dir.path().display()),
@@ -225,7 +284,8 @@ impl Sessions {
 
     /// Reads one session directory into the slab (not live: no process,
     /// nothing more will be read from a PTY). Sessions recorded as running
-    /// come back `orphaned`, with `updated_at` zero for the caller to stamp.
+    /// come back `orphaned` with `finished_secs` 0, for the start to adopt
+    /// or stamp.
     pub(super) fn load_dir(&mut self, dir: &Path) -> Result<usize, String> {
         let meta = journal::read_meta(dir).map_err(|e| format!("meta.json: {e}"))?;
         let meta = wire::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
@@ -239,16 +299,13 @@ impl Sessions {
                 .map_err(|_| format!("bad timestamp {t:?}"))
         };
         let created_at = stamp(&meta.created_at)?;
-        let mut updated_at = stamp(&meta.updated_at)?;
+        let updated_at = stamp(&meta.updated_at)?;
         let archived_at = match &meta.archived_at {
             Some(t) => Some(stamp(t)?),
             None => None,
         };
         let status = match meta.status.as_str() {
-            "running" => {
-                updated_at = [0; 20];
-                Status::Orphaned
-            }
+            "running" => Status::Orphaned,
             "completed" => Status::Completed,
             "failed" => Status::Failed,
             "killed" => Status::Killed,
@@ -277,7 +334,7 @@ impl Sessions {
             .max(meta.last_seq);
         let mut ring = Ring::new(self.limits.ring_bytes);
         ring.release_through(last_seq);
-        let finished_secs = if updated_at == [0; 20] {
+        let finished_secs = if meta.status == "running" {
             0
         } else {
             unix_secs(&updated_at)

@@ -7,6 +7,7 @@
 //! `libc` and `std` outside this module is POSIX that behaves alike on all
 //! of them (termios, `poll`, `flock`, `waitpid`, `kill`).
 
+pub mod process;
 pub mod pty;
 
 use std::io;

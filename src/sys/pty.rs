@@ -7,7 +7,7 @@
 //! its tail before the loop reads it. Linux keeps the output; holding the
 //! slave there too keeps one code path, tested here, for every system.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -34,10 +34,10 @@ fn cloexec(fd: &OwnedFd) -> nix::Result<()> {
 pub struct Launch<'a> {
     pub exe: &'a Path,
     /// `argv[0]` as the harness names its command.
-    pub arg0: &'a str,
-    pub args: &'a [String],
+    pub arg0: &'a OsStr,
+    pub args: &'a [OsString],
     pub cwd: &'a Path,
-    pub env: &'a [(String, String)],
+    pub env: &'a [(OsString, OsString)],
     pub cols: u16,
     pub rows: u16,
 }
@@ -63,7 +63,7 @@ pub fn spawn(launch: &Launch<'_>) -> io::Result<Spawned> {
     let flags = OFlag::from_bits_truncate(fcntl(&pty.master, FcntlArg::F_GETFL)?);
     fcntl(&pty.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     let mut cmd = Command::new(launch.exe);
-    cmd.arg0(OsStr::new(launch.arg0))
+    cmd.arg0(launch.arg0)
         .args(launch.args)
         .current_dir(launch.cwd)
         .env("TERM", "xterm-256color")

@@ -105,8 +105,16 @@ impl Daemon {
         });
     }
 
+    /// The process the test started: `coven daemon serve`, the
+    /// supervisor.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// The serving process (health's `daemon.pid`), the supervisor's child.
+    pub fn server_pid(&self) -> i32 {
+        let pid = self.get("/api/v1/health").json()["daemon"]["pid"].clone();
+        pid.as_i64().expect("health names the server's pid") as i32
     }
 
     pub fn log(&self) -> String {
@@ -416,6 +424,20 @@ pub fn payload(event: &Value) -> Value {
     serde_json::from_str(event["payload_json"].as_str().unwrap()).unwrap()
 }
 
+/// An `exit` event's payload without its raw wait status (which is kept
+/// as the system encodes it), after checking that it is there.
+pub fn exit_of(event: &Value) -> Value {
+    assert_eq!(event["kind"], "exit", "{event}");
+    let mut p = payload(event);
+    let raw = p
+        .as_object_mut()
+        .unwrap()
+        .remove("waitStatus")
+        .expect("waitStatus");
+    assert!(raw.is_i64(), "{raw}");
+    p
+}
+
 /// Concatenated `output` data, byte for byte.
 pub fn raw_output(events: &[Value]) -> String {
     events
@@ -437,10 +459,39 @@ impl Daemon {
         assert!(self.wait_exit().success(), "{}", self.log());
     }
 
-    /// Kills the daemon with SIGKILL (a crash) and waits for it.
+    /// The whole daemon dies at once (both its processes, SIGKILL), as in
+    /// a machine's out-of-memory kill: its sessions die with it. The
+    /// supervisor is stopped first, so that it cannot start a new server
+    /// in between.
     pub fn crash(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGKILL);
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let server = self.server_pid();
+        kill(Pid::from_raw(self.pid()), Signal::SIGSTOP).unwrap();
+        let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
         self.wait_exit();
+        wait_for("the server to die", || process_gone(server).then_some(()));
+    }
+
+    /// The serving process dies (SIGKILL): the supervisor starts a new one,
+    /// which takes the sessions up again. Returns once the new one serves.
+    pub fn crash_server(&self) {
+        let old = self.server_pid();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_for("a new server", || {
+            let mut s = UnixStream::connect(&self.socket).ok()?;
+            s.set_read_timeout(Some(deadline())).unwrap();
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let r = read_response(&mut s)?;
+            let pid = r.json()["daemon"]["pid"].as_i64()? as i32;
+            (pid != old).then_some(())
+        });
     }
 
     /// The raw body of a GET.

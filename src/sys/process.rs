@@ -1,0 +1,210 @@
+//! Processes and descriptors between the daemon's own processes: passing
+//! descriptors over a Unix socket (`SCM_RIGHTS`), reaping children with
+//! their raw wait status, and what such a status says.
+//!
+//! The status is kept raw (an `int` from `waitpid`) and read with the
+//! POSIX macros, so that a death by a signal nix has no name for (Linux's
+//! real-time signals 32–64, FreeBSD's 65–126) is a number, never an error.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// Descriptors one message may carry at most (below Linux's `SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 8;
+/// Descriptors one `recv_with_fds` can take in (several messages may come
+/// in one read).
+const MAX_FDS_PER_READ: usize = 64;
+
+/// Sends `bytes` with `fds` attached (they arrive with the first byte).
+/// Returns the bytes sent, which may be fewer: the rest goes without fds.
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    let iov = [io::IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads into `buf`; descriptors that came along are appended to `fds`,
+/// close-on-exec. `Ok(0)` is the peer's EOF.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    // macOS has no MSG_CMSG_CLOEXEC: the flag is set just after (the
+    // daemon's processes are single-threaded where they receive, so no
+    // fork can come between).
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let flags = MsgFlags::empty();
+    let msg = loop {
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags) {
+            Ok(msg) => break msg,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            for fd in received {
+                // SAFETY: the kernel just gave us this descriptor; nothing
+                // else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                set_cloexec(fd.as_raw_fd(), true);
+                fds.push(fd);
+            }
+        }
+    }
+    let n = msg.bytes;
+    if truncated {
+        return Err(io::Error::other("descriptors were lost (MSG_CTRUNC)"));
+    }
+    Ok(n)
+}
+
+/// Sets or clears a descriptor's close-on-exec flag (cleared: it survives
+/// an `execve`, as a handover needs).
+pub fn set_cloexec(fd: RawFd, on: bool) {
+    let flag = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: setting a descriptor flag; a bad fd only yields EBADF.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, flag) };
+}
+
+/// One child that has ended, and its raw wait status; `None` when no child
+/// has (or there are none).
+pub fn reap_any() -> Option<(i32, i32)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int through the pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            // Stopped or continued children are not ends (we do not ask
+            // for them, but a status that is neither is skipped).
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Some((pid, status));
+            }
+            continue;
+        }
+        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// A raw wait status and what it says: the exit code, or the signal's
+/// number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// As `waitpid` gave it.
+    pub raw: i32,
+}
+
+impl ExitStatus {
+    pub fn from_raw(raw: i32) -> ExitStatus {
+        ExitStatus { raw }
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(self) -> Option<i32> {
+        libc::WIFEXITED(self.raw).then(|| libc::WEXITSTATUS(self.raw))
+    }
+
+    /// The signal that ended it, if one did.
+    pub fn signal(self) -> Option<i32> {
+        libc::WIFSIGNALED(self.raw).then(|| libc::WTERMSIG(self.raw))
+    }
+}
+
+/// A signal's name without `SIG` (`TERM`), when this system names it.
+pub fn signal_name(number: i32) -> Option<&'static str> {
+    let sig = nix::sys::signal::Signal::try_from(number).ok()?;
+    let s = sig.as_str();
+    Some(s.strip_prefix("SIG").unwrap_or(s))
+}
+
+/// Whether a process exists (it may be a zombie).
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Sends a signal to one process; a process already gone is not an error.
+pub fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    if pid > 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn descriptors_cross_a_socket_with_their_message() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (x, _y) = UnixStream::pair().unwrap();
+        let n = send_with_fds(a.as_fd_ref(), b"one", &[x.as_raw_fd()]).unwrap();
+        assert_eq!(n, 3);
+        send_with_fds(a.as_fd_ref(), b"two", &[]).unwrap();
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let n = recv_with_fds(b.as_fd_ref(), &mut buf, &mut fds).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(&got, b"onetwo");
+        assert_eq!(fds.len(), 1);
+        // The descriptor is a working copy of `x`, close-on-exec.
+        let flags = unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        assert_eq!(
+            crate::sys::peer_uid(&fds[0]).unwrap(),
+            nix::unistd::geteuid().as_raw()
+        );
+    }
+
+    trait AsFdRef {
+        fn as_fd_ref(&self) -> BorrowedFd<'_>;
+    }
+    impl AsFdRef for UnixStream {
+        fn as_fd_ref(&self) -> BorrowedFd<'_> {
+            std::os::fd::AsFd::as_fd(self)
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn statuses_keep_unnamed_signals() {
+        // Built the way the kernel builds them (the POSIX macros read them
+        // back whatever the encoding).
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "kill -34 $$"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut raw = 0;
+        // SAFETY: waiting for our own child.
+        let got = unsafe { libc::waitpid(pid, &mut raw, 0) };
+        assert_eq!(got, pid);
+        let st = ExitStatus::from_raw(raw);
+        assert_eq!((st.code(), st.signal()), (None, Some(34)));
+        let _ = child.try_wait();
+        assert_eq!(signal_name(15), Some("TERM"));
+        let exited = ExitStatus::from_raw(3 << 8);
+        assert_eq!((exited.code(), exited.signal()), (Some(3), None));
+    }
+}
