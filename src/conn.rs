@@ -182,6 +182,17 @@ enum State {
     Streaming { hold: Hold, heartbeat_at: Instant },
 }
 
+/// Why a parked request's service is asked about it again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Its topic changed.
+    Wake,
+    /// Its deadline passed, or the daemon stops: answer now.
+    Expired,
+    /// The daemon restarts (`Service::interrupt`).
+    Restart,
+}
+
 /// What the reactor should do with the connection after `on_ready`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -360,7 +371,7 @@ impl<T: Socket> Conn<T> {
             return self.on_ready(cx);
         }
         if let State::Parked { .. } = self.state {
-            self.answer_hold(cx, true);
+            self.answer_hold(cx, Ask::Expired);
         }
         self.peer_eof = true;
         self.input.clear();
@@ -371,11 +382,43 @@ impl<T: Socket> Conn<T> {
         self.on_ready(cx)
     }
 
+    /// The daemon is about to replace its program (a live restart): a
+    /// stream ends after the frames already queued (its client resumes
+    /// from its last event id), a held request answers now if the service
+    /// says so (`Service::interrupt`), a request in progress is finished.
+    /// Once it is idle (`is_idle`), the reactor hands it over.
+    pub fn begin_restart<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
+        match self.state {
+            State::Streaming { hold, .. } => {
+                cx.service.release(&hold);
+                self.state = State::Closing;
+                // Its client sent nothing more: a plain close after the
+                // queued frames, no linger.
+                self.client_closes = true;
+            }
+            State::Parked { .. } => self.answer_hold(cx, Ask::Restart),
+            _ => {}
+        }
+        self.on_ready(cx)
+    }
+
+    /// Between requests, with nothing buffered either way: the socket is
+    /// all there is to it, and a new program can serve it as it is.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { .. })
+            && self.input.is_empty()
+            && self.queued() == 0
+            && !self.peer_eof
+            && !self.stalled
+            && self.head_started.is_none()
+            && !self.keep_until_exit
+    }
+
     /// The topic of a held request changed: a long poll may answer, a
     /// stream may have more to send.
     pub fn wake<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
         match self.state {
-            State::Parked { .. } => self.answer_hold(cx, false),
+            State::Parked { .. } => self.answer_hold(cx, Ask::Wake),
             State::Streaming { .. } => self.fill(cx),
             _ => {}
         }
@@ -388,7 +431,7 @@ impl<T: Socket> Conn<T> {
         let due = self.deadline(cx.limits) <= now;
         match &mut self.state {
             State::Parked { hold, .. } if hold.until.is_some_and(|t| t <= now) => {
-                self.answer_hold(cx, true);
+                self.answer_hold(cx, Ask::Expired);
                 self.on_ready(cx)
             }
             State::Streaming { heartbeat_at, hold } => {
@@ -410,7 +453,7 @@ impl<T: Socket> Conn<T> {
 
     /// Asks the service about a parked long poll; writes the answer if it
     /// has one, then takes up pipelined requests again.
-    fn answer_hold<S: Service>(&mut self, cx: &mut Cx<'_, S>, expired: bool) {
+    fn answer_hold<S: Service>(&mut self, cx: &mut Cx<'_, S>, ask: Ask) {
         let State::Parked {
             hold,
             persist,
@@ -420,7 +463,10 @@ impl<T: Socket> Conn<T> {
             return;
         };
         cx.body.clear();
-        let reply = cx.service.resume(&hold, expired, cx.body);
+        let reply = match ask {
+            Ask::Restart => cx.service.interrupt(&hold, cx.body),
+            _ => cx.service.resume(&hold, ask == Ask::Expired, cx.body),
+        };
         if let Some(again) = reply.hold {
             self.state = State::Parked {
                 hold: again,

@@ -6,18 +6,22 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::api::wire::DaemonInfo;
-use crate::api::Api;
+use crate::api::{Api, Program};
 use crate::config::Config;
+use crate::handover::{self, Handover};
 use crate::home::{self, LockError};
-use crate::reactor::Reactor;
+use crate::reactor::{Outcome, Reactor};
 use crate::session::{harness, Sessions};
-use crate::supervisor::{self, link::Link};
+use crate::supervisor::{
+    self,
+    link::{HeldSession, Link},
+};
 
 /// How long a new server waits for the supervisor's hello.
 const SUPERVISOR_WAIT: Duration = Duration::from_secs(10);
@@ -125,7 +129,7 @@ struct Given {
     listener: mio::net::UnixListener,
     /// A copy of the supervisor's locked descriptor: the home stays locked
     /// while either process lives.
-    _lock: OwnedFd,
+    lock: OwnedFd,
 }
 
 /// Takes the descriptors named in `COVEN_SERVER_FDS` (and removes it from
@@ -170,25 +174,84 @@ fn given() -> Result<Given, ServeError> {
     Ok(Given {
         link,
         listener: mio::net::UnixListener::from_std(listener),
-        _lock: lock,
+        lock,
+    })
+}
+
+/// What a new server takes over from the one before it.
+struct Taken {
+    held: Vec<HeldSession>,
+    /// The previous program's document, after a live restart.
+    doc: Option<Handover>,
+}
+
+/// The sessions this server takes over: from the previous program's
+/// document after a live restart, else from the supervisor's hello.
+fn take_over(link: &mut Link) -> Result<Taken, ServeError> {
+    let doc = handover::take().map_err(|e| ServeError::Io("reading the handover", e))?;
+    let Some(doc) = doc else {
+        let held = link
+            .greet(SUPERVISOR_WAIT)
+            .map_err(|e| ServeError::Io("the supervisor's link", e))?;
+        return Ok(Taken { held, doc: None });
+    };
+    let mut held = Vec::new();
+    for c in &doc.sessions {
+        let Some(live) = &c.live else { continue };
+        let take = |fd: RawFd| {
+            crate::sys::process::set_cloexec(fd, true);
+            // SAFETY: the previous program handed this descriptor over for
+            // this session alone; it is owned once, here.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        };
+        held.push(HeldSession {
+            id: c.id.clone(),
+            pid: live.pgid,
+            status: live.exit,
+            master: take(live.master),
+            slave: live.slave.map(take),
+            carried: Some(live.clone()),
+        });
+    }
+    Ok(Taken {
+        held,
+        doc: Some(doc),
     })
 }
 
 /// `coven daemon _server`: the serving process. Takes over what the
-/// supervisor holds, loads the sessions, runs the reactor, cleans up.
+/// supervisor holds (or what the previous program handed over), loads the
+/// sessions, runs the reactor, and cleans up or restarts.
 pub fn serve_server(config: &Config) -> Result<(), ServeError> {
     let given = given()?;
     let home = &config.home;
     let socket = config.socket_path();
-    let info = DaemonInfo {
+    let mut link = Link::new(given.link).map_err(|e| ServeError::Io("the supervisor's link", e))?;
+    let taken = take_over(&mut link)?;
+    let restarted = taken.doc.is_some();
+    let (info, program) = match &taken.doc {
+        Some(doc) => (
+            doc.daemon.clone(),
+            Program {
+                exe: doc.exe.clone(),
+                protocol: doc.protocol,
+            },
+        ),
+        None => (
+            None,
+            Program {
+                exe: std::env::current_exe()
+                    .map_err(|e| ServeError::Io("finding this program", e))?,
+                protocol: crate::supervisor::proto::PROTOCOL,
+            },
+        ),
+    };
+    // The identity clients know: the same through a live restart.
+    let info = info.unwrap_or_else(|| DaemonInfo {
         pid: std::process::id(),
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         socket: socket.display().to_string(),
-    };
-    let mut link = Link::new(given.link).map_err(|e| ServeError::Io("the supervisor's link", e))?;
-    let held = link
-        .greet(SUPERVISOR_WAIT)
-        .map_err(|e| ServeError::Io("the supervisor's link", e))?;
+    });
     let mut sessions = Sessions::new(
         config.limits.sessions(),
         harness::registry(&config.harnesses),
@@ -196,10 +259,13 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
     );
     sessions.attach_link(link);
     let started = std::time::Instant::now();
-    let adopted = held.len();
+    let adopted = taken.held.len();
     sessions
-        .load(home.join("sessions"), held)
+        .load(home.join("sessions"), taken.held)
         .map_err(|e| ServeError::Io("loading sessions", e))?;
+    if let Some(doc) = &taken.doc {
+        sessions.restore(&doc.sessions, doc.next_seq);
+    }
     log::info!(
         "loaded {} session(s), {} journal bytes, {} live one(s) taken up, in {} ms",
         sessions.count(),
@@ -208,24 +274,80 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
         started.elapsed().as_millis()
     );
     home::write_info(home, &info).map_err(|e| ServeError::Io("writing daemon.json", e))?;
+    let mut api = Api::new(Some(info.clone()), sessions);
+    api.program = Some(program);
+    api.test_hooks = std::env::var_os("COVEN_TEST_HOOKS").is_some();
+    if let Some(doc) = &taken.doc {
+        api.stats.accepted_connections = doc.accepted_connections;
+        api.stats.refused_connections = doc.refused_connections;
+        api.stats.requests = doc.requests;
+    }
     let mut reactor = Reactor::new(
         given.listener,
         socket.clone(),
         &config.limits,
-        Api::new(Some(info.clone()), sessions),
+        api,
         sync_delay(),
     )
     .map_err(|e| ServeError::Io("starting the event loop", e))?;
+    if let Some(doc) = &taken.doc {
+        let conns = doc
+            .conns
+            .iter()
+            .map(|&fd| {
+                crate::sys::process::set_cloexec(fd, true);
+                // SAFETY: a client socket the previous program handed over.
+                mio::net::UnixStream::from_std(unsafe { UnixStream::from_raw_fd(fd) })
+            })
+            .collect();
+        reactor.adopt_conns(conns);
+    }
     reactor.api.sessions.ready();
-    log::info!(
-        "coven daemon {} listening on {} (pid {})",
-        env!("CARGO_PKG_VERSION"),
-        info.socket,
-        info.pid
-    );
+    if restarted {
+        log::info!(
+            "coven daemon {} (build {}) took over on {} (pid {})",
+            env!("CARGO_PKG_VERSION"),
+            handover::build(),
+            info.socket,
+            info.pid
+        );
+    } else {
+        log::info!(
+            "coven daemon {} listening on {} (pid {})",
+            env!("CARGO_PKG_VERSION"),
+            info.socket,
+            info.pid
+        );
+    }
     // Start-up code runs once: give its pages back before serving.
     crate::sys::release_code_pages();
-    let result = reactor.run().map_err(|e| ServeError::Io("event loop", e));
+    let result = loop {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reactor.run()));
+        match outcome {
+            Ok(Ok(Outcome::Restart)) => {
+                let err = live_restart(&mut reactor, home, &given.lock);
+                log::error!("the restart failed ({err}); serving on as before");
+                let (_, handed) = reactor.take_handed();
+                if let Err(e) = reactor.resume_after_failed_restart(handed, sync_delay()) {
+                    break Err(ServeError::Io("resuming after a failed restart", e));
+                }
+            }
+            Ok(Ok(Outcome::Stop)) => break Ok(()),
+            Ok(Err(e)) => break Err(ServeError::Io("event loop", e)),
+            Err(_) => {
+                // A panic outside the handlers: the loop's state is not to
+                // be trusted, but the sessions' is (each is consistent
+                // between two loop steps): they go on in a fresh program.
+                log::error!("the event loop panicked: restarting, keeping the sessions");
+                reactor.drop_connections();
+                let err = live_restart(&mut reactor, home, &given.lock);
+                log::error!("the restart after a panic failed ({err}); exiting");
+                // The supervisor starts a new server, which takes the
+                // sessions up from it.
+                std::process::abort();
+            }
+        }
+    };
     // The clients that asked for the stop see their connection close only
     // once the daemon is gone: after everything is written and its files
     // are removed.
@@ -238,4 +360,50 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
     }
     drop(kept);
     result
+}
+
+/// Replaces this program with the one at the daemon's path, handing over
+/// every live session, the listener, the idle connections and the lock.
+/// Returns only if it failed (the caller serves on).
+fn live_restart(reactor: &mut Reactor, home: &Path, lock: &OwnedFd) -> io::Error {
+    let Some(program) = reactor.api.program.clone() else {
+        return io::Error::other("this daemon cannot restart itself");
+    };
+    let now = std::time::Instant::now();
+    let (sessions, next_seq) = reactor.api.sessions.carry(now);
+    let (listener, handed) = reactor.take_handed();
+    let conns: Vec<RawFd> = handed.iter().map(|c| c.as_raw_fd()).collect();
+    let stats = &reactor.api.stats;
+    let doc = Handover {
+        version: handover::version(),
+        protocol: program.protocol,
+        exe: program.exe.clone(),
+        daemon: reactor.api.daemon.clone(),
+        next_seq,
+        accepted_connections: stats.accepted_connections,
+        refused_connections: stats.refused_connections,
+        requests: stats.requests,
+        sessions,
+        conns: conns.clone(),
+    };
+    let mut keep = reactor.api.sessions.descriptors();
+    keep.extend(listener);
+    keep.extend(&conns);
+    keep.push(lock.as_raw_fd());
+    let file = match handover::write(home, &doc) {
+        Ok(file) => file,
+        Err(e) => {
+            reactor.set_handed(handed);
+            return e;
+        }
+    };
+    log::info!(
+        "handing over {} session(s) and {} connection(s) to {}",
+        doc.sessions.iter().filter(|c| c.live.is_some()).count(),
+        conns.len(),
+        program.exe.display()
+    );
+    let err = handover::exec(&program.exe, &file, &keep);
+    reactor.set_handed(handed);
+    err
 }

@@ -736,6 +736,53 @@ pub fn read_meta(dir: &Path) -> io::Result<Vec<u8>> {
     fs::read(dir.join("meta.json"))
 }
 
+/// A session's final record has its place before it is needed:
+/// `<dir>/exit`, `EXIT_FILE_BYTES` of zeros written at launch (blocks the
+/// file system has allocated, not a hole), overwritten in place with the
+/// `exit` event's record when the session ends. Overwriting allocated
+/// blocks takes no new space on file systems that write in place (ext4,
+/// XFS, APFS without snapshots, UFS, tmpfs), so a session that ends on a
+/// full disk still leaves its true status; a copy-on-write file system
+/// (btrfs, ZFS) may refuse it like any other write.
+pub const EXIT_FILE: &str = "exit";
+const EXIT_FILE_BYTES: usize = 4096;
+
+/// Reserves the final record's place; returns the file for syncing.
+pub fn reserve_exit(dir: &Path) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(EXIT_FILE))?;
+    file.write_all(&[0u8; EXIT_FILE_BYTES])?;
+    Ok(file)
+}
+
+/// Writes the `exit` event's record into its reserved place (a record
+/// that does not fit is refused; nothing is appended). Returns the file
+/// for syncing.
+pub fn write_exit(dir: &Path, event: &Event) -> io::Result<File> {
+    let mut record = Vec::with_capacity(256);
+    encode(event, &mut record);
+    if record.len() > EXIT_FILE_BYTES {
+        return Err(io::Error::other("the exit record does not fit its place"));
+    }
+    let file = OpenOptions::new().write(true).open(dir.join(EXIT_FILE))?;
+    file.write_all_at(&record, 0)?;
+    Ok(file)
+}
+
+/// The `exit` event written into its reserved place, if one was.
+pub fn read_exit(dir: &Path) -> Option<Event> {
+    let file = File::open(dir.join(EXIT_FILE)).ok()?;
+    let mut buf = vec![0u8; EXIT_FILE_BYTES];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    match decode(&buf[..n]) {
+        Ok(Some((e, _))) if e.kind == Kind::Exit => Some(e),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,6 +798,30 @@ mod tests {
             created_at: *b"2026-11-27T08:00:00.125Z",
             payload: payload.as_bytes().into(),
         }
+    }
+
+    #[test]
+    fn the_exit_record_takes_its_reserved_place() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_exit(dir.path()).is_none());
+        reserve_exit(dir.path()).unwrap();
+        let reserved = fs::metadata(dir.path().join(EXIT_FILE)).unwrap();
+        assert_eq!(reserved.len(), EXIT_FILE_BYTES as u64);
+        assert!(read_exit(dir.path()).is_none(), "zeros are no record");
+        let exit = Event {
+            seq: 9,
+            kind: Kind::Exit,
+            created_at: *b"2026-11-27T08:00:00.125Z",
+            payload: br#""{\"status\":\"failed\",\"exitCode\":3}""#[..].into(),
+        };
+        write_exit(dir.path(), &exit).unwrap();
+        assert_eq!(read_exit(dir.path()), Some(exit));
+        // In place: the file did not grow.
+        let after = fs::metadata(dir.path().join(EXIT_FILE)).unwrap();
+        assert_eq!(after.len(), EXIT_FILE_BYTES as u64);
+        // Only an exit record counts.
+        write_exit(dir.path(), &ev(10, "\"x\"")).unwrap();
+        assert!(read_exit(dir.path()).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -159,6 +160,21 @@ pub struct Reactor {
     /// Sockets of clients that asked the daemon to stop, kept open (out of
     /// the poller) until the process exits: their EOF says it is gone.
     pub kept: Vec<UnixStream>,
+    /// A live restart is under way: the deadline for connections to finish
+    /// what they are doing.
+    restarting: Option<Instant>,
+    /// Idle connections set aside for the next program (out of the poller).
+    handed: Vec<UnixStream>,
+}
+
+/// Why `run` returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The daemon stops.
+    Stop,
+    /// The daemon replaces its program (`handover`): every connection is
+    /// handed over (`take_handed`) or closed.
+    Restart,
 }
 
 /// Why a connection is being run.
@@ -168,6 +184,7 @@ enum Turn {
     Wake,
     Deadline,
     Shutdown,
+    Restart,
 }
 
 fn unlist(waiters: &mut HashMap<usize, Vec<usize>>, topic: usize, key: usize) {
@@ -231,11 +248,14 @@ impl Reactor {
             // Start-up itself is activity: its pages go back once it is quiet.
             busy_since_release: Some(Instant::now()),
             kept: Vec::new(),
+            restarting: None,
+            handed: Vec::new(),
         })
     }
 
-    /// Runs until a stop signal and the drain that follows it.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until a stop signal and the drain that follows it, or until a
+    /// restart has set every connection aside.
+    pub fn run(&mut self) -> io::Result<Outcome> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut release = false;
         loop {
@@ -254,6 +274,9 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            if std::mem::take(&mut self.api.panic_in_loop) {
+                panic!("a test asked for a panic in the loop");
+            }
             self.api.screens.new_turn();
             if !events.is_empty() {
                 self.busy_since_release = Some(now);
@@ -324,7 +347,22 @@ impl Reactor {
                             self.api.sessions.live()
                         );
                     }
-                    return Ok(());
+                    return Ok(Outcome::Stop);
+                }
+            }
+            if let Some(deadline) = self.restarting {
+                if self.conns.is_empty() || now >= deadline {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    if !keys.is_empty() {
+                        log::info!(
+                            "restarting: {} connection(s) still busy are closed",
+                            keys.len()
+                        );
+                    }
+                    for key in keys {
+                        self.close(key);
+                    }
+                    return Ok(Outcome::Restart);
                 }
             }
         }
@@ -337,6 +375,7 @@ impl Reactor {
             || self.accept_pending
             || self.api.sessions.has_pending()
             || self.api.stop_requested
+            || self.api.restart_requested
         {
             // A stop asked during this turn (perhaps by a connection served
             // at accept, after the turn's last look) acts now, not after the
@@ -347,6 +386,7 @@ impl Reactor {
             self.timers.first().map(|&(t, _)| t),
             self.api.sessions.next_deadline(),
             self.stopping,
+            self.restarting,
             self.busy_since_release.map(|t| t + QUIET_RELEASE),
         ]
         .into_iter()
@@ -364,11 +404,31 @@ impl Reactor {
         if self.signals.stop.swap(false, Ordering::SeqCst) {
             self.begin_stop(now);
         }
+        if self.signals.restart.swap(false, Ordering::SeqCst) {
+            match self.api.check_restart() {
+                Ok(build) => {
+                    log::info!("SIGUSR2: restarting (into {build})");
+                    self.api.restart_requested = true;
+                }
+                Err(e) => log::error!(
+                    "SIGUSR2: {} ({})",
+                    e.message,
+                    e.details.as_ref().map_or(String::new(), |d| d.to_string())
+                ),
+            }
+        }
     }
 
     /// A client asked to stop (the lifecycle route): stop as on SIGTERM,
     /// once; a repeated request does not hurry a stop already under way.
+    /// Likewise a restart (which a stop overrides).
     fn stop_if_requested(&mut self, now: Instant) {
+        if std::mem::take(&mut self.api.restart_requested)
+            && self.stopping.is_none()
+            && self.restarting.is_none()
+        {
+            self.begin_restart(now);
+        }
         if std::mem::take(&mut self.api.stop_requested) && self.stopping.is_none() {
             self.begin_stop(now);
         }
@@ -389,6 +449,9 @@ impl Reactor {
             return;
         }
         log::info!("stopping");
+        if self.restarting.take().is_some() {
+            log::info!("the restart under way is called off");
+        }
         // Sessions get their kill grace (then SIGKILL) plus the response
         // grace to report their exit.
         let sessions = self.api.sessions.live();
@@ -410,7 +473,95 @@ impl Reactor {
         }
     }
 
+    /// Begins a live restart: no more accepts (new clients wait in the
+    /// listener's backlog for the next program), streams end, held requests
+    /// answer, requests in progress finish; each connection, once idle, is
+    /// set aside for the next program (`run` returns `Restart` when all
+    /// are, or at the grace's end).
+    fn begin_restart(&mut self, now: Instant) {
+        log::info!(
+            "restarting: {} live session(s) and {} connection(s) to hand over",
+            self.api.sessions.live(),
+            self.conns.len()
+        );
+        self.restarting = Some(now + self.shutdown_grace);
+        if let Some(listener) = &mut self.listener {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        self.accept_pending = false;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.run_conn(key, now, Turn::Restart);
+        }
+    }
+
+    /// The descriptors a restart hands over besides the sessions': the
+    /// listener and the idle connections (taken).
+    pub fn take_handed(&mut self) -> (Option<RawFd>, Vec<UnixStream>) {
+        let listener = self.listener.as_ref().map(|l| l.as_raw_fd());
+        (listener, std::mem::take(&mut self.handed))
+    }
+
+    /// Gives back the connections `take_handed` took (a restart that did
+    /// not happen).
+    pub fn set_handed(&mut self, handed: Vec<UnixStream>) {
+        self.handed = handed;
+    }
+
+    /// The restart could not happen (the exec failed): serve on as before,
+    /// with the connections that were set aside.
+    pub fn resume_after_failed_restart(
+        &mut self,
+        handed: Vec<UnixStream>,
+        sync_delay: Duration,
+    ) -> io::Result<()> {
+        self.restarting = None;
+        let waker = mio::Waker::new(self.poll.registry(), WRITER)?;
+        self.api.sessions.restart_writer(
+            move || {
+                let _ = waker.wake();
+            },
+            sync_delay,
+        )?;
+        if let Some(listener) = &mut self.listener {
+            self.poll
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
+        self.accept_pending = true;
+        self.adopt_conns(handed);
+        Ok(())
+    }
+
+    /// Connections a previous program handed over (or a failed restart set
+    /// aside): served as if just accepted.
+    pub fn adopt_conns(&mut self, socks: Vec<UnixStream>) {
+        let now = Instant::now();
+        for sock in socks {
+            let mut conn = Conn::new(sock, now);
+            conn.readable = true;
+            conn.writable = true;
+            let key = self.conns.insert(conn);
+            self.api.stats.open_connections = self.conns.len();
+            self.run_conn(key, now, Turn::Ready);
+        }
+    }
+
+    /// After a panic in the loop: the connections' state cannot be trusted;
+    /// they are closed, and only the sessions go on (a live restart).
+    pub fn drop_connections(&mut self) {
+        self.conns.clear();
+        self.handed.clear();
+        self.timers.clear();
+        self.ready.clear();
+        self.waiters.clear();
+    }
+
     fn accept(&mut self, now: Instant) {
+        if self.restarting.is_some() {
+            self.accept_pending = false;
+            return;
+        }
         for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
                 self.accept_pending = false;
@@ -548,12 +699,16 @@ impl Reactor {
             Turn::Wake => conn.wake(&mut cx),
             Turn::Deadline => conn.on_deadline(&mut cx),
             Turn::Shutdown => conn.begin_shutdown(&mut cx),
+            Turn::Restart => conn.begin_restart(&mut cx),
         };
         self.buffered = others + conn.bytes_over_free();
         match step {
             Step::Close => return self.close(key),
             Step::Yield => self.ready.push_back(key),
             Step::Wait => {}
+        }
+        if self.restarting.is_some() && self.conns[key].is_idle() {
+            return self.hand_over(key);
         }
         if !self.watch(key) {
             return self.close(key);
@@ -632,7 +787,40 @@ impl Reactor {
         }
     }
 
+    /// Sets an idle connection aside for the next program.
+    fn hand_over(&mut self, key: usize) {
+        let (sock, polled) = self.remove_conn(key);
+        let sock = self.unpolled(sock, polled);
+        self.handed.push(sock);
+    }
+
+    /// Takes the socket out of the poller if it is in it.
+    fn unpolled(&mut self, mut sock: UnixStream, polled: Polled) -> UnixStream {
+        if polled != Polled::No {
+            let _ = self.poll.registry().deregister(&mut sock);
+        }
+        sock
+    }
+
     fn close(&mut self, key: usize) {
+        let keep = self.conns[key].keep_until_exit;
+        let (sock, polled) = self.remove_conn(key);
+        if keep {
+            // Out of the poller (its close would wake us for nothing), open
+            // until the process exits.
+            let sock = self.unpolled(sock, polled);
+            self.kept.push(sock);
+        }
+        // Otherwise no `deregister`: closing the last descriptor of a
+        // socket takes it out of the poller (epoll and kqueue alike), and
+        // this process holds the only one. Connection sockets are
+        // close-on-exec, and harnesses are started by the supervisor, so no
+        // child keeps a copy.
+    }
+
+    /// Forgets a connection (its timer, its place in the wake lists, its
+    /// held request); returns its socket and how it was polled.
+    fn remove_conn(&mut self, key: usize) -> (UnixStream, Polled) {
         let conn = self.conns.remove(key);
         self.buffered = self.buffered.saturating_sub(conn.bytes_over_free());
         if let Some(t) = conn.armed {
@@ -644,27 +832,14 @@ impl Reactor {
         if let Some(hold) = conn.parked_hold() {
             self.api.release(&hold);
         }
-        // No `deregister`: closing the last descriptor of a socket takes it
-        // out of the poller (epoll and kqueue alike), and this process holds
-        // the only one. Connection sockets are close-on-exec, and a harness
-        // is spawned only on this thread, by a `Command::spawn` that returns
-        // after the child's `exec`, so no child keeps a copy.
-        let keep = conn.keep_until_exit;
         let polled = conn.polled;
-        let mut sock = conn.recycle(&mut self.pools);
-        if keep {
-            // Out of the poller (its close would wake us for nothing), open
-            // until the process exits.
-            if polled != Polled::No {
-                let _ = self.poll.registry().deregister(&mut sock);
-            }
-            self.kept.push(sock);
-        }
+        let sock = conn.recycle(&mut self.pools);
         self.api.stats.open_connections = self.conns.len();
         if self.listener.is_some() && std::mem::take(&mut self.accept_deferred) {
             // A slot (and a descriptor) is free: retry the deferred accept.
             self.accept_pending = true;
         }
+        (sock, polled)
     }
 
     /// After `QUIET_RELEASE` without events: free the buffers kept for the

@@ -230,6 +230,7 @@ fn api_document_covers_every_route() {
         "input_too_large",
         "session_live",
         "daemon_identity_mismatch",
+        "restart_refused",
     ] {
         assert!(
             doc.contains(&format!("`{code}`")),

@@ -1,8 +1,10 @@
-//! `POST /api/v1/internal/lifecycle/shutdown`: a client that knows which
-//! daemon it is talking to (the identity health reports) asks it to stop,
-//! as Coven's own client does where it will not send signals (macOS).
-//! The handler only checks and records the request; the reactor stops as
-//! on SIGTERM once the answer is queued.
+//! `POST /api/v1/internal/lifecycle/shutdown` and `.../restart`: a client
+//! that knows which daemon it is talking to (the identity health reports)
+//! asks it to stop, as Coven's own client does where it will not send
+//! signals (macOS), or to replace its program keeping every session. The
+//! handlers check and record the request (a restart also asks the new
+//! program whether it can take over); the reactor acts once the answer is
+//! queued. And the test-only route that makes the daemon panic.
 
 use serde_json::{json, Map, Value};
 
@@ -26,7 +28,8 @@ fn daemon_field<'a>(daemon: &'a Map<String, Value>, field: &str) -> Result<&'a s
         .map_err(|e| e.with_details(json!({ "field": format!("daemon.{field}") })))
 }
 
-pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+/// The daemon a lifecycle request names, if it is this one.
+fn named_daemon<'a>(api: &'a Api, body: &[u8]) -> Result<&'a wire::DaemonInfo, ApiError> {
     let obj = object(body, false)?;
     let api_version = required_str(&obj, "apiVersion")?;
     let daemon = match obj.get("daemon") {
@@ -48,24 +51,26 @@ pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Repl
         started_at: daemon_field(daemon, "startedAt")?,
         socket: daemon_field(daemon, "socket")?,
     };
-    let me = match &api.daemon {
+    match &api.daemon {
         Some(me)
             if named.api_version == CONTRACT
                 && named.pid == u64::from(me.pid)
                 && named.started_at == me.started_at
                 && named.socket == me.socket =>
         {
-            me
+            Ok(me)
         }
-        me => {
-            return Err(ApiError::new(
-                409,
-                "daemon_identity_mismatch",
-                "The request names another daemon; this one keeps running.",
-            )
-            .with_details(json!({ "apiVersion": CONTRACT, "daemon": me })))
-        }
-    };
+        me => Err(ApiError::new(
+            409,
+            "daemon_identity_mismatch",
+            "The request names another daemon; this one keeps running.",
+        )
+        .with_details(json!({ "apiVersion": CONTRACT, "daemon": me }))),
+    }
+}
+
+pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let me = named_daemon(api, body)?;
     wire::write_json(
         out,
         &wire::ShutdownAccepted {
@@ -83,4 +88,42 @@ pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Repl
         until_exit: true,
         ..Reply::new(202)
     })
+}
+
+/// A live restart: `202` once the binary at the daemon's path has said
+/// that it can take over; `409 restart_refused` (nothing changes) if not.
+pub fn on_restart(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    let me = named_daemon(api, body)?.clone();
+    let build = api.check_restart()?;
+    wire::write_json(
+        out,
+        &wire::RestartAccepted {
+            ok: true,
+            api_version: CONTRACT,
+            daemon: &me,
+            build: &build,
+        },
+    );
+    log::info!("restart requested over the API (into {build})");
+    api.restart_requested = true;
+    Ok(Reply::new(202))
+}
+
+/// `POST /api/v1/internal/test/panic` `{"in": "handler" | "loop"}`: a panic
+/// where a test asks, to show what the daemon does about it. Answers
+/// `404 not_found` unless `COVEN_TEST_HOOKS` was set when it started.
+pub fn on_test_panic(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    if !api.test_hooks {
+        return Err(ApiError::not_found());
+    }
+    let obj = object(body, false)?;
+    match required_str(&obj, "in")? {
+        "handler" => panic!("a test asked for a panic in a handler"),
+        "loop" => {
+            api.panic_in_loop = true;
+            wire::write_json(out, &json!({ "ok": true }));
+            Ok(Reply::new(202))
+        }
+        _ => Err(field_error("in", "`in` must be \"handler\" or \"loop\".")),
+    }
 }

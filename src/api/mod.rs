@@ -42,6 +42,16 @@ pub struct Api {
     /// A client asked the daemon to stop (the lifecycle route); the reactor
     /// acts on it after the turn, as on SIGTERM.
     pub stop_requested: bool,
+    /// A restart was asked (and the new program checked): the reactor
+    /// begins it after the turn.
+    pub restart_requested: bool,
+    /// The program a restart execs, and the supervisor's protocol (None:
+    /// this daemon cannot restart itself, as in unit tests).
+    pub program: Option<Program>,
+    /// `COVEN_TEST_HOOKS` was set at start: the test-only routes answer.
+    pub test_hooks: bool,
+    /// A test asked for a panic in the loop, outside any handler.
+    pub panic_in_loop: bool,
     /// Health's unchanging members, encoded once (`meta::health_head`).
     health_head: Box<[u8]>,
     /// Parked `wait` requests' state, by their hold's `limit`.
@@ -55,6 +65,16 @@ pub struct Api {
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
+}
+
+/// What a live restart becomes.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// The path the daemon was started from: an upgrade installs the new
+    /// build there.
+    pub exe: std::path::PathBuf,
+    /// The protocol the supervisor speaks, which the new build must too.
+    pub protocol: u32,
 }
 
 /// An answer held until what it acknowledges is durable.
@@ -96,6 +116,10 @@ impl Api {
             stats: Stats::default(),
             sessions,
             stop_requested: false,
+            restart_requested: false,
+            program: None,
+            test_hooks: false,
+            panic_in_loop: false,
             acks: slab::Slab::new(),
         }
     }
@@ -153,6 +177,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Whether a live restart can go ahead: the binary at the daemon's
+    /// path is asked what it can take over. `Ok` names its build.
+    pub fn check_restart(&self) -> Result<String, ApiError> {
+        let refused = |reason: String, binary: Option<&std::path::Path>| {
+            ApiError::new(
+                409,
+                "restart_refused",
+                "The restart was refused; the daemon keeps running as it was.",
+            )
+            .with_details(serde_json::json!({
+                "reason": reason,
+                "binary": binary.map(|b| b.display().to_string()),
+            }))
+        };
+        let Some(program) = &self.program else {
+            return Err(refused("this daemon cannot restart itself".into(), None));
+        };
+        crate::handover::check(&program.exe, program.protocol)
+            .map_err(|reason| refused(reason, Some(&program.exe)))
+    }
+}
+
 /// Done, but the disk has not confirmed that it will survive a power cut.
 fn not_durable() -> ApiError {
     ApiError::new(
@@ -162,34 +209,41 @@ fn not_durable() -> ApiError {
     )
 }
 
-impl Service for Api {
-    fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
-        self.stats.requests += 1;
-        // A bug in a handler must cost one request, not the daemon.
-        let result = catch_unwind(AssertUnwindSafe(|| router::dispatch(self, req, body)));
-        match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(err)) => {
+/// Runs a handler's work; a panic in it is logged and becomes `or`: a bug
+/// costs the request it served, never the daemon.
+fn guarded<T>(what: &str, or: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            log::error!("a handler panicked ({what})");
+            or
+        }
+    }
+}
+
+/// The answer to a request held when the daemon restarts, when it cannot
+/// be answered truly: ask again.
+fn restarting() -> ApiError {
+    ApiError::new(
+        503,
+        "runtime_unavailable",
+        "The daemon is restarting; its sessions keep running: ask again.",
+    )
+    .with_details(serde_json::json!({ "restarting": true }))
+}
+
+impl Api {
+    fn dispatch(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        match router::dispatch(self, req, body) {
+            Ok(reply) => reply,
+            Err(err) => {
                 body.clear();
                 err.write(body)
-            }
-            Err(_) => {
-                log::error!(
-                    "handler panicked on {:?}",
-                    String::from_utf8_lossy(req.path)
-                );
-                body.clear();
-                ApiError::internal().write(body)
             }
         }
     }
 
-    fn framing_error(&mut self, err: http::Error, body: &mut Vec<u8>) -> Reply {
-        self.stats.requests += 1;
-        ApiError::from(err).write(body)
-    }
-
-    fn resume(&mut self, hold: &http::Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+    fn resume_hold(&mut self, hold: &Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
         if hold.topic == DURABLE_TOPIC {
             return self.resume_ack(hold, expired, body);
         }
@@ -202,7 +256,7 @@ impl Service for Api {
         events::resume(self, hold, expired, body)
     }
 
-    fn release(&mut self, hold: &Hold) {
+    fn release_hold(&mut self, hold: &Hold) {
         if hold.topic == DURABLE_TOPIC {
             self.acks.try_remove(hold.tag as usize);
         } else if hold.kind == HoldKind::Wait {
@@ -212,11 +266,98 @@ impl Service for Api {
         }
     }
 
-    fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {
-        if hold.kind == HoldKind::Cast {
-            return cast::stream(self, hold, out, budget);
+    /// A held request when the daemon restarts: an acknowledgement waiting
+    /// for the disk keeps waiting (the restart waits for the disk too); a
+    /// long poll answers with what there is (its client asks again from
+    /// its cursor); a wait or a screen being built cannot be answered
+    /// truly, and says so (503, `details.restarting`).
+    fn interrupt_hold(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
+        if hold.topic == DURABLE_TOPIC {
+            body.clear();
+            return Reply {
+                hold: Some(*hold),
+                ..Reply::new(200)
+            };
         }
-        events::stream(self, hold, out, budget)
+        match hold.kind {
+            HoldKind::Wait | HoldKind::Step => {
+                self.release_hold(hold);
+                body.clear();
+                restarting().write(body)
+            }
+            _ => self.resume_hold(hold, true, body),
+        }
+    }
+}
+
+/// Every way into the handlers is guarded (`guarded`): a panic there costs
+/// one request. A panic anywhere else (the reactor, sessions) becomes a
+/// live restart (`daemon::serve_server`), so the sessions survive it.
+impl Service for Api {
+    fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        self.stats.requests += 1;
+        let path = String::from_utf8_lossy(req.path).into_owned();
+        let reply = guarded(&path, None, || Some(self.dispatch(req, body)));
+        reply.unwrap_or_else(|| {
+            body.clear();
+            ApiError::internal().write(body)
+        })
+    }
+
+    fn framing_error(&mut self, err: http::Error, body: &mut Vec<u8>) -> Reply {
+        self.stats.requests += 1;
+        ApiError::from(err).write(body)
+    }
+
+    fn resume(&mut self, hold: &http::Hold, expired: bool, body: &mut Vec<u8>) -> Reply {
+        let reply = guarded("resume", None, || {
+            Some(self.resume_hold(hold, expired, body))
+        });
+        reply.unwrap_or_else(|| {
+            self.release_after_panic(hold);
+            body.clear();
+            ApiError::internal().write(body)
+        })
+    }
+
+    fn interrupt(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
+        let reply = guarded("interrupt", None, || Some(self.interrupt_hold(hold, body)));
+        reply.unwrap_or_else(|| {
+            self.release_after_panic(hold);
+            body.clear();
+            ApiError::internal().write(body)
+        })
+    }
+
+    fn release(&mut self, hold: &Hold) {
+        guarded("release", (), || self.release_hold(hold));
+    }
+
+    fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {
+        let before = out.len();
+        let fill = guarded("stream", None, || {
+            Some(if hold.kind == HoldKind::Cast {
+                cast::stream(self, hold, out, budget)
+            } else {
+                events::stream(self, hold, out, budget)
+            })
+        });
+        fill.unwrap_or_else(|| {
+            // Frames end where they end: a torn one is taken back, and the
+            // stream ends (its client resumes from its last event id).
+            out.truncate(before);
+            let held = *hold;
+            self.release_after_panic(&held);
+            http::Fill::End
+        })
+    }
+}
+
+impl Api {
+    /// After a panic while answering a held request: its state goes, as if
+    /// its client had left.
+    fn release_after_panic(&mut self, hold: &Hold) {
+        guarded("release", (), || self.release_hold(hold));
     }
 }
 

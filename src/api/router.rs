@@ -34,6 +34,9 @@ pub enum Route {
     SessionStream,
     EventsStream,
     Shutdown,
+    Restart,
+    /// `internal/test/panic`: only with `COVEN_TEST_HOOKS` set at start.
+    TestPanic,
     SessionArchive,
     SessionUnarchive,
     SessionWait,
@@ -63,6 +66,8 @@ impl Route {
             | Route::SessionKill
             | Route::SessionResize
             | Route::Shutdown
+            | Route::Restart
+            | Route::TestPanic
             | Route::SessionArchive
             | Route::SessionUnarchive => "POST",
         }
@@ -103,6 +108,8 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("events", Route::Events),
     ("events/stream", Route::EventsStream),
     ("internal/lifecycle/shutdown", Route::Shutdown),
+    ("internal/lifecycle/restart", Route::Restart),
+    ("internal/test/panic", Route::TestPanic),
 ];
 
 /// Splits and decodes the path (without its leading `/`) into `segs`;
@@ -199,6 +206,8 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::SessionStream => events::on_stream(api, Some(id), req.query, req.last_event_id)?,
         Route::EventsStream => events::on_stream(api, None, req.query, req.last_event_id)?,
         Route::Shutdown => lifecycle::on_shutdown(api, req.body, body)?,
+        Route::Restart => lifecycle::on_restart(api, req.body, body)?,
+        Route::TestPanic => lifecycle::on_test_panic(api, req.body, body)?,
         Route::SessionWait => wait::on_wait(api, id, req.query, body)?,
         Route::SessionScreen => screen::on_screen(api, id, req.query, body)?,
         Route::SessionCast => cast::on_cast(api, id, req.query, body)?,
@@ -242,6 +251,7 @@ mod tests {
         check("/api/v1/%ff", Err((400, "invalid_request")));
         check("/api/v1/internal/lifecycle/shutdown", Ok(Shutdown));
         check("/internal/lifecycle/shutdown", Ok(Shutdown));
+        check("/api/v1/internal/lifecycle/restart", Ok(Restart));
         check("/api/v1/internal/lifecycle", Err((404, "not_found")));
         check("/api/v1/sessions", Ok(Sessions));
         check("/sessions/abc", Ok(Session));

@@ -56,6 +56,17 @@ pub struct ShutdownAccepted<'a> {
     pub daemon: &'a DaemonInfo,
 }
 
+/// The answer to an accepted restart request.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartAccepted<'a> {
+    pub ok: bool,
+    pub api_version: &'static str,
+    pub daemon: &'a DaemonInfo,
+    /// The program the daemon is about to become.
+    pub build: &'a str,
+}
+
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct StructuredErrors {
@@ -232,6 +243,19 @@ pub fn payload_data(payload: &[u8]) -> Option<String> {
     let json: std::borrow::Cow<'_, str> = serde_json::from_slice(payload).ok()?;
     let d: Data<'_> = serde_json::from_str(&json).ok()?;
     Some(d.data.into_owned())
+}
+
+/// The status and exit code an `exit` event's payload records.
+pub fn exit_status_of(payload: &[u8]) -> Option<(String, Option<i32>)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Exit {
+        status: String,
+        exit_code: Option<i32>,
+    }
+    let json: std::borrow::Cow<'_, str> = serde_json::from_slice(payload).ok()?;
+    let e: Exit = serde_json::from_str(&json).ok()?;
+    Some((e.status, e.exit_code))
 }
 
 /// `{ status: "killed" }`, for `kill` events.

@@ -180,6 +180,12 @@ pub trait Service {
         body.clear();
         Reply::new(500)
     }
+    /// The daemon restarts: a held request answers now, or says (with its
+    /// hold again) that it will answer before the restart (its answer
+    /// waits for something the restart waits for too).
+    fn interrupt(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
+        self.resume(hold, true, body)
+    }
     /// A held request's connection went away before it was answered.
     fn release(&mut self, hold: &Hold) {
         let _ = hold;

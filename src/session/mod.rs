@@ -53,6 +53,17 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "running" => Status::Running,
+            "completed" => Status::Completed,
+            "failed" => Status::Failed,
+            "killed" => Status::Killed,
+            "orphaned" => Status::Orphaned,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -225,6 +236,65 @@ impl Session {
     /// Until then, readers of its events wait for more.
     pub fn is_over(&self) -> bool {
         !self.is_live() && self.unshown.is_none() && self.pending_exit.is_none()
+    }
+
+    /// A live restart's carried state (`handover::Live`), on a session
+    /// just loaded from disk and given its terminal back.
+    fn restore_live(&mut self, c: &crate::handover::Live, now: Instant) {
+        if c.killed {
+            self.status = Status::Killed;
+        }
+        if let Some(tail) = crate::handover::unhex(&c.tail).filter(|t| t.len() <= 3) {
+            self.tail[..tail.len()].copy_from_slice(&tail);
+            self.tail_len = tail.len() as u8;
+        }
+        match crate::handover::unhex(&c.input) {
+            Some(bytes) if !bytes.is_empty() => {
+                self.input = Some(Box::new(InputQueue { bytes, written: 0 }));
+            }
+            _ => {}
+        }
+        let at = |ms: Option<u64>| ms.map(|ms| now + Duration::from_millis(ms));
+        self.set_ending(|e| {
+            e.escalate_at = at(c.escalate_in_ms);
+            e.drain_until = at(c.drain_in_ms);
+        });
+    }
+
+    /// What a live restart must carry of this session: its live state (the
+    /// descriptors made to survive the exec), and its writes the disk
+    /// refused. `None` if the disk has all of it and it is not live.
+    fn carry(&self, now: Instant) -> Option<crate::handover::Carried> {
+        let live = self.master.as_ref().map(|master| {
+            let ms =
+                |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_millis() as u64);
+            let ending = self.ending.as_deref();
+            crate::handover::Live {
+                pgid: self.pgid,
+                master: master.as_raw_fd(),
+                slave: self.slave.as_ref().map(|s| s.as_raw_fd()),
+                killed: self.status == Status::Killed,
+                exit: self.exit.map(|e| e.raw),
+                eof: self.eof,
+                tail: crate::handover::hex(&self.tail[..usize::from(self.tail_len)]),
+                input: self
+                    .input
+                    .as_ref()
+                    .map_or_else(String::new, |q| crate::handover::hex(&q.bytes[q.written..])),
+                escalate_in_ms: ms(ending.and_then(|e| e.escalate_at)),
+                drain_in_ms: ms(ending.and_then(|e| e.drain_until)),
+            }
+        });
+        let unsaved = self.gap_events > 0 || self.meta_dirty || self.resync;
+        (live.is_some() || unsaved).then(|| crate::handover::Carried {
+            id: self.id.to_string(),
+            live,
+            gap_events: self.gap_events,
+            gap_bytes: self.gap_bytes,
+            meta_dirty: self.meta_dirty,
+            resync: self.resync,
+            history_cut: self.history_cut,
+        })
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -502,6 +572,27 @@ impl Log {
             s.first_seq = event.seq;
         }
         Some(event)
+    }
+
+    /// Writes the `exit` event's record into the place the session
+    /// reserved for it at launch (`journal::write_exit`), and has the
+    /// writer make it durable with the rest of the ending.
+    fn write_final(&mut self, s: &mut Session, payload: &[u8]) {
+        let Some(dir) = s.dir() else {
+            return;
+        };
+        let event = Event {
+            seq: self.next_seq,
+            kind: Kind::Exit,
+            created_at: self.clock.event_stamp(),
+            payload: payload.into(),
+        };
+        match crate::journal::write_exit(dir, &event) {
+            Ok(file) => {
+                self.writer.submit(Some(s.key), Job::SyncData(file));
+            }
+            Err(e) => log::warn!("session {}: its final record: {e}", s.id),
+        }
     }
 
     /// Writes the session's `output_truncated` event if it has a gap and
@@ -975,6 +1066,12 @@ impl Sessions {
                 Ok(journal) => {
                     // The new directory's entry in sessions/, durable.
                     self.log.writer.submit(None, Job::SyncDir(root.clone()));
+                    match crate::journal::reserve_exit(journal.dir()) {
+                        Ok(file) => {
+                            self.log.writer.submit(None, Job::SyncData(file));
+                        }
+                        Err(e) => log::warn!("session {id}: reserving its final record: {e}"),
+                    }
                     Some(journal)
                 }
                 Err(e) => {
@@ -1174,6 +1271,58 @@ impl Sessions {
         self.link.as_ref().map(Link::fd)
     }
 
+    /// What a live restart carries: every session's state that only
+    /// memory holds, and the sequence. The writer is stopped first, so
+    /// that what it had queued is on disk for the next program to read.
+    pub fn carry(&mut self, now: Instant) -> (Vec<crate::handover::Carried>, u64) {
+        self.log.writer.stop();
+        self.on_writer();
+        let carried = self.list.iter().filter_map(|(_, s)| s.carry(now)).collect();
+        (carried, self.log.next_seq)
+    }
+
+    /// The descriptors a live restart must keep open: every live session's
+    /// master and slave, and the supervisor's link.
+    pub fn descriptors(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.link_fd().into_iter().collect();
+        for (_, s) in &self.list {
+            fds.extend(s.master.as_ref().map(|m| m.as_raw_fd()));
+            fds.extend(s.slave.as_ref().map(|m| m.as_raw_fd()));
+        }
+        fds
+    }
+
+    /// After a live restart, what the previous program carried for the
+    /// sessions that are not live (writes the disk had refused), and the
+    /// sequence: no seq is given out twice.
+    pub fn restore(&mut self, carried: &[crate::handover::Carried], next_seq: u64) {
+        self.log.next_seq = self.log.next_seq.max(next_seq);
+        for c in carried {
+            let Some(key) = self.find(&c.id) else {
+                continue;
+            };
+            let s = &mut self.list[key];
+            s.gap_events = c.gap_events;
+            s.gap_bytes = c.gap_bytes;
+            s.meta_dirty |= c.meta_dirty;
+            s.resync |= c.resync;
+            s.history_cut |= c.history_cut;
+            if c.gap_events > 0 || c.meta_dirty || c.resync {
+                self.log.outstanding.push(key);
+            }
+        }
+    }
+
+    /// A failed live restart: the writer runs again (the restart stopped
+    /// it), waking the loop through `wake`.
+    pub fn restart_writer(
+        &mut self,
+        wake: impl Fn() + Send + 'static,
+        delay: Duration,
+    ) -> io::Result<()> {
+        self.log.writer.spawn(wake, delay)
+    }
+
     /// Tells the supervisor that this server serves.
     pub fn ready(&mut self) {
         if let Some(link) = &mut self.link {
@@ -1246,6 +1395,11 @@ impl Sessions {
     /// retried, and the session serves its true status from memory.
     fn record_exit(&mut self, key: usize, payload: Box<[u8]>) {
         let s = &mut self.list[key];
+        if s.pending_exit.is_none() {
+            // First its reserved place, which a full disk does not refuse:
+            // the status survives whatever happens to the journal.
+            self.log.write_final(s, &payload);
+        }
         match self.log.write_durable(s, Kind::Exit, &payload) {
             Some(event) => {
                 s.pending_exit = None;
@@ -1344,7 +1498,7 @@ impl Sessions {
             let Some(s) = self.list.get_mut(key) else {
                 continue;
             };
-            if let Some(payload) = s.pending_exit.take() {
+            if let Some(payload) = s.pending_exit.clone() {
                 self.record_exit(key, payload);
             } else {
                 self.log.declare_gap(s);

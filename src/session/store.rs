@@ -182,11 +182,9 @@ impl Sessions {
                 Some(h) => self.let_go(&h),
                 None => {}
             }
-            let s = &mut self.list[key];
-            if s.finished_secs == 0 {
-                // It was running, and nothing holds it now: orphaned.
-                s.updated_at = self.log.clock.stamp();
-                self.log.save_meta(&self.root, s);
+            if self.list[key].finished_secs == 0 {
+                // It was running, and nothing holds it now.
+                self.recover_end(key);
             }
             self.mark_finished(key);
             self.write_entry(key);
@@ -208,6 +206,7 @@ impl Sessions {
     /// ran: its terminal, its process, its exit status if it ended; a kill
     /// that was under way escalates after a fresh grace.
     fn adopt(&mut self, key: usize, h: HeldSession, now: Instant) {
+        let grace = self.limits.kill_grace;
         let s = &mut self.list[key];
         if s.status == Status::Orphaned {
             s.status = Status::Running;
@@ -216,23 +215,73 @@ impl Sessions {
         s.pid = Some(h.pid);
         s.pgid = h.pid;
         s.master = Some(h.master);
-        s.slave = Some(h.slave);
+        s.slave = h.slave;
         s.eof = false;
         s.readable = true;
         s.writable = true;
         log::info!("session {}: taken up again (pid {})", s.id, h.pid);
-        let killed = s.status == Status::Killed;
+        match h.carried {
+            Some(c) => s.restore_live(&c, now),
+            // A kill under way when the server died: it escalates after a
+            // fresh grace.
+            None if s.status == Status::Killed => {
+                s.set_ending(|e| e.escalate_at = Some(now + grace));
+            }
+            None => {}
+        }
         self.by_pid.insert(h.pid, key);
         self.live += 1;
         self.new_masters.push(key);
-        if killed {
-            let grace = self.limits.kill_grace;
-            self.list[key].set_ending(|e| e.escalate_at = Some(now + grace));
-            self.arm(key);
-        }
+        self.arm(key);
         if let Some(status) = h.status {
             self.on_exit(h.pid, ExitStatus::from_raw(status), now);
         }
+    }
+
+    /// A session recorded as running that nothing holds any more: its
+    /// final record says how it ended (the journal's `exit` event, or the
+    /// one written into its reserved place when the journal could not take
+    /// it, which is then written again as soon as the disk allows), or
+    /// nothing does and it is `orphaned`.
+    fn recover_end(&mut self, key: usize) {
+        let stamp = self.log.clock.stamp();
+        let s = &mut self.list[key];
+        let in_journal = s
+            .journal
+            .as_mut()
+            .and_then(|j| {
+                let last = j.last_seq()?;
+                j.read(last.saturating_sub(1), last + 1, 1, usize::MAX)
+                    .ok()?
+                    .pop()
+            })
+            .filter(|e| e.kind == crate::ring::Kind::Exit);
+        let (event, written) = match in_journal {
+            Some(e) => (Some(e), true),
+            None => (s.dir().and_then(journal::read_exit), false),
+        };
+        let ended = event.as_ref().and_then(|e| {
+            let (status, code) = wire::exit_status_of(&e.payload)?;
+            Some((Status::parse(&status)?, code))
+        });
+        s.updated_at = stamp;
+        match (ended, event) {
+            (Some((status, code)), Some(e)) if status != Status::Running => {
+                log::info!(
+                    "session {}: ended ({}) while no server ran",
+                    s.id,
+                    status.as_str()
+                );
+                s.status = status;
+                s.exit_code = code;
+                if !written {
+                    s.pending_exit = Some(e.payload);
+                    self.log.outstanding.push(key);
+                }
+            }
+            _ => s.status = Status::Orphaned,
+        }
+        self.log.save_meta(&self.root, s);
     }
 
     /// The supervisor holds a session that is over here: it lets go.
@@ -304,13 +353,10 @@ impl Sessions {
             Some(t) => Some(stamp(t)?),
             None => None,
         };
-        let status = match meta.status.as_str() {
-            "running" => Status::Orphaned,
-            "completed" => Status::Completed,
-            "failed" => Status::Failed,
-            "killed" => Status::Killed,
-            "orphaned" => Status::Orphaned,
-            other => return Err(format!("unknown status {other:?}")),
+        let status = match Status::parse(&meta.status) {
+            Some(Status::Running) => Status::Orphaned,
+            Some(status) => status,
+            None => return Err(format!("unknown status {:?}", meta.status)),
         };
         let journal = match Journal::open(dir.to_owned()) {
             Ok((journal, warnings)) => {

@@ -15,15 +15,21 @@ use super::proto::{Channel, Msg, SpawnRequest, PROTOCOL};
 /// and an exec; far less unless the machine is in trouble).
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A session the supervisor holds, as a new server learns of it.
+/// A live session a new server takes over: from the supervisor (after
+/// the previous server died) or from the previous program (a live
+/// restart, which also carries what only its memory held).
 #[derive(Debug)]
 pub struct HeldSession {
     pub id: String,
+    /// The harness's pid (its process group).
     pub pid: i32,
     /// Its raw wait status, if the harness ended.
     pub status: Option<i32>,
     pub master: OwnedFd,
-    pub slave: OwnedFd,
+    /// None once the previous server let go of it (harness reaped, its
+    /// output read).
+    pub slave: Option<OwnedFd>,
+    pub carried: Option<crate::handover::Live>,
 }
 
 /// A harness the supervisor started.
@@ -78,7 +84,8 @@ impl Link {
                                 pid,
                                 status,
                                 master,
-                                slave,
+                                slave: Some(slave),
+                                carried: None,
                             });
                         }
                     }

@@ -135,6 +135,41 @@ pub fn signal_name(number: i32) -> Option<&'static str> {
     Some(s.strip_prefix("SIG").unwrap_or(s))
 }
 
+/// Reads `from` until EOF, at most `max` bytes, giving up after `timeout`
+/// (a child's pipe: the child may hang).
+pub fn read_with_timeout(
+    mut from: impl std::io::Read + std::os::fd::AsFd,
+    out: &mut Vec<u8>,
+    max: usize,
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) if out.len() + n > max => return Err(io::Error::other("too much output")),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Whether a process exists (it may be a zombie).
 pub fn alive(pid: i32) -> bool {
     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
