@@ -273,7 +273,11 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
         adopted,
         started.elapsed().as_millis()
     );
-    home::write_info(home, &info).map_err(|e| ServeError::Io("writing daemon.json", e))?;
+    if let Err(e) = home::write_info(home, &info) {
+        // Clients find the daemon through its socket and health; a full
+        // disk must not keep it from taking its sessions up.
+        log::error!("writing daemon.json: {e}");
+    }
     let mut api = Api::new(Some(info.clone()), sessions);
     api.program = Some(program);
     api.test_hooks = std::env::var_os("COVEN_TEST_HOOKS").is_some();

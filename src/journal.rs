@@ -758,29 +758,44 @@ pub fn reserve_exit(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Writes the `exit` event's record into its reserved place (a record
-/// that does not fit is refused; nothing is appended). Returns the file
-/// for syncing.
-pub fn write_exit(dir: &Path, event: &Event) -> io::Result<File> {
-    let mut record = Vec::with_capacity(256);
-    encode(event, &mut record);
-    if record.len() > EXIT_FILE_BYTES {
+/// Writes a session's last records into its reserved place: the
+/// `output_truncated` event of a gap not yet declared, if any, then the
+/// `exit` event (records that do not fit are refused; nothing is
+/// appended). Returns the file for syncing.
+pub fn write_exit(dir: &Path, events: &[Event]) -> io::Result<File> {
+    let mut records = Vec::with_capacity(256);
+    for e in events {
+        encode(e, &mut records);
+    }
+    if records.len() > EXIT_FILE_BYTES {
         return Err(io::Error::other("the exit record does not fit its place"));
     }
     let file = OpenOptions::new().write(true).open(dir.join(EXIT_FILE))?;
-    file.write_all_at(&record, 0)?;
+    file.write_all_at(&records, 0)?;
     Ok(file)
 }
 
-/// The `exit` event written into its reserved place, if one was.
-pub fn read_exit(dir: &Path) -> Option<Event> {
-    let file = File::open(dir.join(EXIT_FILE)).ok()?;
+/// The records written into the reserved place, if its last one is the
+/// `exit` event (else none: it was never written, or is damaged).
+pub fn read_exit(dir: &Path) -> Vec<Event> {
+    let Ok(file) = File::open(dir.join(EXIT_FILE)) else {
+        return Vec::new();
+    };
     let mut buf = vec![0u8; EXIT_FILE_BYTES];
-    let n = file.read_at(&mut buf, 0).ok()?;
-    match decode(&buf[..n]) {
-        Ok(Some((e, _))) if e.kind == Kind::Exit => Some(e),
-        _ => None,
+    let Ok(n) = file.read_at(&mut buf, 0) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((e, len))) = decode(&buf[at..n]) {
+        at += len;
+        let last = e.kind == Kind::Exit;
+        events.push(e);
+        if last {
+            return events;
+        }
     }
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -803,25 +818,33 @@ mod tests {
     #[test]
     fn the_exit_record_takes_its_reserved_place() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_exit(dir.path()).is_none());
+        assert!(read_exit(dir.path()).is_empty());
         reserve_exit(dir.path()).unwrap();
         let reserved = fs::metadata(dir.path().join(EXIT_FILE)).unwrap();
         assert_eq!(reserved.len(), EXIT_FILE_BYTES as u64);
-        assert!(read_exit(dir.path()).is_none(), "zeros are no record");
+        assert!(read_exit(dir.path()).is_empty(), "zeros are no record");
         let exit = Event {
             seq: 9,
             kind: Kind::Exit,
             created_at: *b"2026-11-27T08:00:00.125Z",
             payload: br#""{\"status\":\"failed\",\"exitCode\":3}""#[..].into(),
         };
-        write_exit(dir.path(), &exit).unwrap();
-        assert_eq!(read_exit(dir.path()), Some(exit));
+        write_exit(dir.path(), std::slice::from_ref(&exit)).unwrap();
+        assert_eq!(read_exit(dir.path()), vec![exit.clone()]);
+        // A gap's marker before it.
+        let gap = Event {
+            seq: 8,
+            kind: Kind::OutputTruncated,
+            ..exit.clone()
+        };
+        write_exit(dir.path(), &[gap.clone(), exit.clone()]).unwrap();
+        assert_eq!(read_exit(dir.path()), vec![gap, exit]);
         // In place: the file did not grow.
         let after = fs::metadata(dir.path().join(EXIT_FILE)).unwrap();
         assert_eq!(after.len(), EXIT_FILE_BYTES as u64);
-        // Only an exit record counts.
-        write_exit(dir.path(), &ev(10, "\"x\"")).unwrap();
-        assert!(read_exit(dir.path()).is_none());
+        // Only records that end with an exit count.
+        write_exit(dir.path(), &[ev(10, "\"x\""), ev(11, "\"y\"")]).unwrap();
+        assert!(read_exit(dir.path()).is_empty());
     }
 
     #[test]

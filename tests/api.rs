@@ -27,11 +27,12 @@ fn health_shape() {
     assert_eq!(h["ok"], true);
     assert_eq!(h["apiVersion"], "coven.daemon.v1");
     assert_eq!(h["covenVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["build"], "dev");
     assert_eq!(
         h["capabilities"],
         json!({"sessions": true, "events": true, "eventCursor": "sequence", "structuredErrors": true,
                "eventWait": true, "eventStream": true, "sessionResize": true, "sessionSignals": true,
-               "persistence": true})
+               "persistence": true, "liveRestart": true})
     );
     assert_eq!(h["daemon"]["pid"], d.server_pid());
     // The server is the supervisor's child.

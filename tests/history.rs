@@ -8,10 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use support::*;
 
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
-
 fn page(d: &Daemon, query: &str) -> Value {
     let r = d.get(&format!("/api/v1/sessions?{query}"));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

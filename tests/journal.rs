@@ -7,10 +7,6 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use support::*;
 
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn restart_keeps_sessions_and_events_identical() {
     let mut d = Daemon::with_sessions(r#""ringBytes": 65536"#);

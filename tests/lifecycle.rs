@@ -294,6 +294,8 @@ fn shutdown_route_checks_the_identity_then_stops_like_sigterm() {
         closed_by_peer(&mut s),
         "the connection closes as the daemon exits"
     );
+    // It closed only once the daemon was gone: its files first.
+    assert!(!d.socket.exists() && !d.home.join("daemon.json").exists());
     assert!(d.wait_exit().success());
     assert!(!d.socket.exists() && !d.home.join("daemon.json").exists());
     assert!(d.log().contains("shutdown requested"), "{}", d.log());

@@ -5,12 +5,8 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
-
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 fn last_seq(d: &Daemon, id: &str) -> u64 {
     d.events(id)

@@ -320,6 +320,31 @@ fn spawn_failure_is_recorded_failed() {
     assert_eq!(d.get("/health").json()["stats"]["liveSessions"], 0);
 }
 
+/// A harness killed by a signal nix has no name for (a Linux real-time
+/// signal) ends its session like any other: the status is never lost.
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "signal 34 is a real-time signal on Linux only"
+)]
+fn a_death_by_an_unnamed_signal_ends_the_session() {
+    let d = Daemon::with_sessions("");
+    let id = d.launch("sh", "kill -34 $$")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = d.wait_exit_event(&id);
+    assert_eq!(
+        (s["status"].as_str(), s["exit_code"].clone()),
+        (Some("failed"), Value::Null)
+    );
+    assert_eq!(
+        exit_of(&d.events(&id).pop().unwrap()),
+        json!({"status": "failed", "exitCode": null, "signalNumber": 34})
+    );
+    assert_eq!(d.get("/health").json()["stats"]["liveSessions"], 0);
+}
+
 #[test]
 fn exits_completed_failed_and_signalled() {
     let d = Daemon::with_sessions("");

@@ -127,3 +127,15 @@ pub fn on_test_panic(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Re
         _ => Err(field_error("in", "`in` must be \"handler\" or \"loop\".")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_hooks_are_off_unless_asked_for() {
+        let mut api = super::Api::standalone();
+        let mut out = Vec::new();
+        let e = super::on_test_panic(&mut api, br#"{"in":"loop"}"#, &mut out).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "not_found"));
+        assert!(!api.panic_in_loop);
+    }
+}

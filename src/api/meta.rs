@@ -59,6 +59,7 @@ pub fn health_head(daemon: Option<&wire::DaemonInfo>) -> Box<[u8]> {
             ok: true,
             api_version: CONTRACT,
             coven_version: env!("CARGO_PKG_VERSION"),
+            build: &crate::handover::build(),
             capabilities: wire::HealthCapabilities {
                 sessions: true,
                 events: true,
@@ -69,6 +70,7 @@ pub fn health_head(daemon: Option<&wire::DaemonInfo>) -> Box<[u8]> {
                 session_resize: true,
                 session_signals: true,
                 persistence: true,
+                live_restart: true,
             },
             daemon,
         },

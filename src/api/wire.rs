@@ -79,6 +79,9 @@ pub struct HealthHead<'a> {
     pub ok: bool,
     pub api_version: &'static str,
     pub coven_version: &'static str,
+    /// The build's tag (`handover::build`): which program serves, after a
+    /// live restart into another build.
+    pub build: &'a str,
     pub capabilities: HealthCapabilities,
     pub daemon: Option<&'a DaemonInfo>,
 }
@@ -150,6 +153,8 @@ pub struct HealthCapabilities {
     pub session_resize: bool,
     pub session_signals: bool,
     pub persistence: bool,
+    /// Sessions outlive restarts of the daemon (live restart, crash).
+    pub live_restart: bool,
 }
 
 #[derive(Debug)]
@@ -266,6 +271,19 @@ pub fn kill_payload() -> Box<[u8]> {
 /// `{ droppedEvents, droppedBytes }`, for `output_truncated` events.
 pub fn truncated_payload(events: u64, bytes: u64) -> Box<[u8]> {
     payload_literal(&serde_json::json!({ "droppedEvents": events, "droppedBytes": bytes }))
+}
+
+/// What an `output_truncated` payload counts: events and bytes.
+pub fn truncated_of(payload: &[u8]) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Gap {
+        dropped_events: u64,
+        dropped_bytes: u64,
+    }
+    let json: std::borrow::Cow<'_, str> = serde_json::from_slice(payload).ok()?;
+    let g: Gap = serde_json::from_str(&json).ok()?;
+    Some((g.dropped_events, g.dropped_bytes))
 }
 
 /// `{ status, exitCode, signal?, error? }`, for `exit` events.

@@ -574,20 +574,22 @@ impl Log {
         Some(event)
     }
 
-    /// Writes the `exit` event's record into the place the session
-    /// reserved for it at launch (`journal::write_exit`), and has the
-    /// writer make it durable with the rest of the ending.
+    /// Writes the session's last records into the place it reserved for
+    /// them at launch (`journal::write_exit`): the marker of a gap not yet
+    /// declared, and the `exit` event; the writer makes them durable with
+    /// the rest of the ending. Their seqs are not taken: the journal's
+    /// records, when they can be written, get their own.
     fn write_final(&mut self, s: &mut Session, payload: &[u8]) {
         let Some(dir) = s.dir() else {
             return;
         };
-        let event = Event {
-            seq: self.next_seq,
-            kind: Kind::Exit,
-            created_at: self.clock.event_stamp(),
-            payload: payload.into(),
-        };
-        match crate::journal::write_exit(dir, &event) {
+        let mut events = Vec::with_capacity(2);
+        if s.gap_events > 0 {
+            let gap = wire::truncated_payload(s.gap_events, s.gap_bytes);
+            events.push(self.next_event(Kind::OutputTruncated, gap));
+        }
+        events.push(self.next_event(Kind::Exit, payload.into()));
+        match crate::journal::write_exit(dir, &events) {
             Ok(file) => {
                 self.writer.submit(Some(s.key), Job::SyncData(file));
             }
@@ -779,6 +781,9 @@ pub struct Sessions {
     /// The supervisor, which starts harnesses and reaps them (None: no
     /// harness can be started).
     link: Option<Link>,
+    /// `load` is taking up the sessions that had not finished (each is
+    /// adopted or recovered there, not on being found).
+    starting: bool,
 }
 
 impl Sessions {
@@ -819,6 +824,7 @@ impl Sessions {
             timers: BTreeSet::new(),
             root: None,
             link: None,
+            starting: false,
         }
     }
 

@@ -150,6 +150,7 @@ impl Sessions {
         // Sessions that had not finished: their harness still runs (the
         // supervisor holds it), or the daemon died with it. Their files say
         // how far they got.
+        self.starting = true;
         for (pos, entry) in summary.unfinished {
             let Some(key) = self.find(&entry.id) else {
                 log::warn!(
@@ -189,6 +190,7 @@ impl Sessions {
             self.mark_finished(key);
             self.write_entry(key);
         }
+        self.starting = false;
         // What the supervisor holds that no record names (a session whose
         // end was recorded just before a crash): let go of it.
         for h in held.into_values() {
@@ -256,16 +258,17 @@ impl Sessions {
                     .pop()
             })
             .filter(|e| e.kind == crate::ring::Kind::Exit);
-        let (event, written) = match in_journal {
-            Some(e) => (Some(e), true),
-            None => (s.dir().and_then(journal::read_exit), false),
+        let (mut records, written) = match in_journal {
+            Some(e) => (vec![e], true),
+            None => (s.dir().map(journal::read_exit).unwrap_or_default(), false),
         };
-        let ended = event.as_ref().and_then(|e| {
+        let exit = records.pop();
+        let ended = exit.as_ref().and_then(|e| {
             let (status, code) = wire::exit_status_of(&e.payload)?;
             Some((Status::parse(&status)?, code))
         });
         s.updated_at = stamp;
-        match (ended, event) {
+        match (ended, exit) {
             (Some((status, code)), Some(e)) if status != Status::Running => {
                 log::info!(
                     "session {}: ended ({}) while no server ran",
@@ -275,6 +278,14 @@ impl Sessions {
                 s.status = status;
                 s.exit_code = code;
                 if !written {
+                    // Its last records go into the journal as soon as the
+                    // disk takes them: the gap's marker, then the exit.
+                    if let Some((events, bytes)) =
+                        records.first().and_then(|g| wire::truncated_of(&g.payload))
+                    {
+                        s.gap_events = events;
+                        s.gap_bytes = bytes;
+                    }
                     s.pending_exit = Some(e.payload);
                     self.log.outstanding.push(key);
                 }
@@ -429,6 +440,13 @@ impl Sessions {
             Ok(key) => {
                 self.evictable.push(key);
                 self.used(key);
+                if self.list[key].finished_secs == 0 && !self.starting {
+                    // Its record still says running, though the index
+                    // says it ended (its last metadata write was refused):
+                    // its final record says how.
+                    self.recover_end(key);
+                    self.mark_finished(key);
+                }
                 Some(key)
             }
             Err(e) => {

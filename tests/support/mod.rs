@@ -72,20 +72,33 @@ impl Daemon {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(coven_bin());
-        cmd.env("COVEN_HOME", &self.home).env("COVEN_LOG", "debug");
+        self.command_of(Path::new(coven_bin()))
+    }
+
+    /// A command of the binary at `bin`, for this daemon. The test-only
+    /// routes are on (`COVEN_TEST_HOOKS`).
+    pub fn command_of(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env("COVEN_HOME", &self.home)
+            .env("COVEN_LOG", "debug")
+            .env("COVEN_TEST_HOOKS", "1");
         cmd
     }
 
     /// Starts `coven daemon serve` and waits until it answers health.
     pub fn spawn(&mut self) {
+        self.spawn_bin(Path::new(coven_bin()));
+    }
+
+    /// Starts `<bin> daemon serve` and waits until it answers health.
+    pub fn spawn_bin(&mut self, bin: &Path) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
         let child = self
-            .command()
+            .command_of(bin)
             .args(["daemon", "serve"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -417,6 +430,11 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// A session record's id.
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
 }
 
 /// The decoded payload of an event.
