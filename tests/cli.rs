@@ -104,10 +104,20 @@ struct Reap(std::path::PathBuf);
 
 impl Drop for Reap {
     fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
         if let Ok(text) = std::fs::read_to_string(self.0.join("daemon.json")) {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                let pid = nix::unistd::Pid::from_raw(v["pid"].as_i64().unwrap_or(0) as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                // The server, and the supervisor that would start another.
+                let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+                let parent = ps_field(pid, "ppid").parse().unwrap_or(0);
+                if parent > 1 {
+                    let _ = kill(Pid::from_raw(parent), Signal::SIGSTOP);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                if parent > 1 {
+                    let _ = kill(Pid::from_raw(parent), Signal::SIGKILL);
+                }
             }
         }
     }
@@ -125,6 +135,12 @@ fn daemon_lifecycle_commands() {
             .output()
             .unwrap()
     };
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(
+        home.join("config.json"),
+        format!(r#"{{"harnesses": {HARNESSES}}}"#),
+    )
+    .unwrap();
     let o = coven(&["daemon", "status"]);
     assert_eq!(o.status.code(), Some(1));
     let o = coven(&["daemon", "stop"]);
@@ -150,13 +166,27 @@ fn daemon_lifecycle_commands() {
     let status: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status["pid"], first["pid"]);
     assert_eq!(status["liveSessions"], 0);
+    // A live restart keeps the daemon's identity and its sessions.
+    let o = coven(&["run", "cat", "--detach", "--", "x"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = coven(&["daemon", "restart"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "restarted (pid {}, coven {}, build dev); 1 running session(s) kept\n",
+            first["pid"],
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     let second: Value =
         serde_json::from_slice(&std::fs::read(home.join("daemon.json")).unwrap()).unwrap();
-    assert_ne!(first["pid"], second["pid"]);
+    assert_eq!(first, second);
     let o = coven(&["daemon", "stop"]);
-    assert_eq!(stdout(&o), format!("stopped (pid {})\n", second["pid"]));
+    assert_eq!(
+        stdout(&o),
+        format!("stopped (pid {}); it ended 1 running session\n", second["pid"])
+    );
     assert!(!home.join("coven.sock").exists());
     assert!(!home.join("daemon.json").exists());
     assert!(std::fs::read_to_string(home.join("daemon.log"))

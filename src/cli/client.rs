@@ -264,13 +264,18 @@ fn status_of(head: &str) -> Result<u16, ClientError> {
 fn api_error(status: u16, body: &[u8]) -> ClientError {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let err = &value["error"];
+    let mut message = err["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_owned();
+    // A reason the daemon gives (a refused restart's) belongs with it.
+    if let Some(reason) = err["details"]["reason"].as_str() {
+        message = format!("{message} {reason}");
+    }
     ClientError::Api {
         status,
         code: err["code"].as_str().unwrap_or("unknown").to_owned(),
-        message: err["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_owned(),
+        message,
     }
 }
 

@@ -441,6 +441,7 @@ pub fn lifecycle(
                 }
                 Err(e) => return Err(e),
             }
+            let live = h["stats"]["liveSessions"].as_u64().unwrap_or(0);
             let target = nix::unistd::Pid::from_raw(pid);
             let start = std::time::Instant::now();
             while nix::sys::signal::kill(target, None).is_ok()
@@ -454,15 +455,45 @@ pub fn lifecycle(
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            writeln!(out, "stopped (pid {pid})").map_err(io)
+            match live {
+                0 => writeln!(out, "stopped (pid {pid})"),
+                1 => writeln!(out, "stopped (pid {pid}); it ended 1 running session"),
+                n => writeln!(out, "stopped (pid {pid}); it ended {n} running sessions"),
+            }
+            .map_err(io)
         }
         Command::DaemonRestart => {
             let step = |command| Invocation {
                 command,
                 json: inv.json,
             };
-            lifecycle(client, &step(Command::DaemonStop), home, exe, out)?;
-            lifecycle(client, &step(Command::DaemonStart), home, exe, out)
+            let Some(h) = running() else {
+                return lifecycle(client, &step(Command::DaemonStart), home, exe, out);
+            };
+            // A live restart: the program at the daemon's path takes over,
+            // every session keeps running.
+            let ask = json!({ "apiVersion": h["apiVersion"], "daemon": h["daemon"] });
+            match client.call("POST", "/api/v1/internal/lifecycle/restart", Some(&ask)) {
+                Ok(r) => {
+                    // Answered by the new program (the old one accepts no
+                    // more): the restart is done.
+                    let now = client.call("GET", "/api/v1/health", None)?;
+                    writeln!(
+                        out,
+                        "restarted (pid {}, {}); {} running session(s) kept",
+                        now["daemon"]["pid"],
+                        r["build"].as_str().unwrap_or("?"),
+                        now["stats"]["liveSessions"]
+                    )
+                    .map_err(io)
+                }
+                // A daemon that predates live restarts: stop, then start.
+                Err(ClientError::Api { status: 404, .. }) => {
+                    lifecycle(client, &step(Command::DaemonStop), home, exe, out)?;
+                    lifecycle(client, &step(Command::DaemonStart), home, exe, out)
+                }
+                Err(e) => Err(e),
+            }
         }
         _ => Ok(()),
     }
