@@ -5,6 +5,7 @@
 # run). Linux only; needs strace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 n=${1:-500}
 # strace -f stops the daemon at every system call: the traced run is smaller.
 traced_n=${2:-50}
@@ -19,8 +20,8 @@ cat > "$work/home/config.json" <<JSON
 JSON
 run() {  # traced: 0 (latency) or 1 (system calls, under strace -f, which slows everything)
   rm -rf "$work/home/sessions" "$work/home/sessions.idx"
-  COVEN_HOME=$work/home COVEN_LOG=error "$bin" daemon serve & pid=$!
-  until [ -S "$work/home/coven.sock" ]; do sleep 0.01; done
+  COVEN_HOME=$work/home COVEN_LOG=error "$bin" daemon serve & sup=$!
+  pid=$(server_pid "$work/home")
   sleep 0.3
   if [ "$1" = 1 ]; then
     strace -f -qq -e trace=fsync,fdatasync -e signal=none -o "$work/strace" -p "$pid" &
@@ -36,8 +37,8 @@ run() {  # traced: 0 (latency) or 1 (system calls, under strace -f, which slows 
   else
     target/release/examples/exitstorm "$work/home/coven.sock" "$n" "$work/root"
   fi
-  kill "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  kill "$sup"
+  while kill -0 "$sup" 2>/dev/null; do sleep 0.05; done
 }
 run 0
 run 1

@@ -8,6 +8,7 @@
 # build of the daemon (an older commit's, for a before/after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 n=${1:-100000}
 cargo build --release --quiet --bin coven --example gensessions
 bin=${COVEN_BIN:-target/release/coven}
@@ -20,9 +21,10 @@ ms() { date +%s%N | cut -c1-13; }
 run() {  # label home
   local label=$1 home=$2 t0 t1 pid sock=$2/coven.sock
   t0=$(ms)
-  COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve & pid=$!
+  COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve & sup=$!
   until curl -sf --unix-socket "$sock" http://c/api/v1/health >/dev/null 2>&1; do sleep 0.002; done
   t1=$(ms)
+  pid=$(server_pid "$home")
   sleep 1
   local r0 p0
   r0=$(kib /proc/$pid/status VmRSS); p0=$(kib /proc/$pid/smaps_rollup Pss)
@@ -35,7 +37,7 @@ run() {  # label home
   echo "$label: first answer after $((t1 - t0)) ms; idle rss=$r0 pss=$p0 KiB;" \
     "after pages rss=$(kib /proc/$pid/status VmRSS) pss=$(kib /proc/$pid/smaps_rollup Pss) KiB;" \
     "page of 100: ${page_t}s; unpaged array: ${arr_t}s, $arr_b bytes"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$sup"; wait "$sup" 2>/dev/null || true
 }
 run "fresh home" "$work/fresh"
 run "$n sessions, first start" "$work/full"

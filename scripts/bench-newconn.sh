@@ -17,6 +17,7 @@
 # Needs: nginx (apt-get install nginx-light). Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 secs=${1:-5}
 rounds=${2:-2}
 work=$(mktemp -d)
@@ -31,9 +32,9 @@ start() { # name binary -> sets pid_<name>, page_<name>
 {"harnesses": [{"id": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}]}
 CONF
   COVEN_HOME=$work/$1 COVEN_LOG=warn "$2" daemon serve &
-  eval "pid_$1=$!"
-  until [ -S "$work/$1/coven.sock" ]; do sleep 0.05; done
-  eval "page_$1='$("$bench" --socket "$work/$1/coven.sock" --pid "$!" events 1000)'"
+  local pid; pid=$(server_pid "$work/$1")
+  eval "pid_$1=$pid"
+  eval "page_$1='$("$bench" --socket "$work/$1/coven.sock" --pid "$pid" events 1000)'"
 }
 servers=(coven)
 start coven target/release/coven

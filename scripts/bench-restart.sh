@@ -70,6 +70,8 @@ subprocess.run(["sync"])
 for attempt in range(3):
     p, took = start()
     stats = call("GET", "/api/v1/health")[1]["stats"]
-    print(f"restart: first health answer after {took * 1000:.0f} ms; {stats['sessions']} sessions; VmRSS {rss(p.pid)} KiB")
+    server = call("GET", "/api/v1/health")[1]["daemon"]["pid"]
+    print(f"restart: first health answer after {took * 1000:.0f} ms; {stats['sessions']} sessions; "
+          f"VmRSS {rss(server)} KiB (server) + {rss(p.pid)} KiB (supervisor)")
     p.terminate(); p.wait()
 PY

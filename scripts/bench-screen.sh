@@ -12,6 +12,7 @@
 # each (examples/loadgen: requests/s, daemon CPU per request).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 mb=${1:-100}
 warm=${2:-3}
 cargo build --release --quiet --bin coven --example loadgen
@@ -25,8 +26,8 @@ cat > "$home/config.json" <<JSON
 {"harnesses": [{"id": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}],
  "limits": {"journalBytesPerSession": 4294967296, "journalBytesTotal": 8589934592}}
 JSON
-COVEN_HOME=$home COVEN_LOG=warn target/release/coven daemon serve & pid=$!
-until [ -S "$home/coven.sock" ]; do sleep 0.05; done
+COVEN_HOME=$home COVEN_LOG=warn target/release/coven daemon serve & sup=$!
+pid=$(server_pid "$home")
 c() { curl -s --unix-socket "$home/coven.sock" "$@"; }
 id=$(c -H 'Content-Type: application/json' \
   -d "{\"projectRoot\":\"$home\",\"harness\":\"sh\",\"cols\":120,\"rows\":40,\"prompt\":\"yes \\\"\$(printf '\\\\033[32mok\\\\033[0m the quick brown fox jumps over the lazy dog \\\\033[1m%s\\\\033[0m' 0123456789)\\\" | head -c ${mb}000000\"}" \
@@ -60,4 +61,4 @@ awk -v mb="$mb" -v j="$journal" -v cold="$cold" -v ct=$((t1 - t0)) -v again="$ag
   printf "after the grid was dropped (from its checkpoint): %.1f ms, daemon cpu %.0f ms; same answer: %s\n", again * 1e3, at / hz * 1e3, same
   printf "daemon RssAnon: before %d KiB, with the grid %d KiB (+%d), after it was dropped %d KiB\n", b, d, d - b, a
 }'
-kill $pid; wait $pid 2>/dev/null || true
+kill $sup; wait $sup 2>/dev/null || true

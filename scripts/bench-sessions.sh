@@ -7,6 +7,7 @@
 # Needs: oha (cargo install oha) for the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --bin coven --example sessionbench
@@ -24,27 +25,27 @@ start() { # limits-json
  "limits": {$1}}
 CONF
   COVEN_HOME=$work/home COVEN_LOG=warn "$bin" daemon serve &
-  daemon=$!
-  until [ -S "$work/home/coven.sock" ]; do sleep 0.05; done
+  sup=$!
+  daemon=$(server_pid "$work/home")
 }
 sb() { "$bench" --socket "$work/home/coven.sock" --pid "$daemon" "$@"; }
 
 start ""
 sb idle 100
-kill $daemon; wait $daemon || true
+kill $sup; wait $sup || true
 start ""
 sb flood 20
 sb flood 20
-kill $daemon; wait $daemon || true
+kill $sup; wait $sup || true
 start ""
 sb many 100 2
-kill $daemon; wait $daemon || true
+kill $sup; wait $sup || true
 start ""
 sb latency 1000
-kill $daemon; wait $daemon || true
+kill $sup; wait $sup || true
 start '"maxConnections": 2048'
 sb fanout 1000 1
-kill $daemon; wait $daemon || true
+kill $sup; wait $sup || true
 start '"ringBytes": 8388608'
 path=$(sb events 10000)
 cpu0=$(awk '{print $14 + $15}' /proc/$daemon/stat)

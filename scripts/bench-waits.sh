@@ -10,6 +10,7 @@
 # Needs: curl. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 mb=${1:-20}
 cargo build --release --quiet --bin coven
 work=$(mktemp -d)
@@ -22,8 +23,8 @@ for n in 0 1 100 0 1 100; do
  for bin in "${builds[@]}"; do
   home=$work/h$n.$RANDOM; mkdir -m 700 "$home"
   echo '{"harnesses": [{"id": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}]}' > "$home/config.json"
-  COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve & pid=$!
-  until [ -S "$home/coven.sock" ]; do sleep 0.05; done
+  COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve & sup=$!
+  pid=$(server_pid "$home")
   c() { curl -s --unix-socket "$home/coven.sock" "$@"; }
   id=$(c -H 'Content-Type: application/json' -d "{\"projectRoot\":\"$home\",\"harness\":\"sh\",\"prompt\":\"sleep 3; yes 'the quick brown fox jumps over the lazy dog' | head -c ${mb}000000\"}" \
        http://c/api/v1/sessions | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -34,6 +35,6 @@ for n in 0 1 100 0 1 100; do
   t1=$(ticks $pid)
   awk -v n="$n" -v e="$seq" -v t=$((t1 - t0)) -v hz="$hz" -v mb="$mb" -v b="$bin" \
     'BEGIN {printf "%3d parked waits: %d events, daemon cpu %.2f s = %.2f us/event, %.1f ms/MB (%s)\n", n, e, t / hz, t / hz * 1e6 / e, t / hz * 1e3 / mb, b}'
-  kill $pid; wait $pid 2>/dev/null || true
+  kill $sup; wait $sup 2>/dev/null || true
  done
 done

@@ -9,6 +9,7 @@
 # Needs: valgrind, strace. Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 cargo build --release --quiet --bin coven --example loadgen --example sessionbench
 bin=${1:-target/release/coven}
 secs=${2:-4}
@@ -19,19 +20,21 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 prepare() {
   rm -rf "$work/home"; mkdir -m 700 "$work/home"
   echo '{"harnesses": [{"id": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}]}' > "$work/home/config.json"
-  COVEN_HOME=$work/home COVEN_LOG=warn "$bin" daemon serve & local pid=$!
-  until [ -S "$work/home/coven.sock" ]; do sleep 0.05; done
+  COVEN_HOME=$work/home COVEN_LOG=warn "$bin" daemon serve & local sup=$!
+  local pid; pid=$(server_pid "$work/home")
   target/release/examples/sessionbench --socket "$work/home/coven.sock" --pid $pid events 1000
   # The session must be finished for the next daemons to serve the same page.
-  kill $pid; wait $pid 2>/dev/null || true
+  kill $sup; wait $sup 2>/dev/null || true
 }
 
 # measure tool path secs -> "requests total"
 measure() {
   local tool=$1 path=$2 n=0 out=$work/out
-  rm -f "$work/home/coven.sock"
+  rm -f "$work/home/coven.sock" "$out".*
   case $tool in
-    callgrind) COVEN_HOME=$work/home COVEN_LOG=warn valgrind -q --tool=callgrind --callgrind-out-file="$out" "$bin" daemon serve & ;;
+    # Both processes (the supervisor and the server it starts), one file each.
+    callgrind) COVEN_HOME=$work/home COVEN_LOG=warn valgrind -q --tool=callgrind --trace-children=yes \
+                 --callgrind-out-file="$out.%p" "$bin" daemon serve & ;;
     strace) COVEN_HOME=$work/home COVEN_LOG=warn strace -f -c -o "$out" "$bin" daemon serve & ;;
   esac
   local pid=$!
@@ -45,7 +48,7 @@ measure() {
   if [ "$tool" = strace ]; then kill -TERM "$(pgrep -P $pid)"; else kill -TERM $pid; fi
   wait $pid 2>/dev/null || true
   case $tool in
-    callgrind) total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out") ;;
+    callgrind) total=$(awk '/^(summary|totals):/ {t += $2; nextfile} END {print t}' "$out".*) ;;
     strace) total=$(awk '$NF == "total" {print $4}' "$out") ;;
   esac
   echo "$n $total"

@@ -185,7 +185,10 @@ fn daemon_lifecycle_commands() {
     let o = coven(&["daemon", "stop"]);
     assert_eq!(
         stdout(&o),
-        format!("stopped (pid {}); it ended 1 running session\n", second["pid"])
+        format!(
+            "stopped (pid {}); it ended 1 running session\n",
+            second["pid"]
+        )
     );
     assert!(!home.join("coven.sock").exists());
     assert!(!home.join("daemon.json").exists());
