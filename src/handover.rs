@@ -116,6 +116,7 @@ struct Description {
     protocol: u32,
     version: String,
     build: String,
+    config: String,
 }
 
 /// Asks the binary at `exe` whether it can take over from this one under
@@ -174,6 +175,15 @@ pub fn check(exe: &Path, protocol: u32) -> Result<String, String> {
             found.build,
             found.protocol,
             protocol
+        ));
+    }
+    if found.config != "ok" {
+        return Err(format!(
+            "{} (coven {}, build {}) would not start: {}",
+            exe.display(),
+            found.version,
+            found.build,
+            found.config
         ));
     }
     Ok(format!("coven {}, build {}", found.version, found.build))
@@ -285,13 +295,16 @@ pub fn build() -> String {
     String::from_utf8_lossy(&tag[..end]).into_owned()
 }
 
-/// What `coven daemon _handover` prints: one line of JSON.
-pub fn describe() -> String {
+/// What `coven daemon _handover` prints: one line of JSON. `config` is
+/// what this build makes of the home's config.json (`ok`, or the error
+/// that would stop it at start).
+pub fn describe(config: Result<(), String>) -> String {
     serde_json::json!({
         "handover": version(),
         "protocol": crate::supervisor::proto::PROTOCOL,
         "version": env!("CARGO_PKG_VERSION"),
         "build": build(),
+        "config": config.err().unwrap_or_else(|| "ok".to_owned()),
     })
     .to_string()
 }

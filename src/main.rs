@@ -87,7 +87,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Handover => {
-            println!("{}", coven::handover::describe());
+            // What a running daemon asks before it restarts into this
+            // build: what it takes over, and whether it would start.
+            let config = coven_home()
+                .and_then(|home| Config::load(home).map_err(|e| e.to_string()))
+                .map(drop);
+            println!("{}", coven::handover::describe(config));
             ExitCode::SUCCESS
         }
         _ => {

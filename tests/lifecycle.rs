@@ -59,6 +59,9 @@ fn second_daemon_is_refused() {
         d.pid().to_string(),
         "the server is the supervisor's child"
     );
+    // In a process group of its own: a terminal's Ctrl-C reaches the
+    // supervisor alone, which passes it on once.
+    assert_eq!(ps_field(d.server_pid(), "pgid"), d.server_pid().to_string());
 }
 
 #[test]

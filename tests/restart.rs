@@ -387,6 +387,24 @@ fn an_upgrade_is_taken_and_a_binary_that_cannot_take_over_is_refused() {
     );
     unchanged(&d);
 
+    // A config.json the new build would refuse to start with: refused.
+    install(&bin, &original);
+    let config = std::fs::read(d.home.join("config.json")).unwrap();
+    std::fs::write(
+        d.home.join("config.json"),
+        r#"{"limits":{"maxHeaders":"lots"}}"#,
+    )
+    .unwrap();
+    let r = d.post("/api/v1/internal/lifecycle/restart", &identity(&d));
+    assert_eq!((r.status, r.code()), (409, "restart_refused".into()));
+    let reason = r.json()["error"]["details"]["reason"].clone();
+    assert!(
+        reason.as_str().unwrap().contains("limits.maxHeaders"),
+        "{reason}"
+    );
+    std::fs::write(d.home.join("config.json"), config).unwrap();
+    unchanged(&d);
+
     // Another build of this version: it takes over.
     install(
         &bin,

@@ -323,8 +323,11 @@ impl Supervisor {
                 format!("{},{},{}", passed[0], passed[1], passed[2]),
             )
             .stdin(Stdio::null());
-        // SAFETY: between fork and exec, only fcntl (async-signal-safe):
-        // the three descriptors survive the exec, nothing else does.
+        // SAFETY: between fork and exec, only fcntl and setpgid
+        // (async-signal-safe): the three descriptors survive the exec,
+        // nothing else does; the server gets a process group of its own, so
+        // that a terminal's Ctrl-C reaches the supervisor alone, which
+        // passes one stop on (not two, which would mean "at once").
         unsafe {
             cmd.pre_exec(move || {
                 for fd in passed {
@@ -332,6 +335,7 @@ impl Supervisor {
                         return Err(io::Error::last_os_error());
                     }
                 }
+                libc::setpgid(0, 0);
                 Ok(())
             });
         }
