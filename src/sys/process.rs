@@ -225,9 +225,11 @@ mod tests {
     #[test]
     fn statuses_keep_unnamed_signals() {
         // Built the way the kernel builds them (the POSIX macros read them
-        // back whatever the encoding).
+        // back whatever the encoding). A real-time signal: unnamed. (Under
+        // qemu-user, which CI's aarch64 run uses, real-time signals are
+        // renumbered, and 34 and 35 are qemu's own: 40 is one either way.)
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "kill -34 $$"])
+            .args(["-c", "kill -40 $$"])
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
@@ -236,7 +238,10 @@ mod tests {
         let got = unsafe { libc::waitpid(pid, &mut raw, 0) };
         assert_eq!(got, pid);
         let st = ExitStatus::from_raw(raw);
-        assert_eq!((st.code(), st.signal()), (None, Some(34)));
+        assert_eq!(st.code(), None);
+        let sig = st.signal().expect("a death by a signal");
+        assert!(sig >= 32, "{sig}");
+        assert_eq!(signal_name(sig), None);
         let _ = child.try_wait();
         assert_eq!(signal_name(15), Some("TERM"));
         let exited = ExitStatus::from_raw(3 << 8);
