@@ -14,9 +14,11 @@
 //!   session when the server says it is done with it (`Release`).
 //! - A new server gets the sessions it holds (`Held`), statuses included.
 //!
-//! Nothing here runs on a timer: it sleeps in `poll` with no timeout while
-//! all is well, and wakes for a launch, an exit, a signal, or a server's
-//! death. It never reads a request, a config file or a journal.
+//! Nothing here runs on a timer but one: it sleeps in `poll` with no
+//! timeout while all is well, and wakes for a launch, an exit, a signal, or
+//! a server's death; 5 s after such a wake-up it gives back the memory the
+//! work faulted in (as the server does), once. It never reads a request, a
+//! config file or a journal.
 
 pub mod link;
 pub mod proto;
@@ -47,6 +49,9 @@ pub const SERVER_FDS_ENV: &str = "COVEN_SERVER_FDS";
 const MAX_FAILED_STARTS: u32 = 10;
 /// The longest pause between two starts of a server that keeps dying.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// After this long without a wake-up, what the supervisor's work faulted in
+/// (code pages, free heap) is given back, once, on one timer.
+const QUIET_RELEASE: Duration = Duration::from_secs(5);
 
 /// What the supervisor is given by `daemon::serve`.
 pub struct Setup {
@@ -94,6 +99,9 @@ struct Supervisor {
     start_at: Option<Instant>,
     /// A stop signal came: the server is told, and its exit ends us.
     stopping: bool,
+    /// When it last did something, if what that faulted in was not given
+    /// back since (`QUIET_RELEASE`).
+    busy_since: Option<Instant>,
     signals: UnixStream,
     flags: Flags,
 }
@@ -127,6 +135,7 @@ pub fn run(setup: Setup) -> i32 {
         failed_starts: 0,
         start_at: Some(Instant::now()),
         stopping: false,
+        busy_since: Some(Instant::now()),
         signals: read,
         flags,
     };
@@ -175,9 +184,27 @@ impl Supervisor {
                 self.schedule_start();
             }
         }
-        let timeout = match self.start_at.filter(|_| self.server.is_none()) {
+        let now = Instant::now();
+        let quiet_at = self.busy_since.map(|t| t + QUIET_RELEASE);
+        // Quiet since its last work: what the work faulted in goes back
+        // (the heap's free memory now, the code pages last thing before
+        // sleeping), once; no timer again until something happens.
+        let release = quiet_at.is_some_and(|t| t <= now);
+        if release {
+            self.busy_since = None;
+            crate::sys::trim_heap();
+        }
+        let pages = release.then(crate::sys::CodePages::find);
+        let next = [
+            self.start_at.filter(|_| self.server.is_none()),
+            quiet_at.filter(|_| !release),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout = match next {
             Some(t) => {
-                let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
+                let ms = t.saturating_duration_since(now).as_millis() + 1;
                 PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
             }
             None => PollTimeout::NONE,
@@ -194,18 +221,26 @@ impl Supervisor {
             .as_ref()
             .filter(|s| !s.link.eof)
             .map(|s| s.link.socket().as_fd());
-        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-        if let Some(fd) = link_fd {
-            fds.push(PollFd::new(fd, link_flags));
+        let signals = PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
+        let mut fds = [signals.clone(), signals];
+        let n = match link_fd {
+            Some(fd) => {
+                fds[1] = PollFd::new(fd, link_flags);
+                2
+            }
+            None => 1,
+        };
+        if let Some(pages) = &pages {
+            pages.release();
         }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        match poll(&mut fds[..n], timeout) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => self.busy_since = Some(Instant::now()),
             Err(e) => {
                 log::error!("supervisor: poll: {e}");
                 return Some(1);
             }
         }
-        drop(fds);
         self.drain_signal_pipe();
         if self.flags.hangup.swap(false, Ordering::SeqCst) {
             log::info!("supervisor: SIGHUP ignored");
