@@ -254,6 +254,15 @@ fn sessions_survive_a_crash_of_the_serving_process() {
     sessions_survive(How::Crash);
 }
 
+/// The `cat` session `id` runs with the same process, and echoes `text`.
+fn still_the_same(d: &Daemon, id: &str, pid: &Value, text: &str) {
+    let s = d.session(id);
+    assert_eq!((&s["status"], &s["pid"]), (&json!("running"), pid), "{s}");
+    let body = json!({ "data": format!("{text}\n") }).to_string();
+    d.post(&format!("/api/v1/sessions/{id}/input"), body.as_bytes());
+    d.wait_output(id, &format!("{text}\n{text}\n"));
+}
+
 #[test]
 fn a_panic_costs_one_request_or_a_live_restart() {
     let d = Daemon::with_sessions("");
@@ -271,16 +280,7 @@ fn a_panic_costs_one_request_or_a_live_restart() {
     wait_for("the restart", || (restarts(&d) > before).then_some(()));
     assert!(d.log().contains("the event loop panicked"), "{}", d.log());
     assert_eq!(d.server_pid(), server);
-    let s = d.session(&echo);
-    assert_eq!(
-        (s["status"].clone(), s["pid"].clone()),
-        ("running".into(), pid)
-    );
-    d.post(
-        &format!("/api/v1/sessions/{echo}/input"),
-        br#"{"data":"still here\n"}"#,
-    );
-    d.wait_output(&echo, "still here\nstill here\n");
+    still_the_same(&d, &echo, &pid, "still here");
 }
 
 /// `bytes` with every occurrence of `from` replaced by `to` (same length).
@@ -420,16 +420,7 @@ fn an_upgrade_is_taken_and_a_binary_that_cannot_take_over_is_refused() {
         (d.get("/api/v1/health").json()["build"] == "second").then_some(())
     });
     assert_eq!(d.server_pid(), server);
-    let s = d.session(&echo);
-    assert_eq!(
-        (s["status"].clone(), s["pid"].clone()),
-        ("running".into(), pid)
-    );
-    d.post(
-        &format!("/api/v1/sessions/{echo}/input"),
-        br#"{"data":"upgraded\n"}"#,
-    );
-    d.wait_output(&echo, "upgraded\nupgraded\n");
+    still_the_same(&d, &echo, &pid, "upgraded");
 }
 
 /// An idle keep-alive connection is handed to the new program as it is.
