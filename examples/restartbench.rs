@@ -189,11 +189,16 @@ fn round(bin: &Path, n: usize, how: &str) {
         }
     }
     let acked = t0.elapsed();
-    // The first health answer asked after the 202 (or the kill) is the new
-    // program's (after a crash: a health naming another pid).
+    // The first health answer from the new program: one more live
+    // restart counted, or (after a crash) another pid.
+    let restarts = health["stats"]["liveRestarts"].as_u64();
     let serving = loop {
         if let Ok((200, h)) = call(&socket, "GET", "/api/v1/health", None) {
-            if how == "api" || h["daemon"]["pid"].as_i64() != Some(i64::from(server)) {
+            let new = match how {
+                "api" => h["stats"]["liveRestarts"].as_u64() != restarts,
+                _ => h["daemon"]["pid"].as_i64() != Some(i64::from(server)),
+            };
+            if new {
                 break t0.elapsed();
             }
         }

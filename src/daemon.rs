@@ -285,6 +285,7 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
         api.stats.accepted_connections = doc.accepted_connections;
         api.stats.refused_connections = doc.refused_connections;
         api.stats.requests = doc.requests;
+        api.stats.live_restarts = doc.live_restarts + 1;
     }
     let mut reactor = Reactor::new(
         given.listener,
@@ -387,6 +388,7 @@ fn live_restart(reactor: &mut Reactor, home: &Path, lock: &OwnedFd) -> io::Error
         accepted_connections: stats.accepted_connections,
         refused_connections: stats.refused_connections,
         requests: stats.requests,
+        live_restarts: stats.live_restarts,
         sessions,
         conns: conns.clone(),
     };

@@ -45,6 +45,8 @@ pub struct Handover {
     pub accepted_connections: u64,
     pub refused_connections: u64,
     pub requests: u64,
+    /// Live restarts before this one.
+    pub live_restarts: u64,
     pub sessions: Vec<Carried>,
     /// Idle client connections (their sockets).
     pub conns: Vec<RawFd>,
@@ -201,8 +203,9 @@ pub fn write(dir: &Path, doc: &Handover) -> io::Result<OwnedFd> {
         .mode(0o600)
         .open(&path)?;
     std::fs::remove_file(&path)?;
-    serde_json::to_writer(&mut file, doc).map_err(io::Error::other)?;
-    file.flush()?;
+    // Encoded first, written in one go (not a system call per field).
+    let bytes = serde_json::to_vec(doc).map_err(io::Error::other)?;
+    file.write_all(&bytes)?;
     file.rewind()?;
     Ok(file.into())
 }

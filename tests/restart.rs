@@ -76,9 +76,16 @@ fn identity(d: &Daemon) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Live restarts completed so far (the new program logs this once up).
+/// Live restarts completed so far (the new program logs this once up,
+/// and counts it in health).
 fn restarts(d: &Daemon) -> usize {
     d.log().matches("took over on").count()
+}
+
+fn live_restarts(d: &Daemon) -> u64 {
+    d.get("/api/v1/health").json()["stats"]["liveRestarts"]
+        .as_u64()
+        .unwrap()
 }
 
 fn restart_over_the_api(d: &Daemon) -> Value {
@@ -128,6 +135,7 @@ fn sessions_survive(how: How) {
         br#"{"data":"before\n"}"#,
     );
     d.wait_output(&echo, "before\nbefore\n");
+    assert_eq!(live_restarts(&d), 0);
     let pids: Vec<Value> = [&flood, &reader, &echo]
         .iter()
         .map(|id| d.session(id)["pid"].clone())
@@ -167,6 +175,7 @@ fn sessions_survive(how: How) {
         wait_for("the restart", || (restarts(&d) > before).then_some(()));
         // The same process, another program image.
         assert_eq!(d.server_pid(), server);
+        assert_eq!(live_restarts(&d), 1);
     } else {
         assert_ne!(d.server_pid(), server);
     }

@@ -98,6 +98,7 @@ pub fn on_health(api: &Api, body: &mut Vec<u8>) -> Reply {
             ring_bytes: api.sessions.ring_bytes(),
             journal_bytes: api.sessions.journal_bytes(),
             sessions_on_disk: api.sessions.on_disk(),
+            live_restarts: stats.live_restarts,
         },
         &wire::Storage {
             status: storage,

@@ -31,6 +31,9 @@ pub struct Stats {
     /// Closed at accept: over the connection limit, or another user's peer.
     pub refused_connections: u64,
     pub requests: u64,
+    /// Live restarts of the serving process since it started (carried
+    /// through them; a crash of the server starts a new count).
+    pub live_restarts: u64,
 }
 
 /// The daemon state handlers see.

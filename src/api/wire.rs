@@ -129,6 +129,7 @@ pub fn write_health_tail(out: &mut Vec<u8>, stats: &HealthStats, storage: &Stora
     member(out, b",\"ringBytes\":", stats.ring_bytes as u64);
     member(out, b",\"journalBytes\":", stats.journal_bytes);
     member(out, b",\"sessionsOnDisk\":", stats.sessions_on_disk as u64);
+    member(out, b",\"liveRestarts\":", stats.live_restarts);
     // `status` is one of four plain words: nothing to escape.
     debug_assert!(storage.status.bytes().all(|b| b.is_ascii_lowercase()));
     out.extend_from_slice(b"},\"storage\":{\"status\":\"");
@@ -170,6 +171,8 @@ pub struct HealthStats {
     pub ring_bytes: usize,
     pub journal_bytes: u64,
     pub sessions_on_disk: usize,
+    /// Live restarts of the serving process (its program replaced).
+    pub live_restarts: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -411,6 +414,7 @@ mod tests {
             ring_bytes: 8,
             journal_bytes: 9,
             sessions_on_disk: 0,
+            live_restarts: 12,
         };
         for (free, status) in [(Some(11), "warning"), (None, "ok")] {
             let mut out = b"{".to_vec();
@@ -427,6 +431,7 @@ mod tests {
                     "refusedConnections": 3, "requests": u64::MAX,
                     "liveSessions": 5, "sessions": 6, "sessionsInMemory": 7,
                     "ringBytes": 8, "journalBytes": 9, "sessionsOnDisk": 0,
+                    "liveRestarts": 12,
                 },
                 "storage": {"status": status, "freeDiskBytes": free, "journalBytes": 10},
             });
