@@ -69,6 +69,19 @@ fn proc_field(pid: u32, name: &str) -> u64 {
         .unwrap()
 }
 
+/// The server's supervisor: its parent, if that is a coven daemon.
+fn supervisor_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: u32 = stat[stat.rfind(')')? + 2..]
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+    let serve = cmdline.windows(6).any(|w| w == b"daemon") && cmdline.ends_with(b"serve\0");
+    serve.then_some(ppid)
+}
+
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
@@ -116,12 +129,24 @@ fn main() {
             // Both readings are taken idle: past the daemon's quiet release
             // (5 s without events), which trims the heap.
             std::thread::sleep(Duration::from_millis(6000));
+            // The supervisor (the server's parent, which holds a copy of
+            // each session's terminal) is read too.
+            let sup = supervisor_of(pid);
+            let sup_rss = || sup.map_or(0, |s| proc_field(s, "VmRSS:"));
             let before = proc_field(pid, "VmRSS:");
             let anon_before = proc_field(pid, "RssAnon:");
+            let sup_before = sup_rss();
             ids.extend((0..n).map(|_| client.launch("cat", "x")));
             std::thread::sleep(Duration::from_millis(6000));
             let after = proc_field(pid, "VmRSS:");
             let anon_after = proc_field(pid, "RssAnon:");
+            let sup_after = sup_rss();
+            if sup.is_some() {
+                println!(
+                    "{n} idle cat sessions: the supervisor's VmRSS {sup_before} -> {sup_after} KiB = {:.2} KiB per session",
+                    (sup_after as f64 - sup_before as f64) / n as f64
+                );
+            }
             // RssAnon is the heap and stacks alone: the code pages a reading
             // happens to find resident do not move it.
             println!(
