@@ -95,10 +95,17 @@ fn restart_over_the_api(d: &Daemon) -> Value {
 }
 
 /// The flood: 20,000 numbered lines of 100 bytes (2 MB), paced so that it
-/// runs for a couple of seconds, then a last line.
-const FLOOD: &str = "stty -echo; i=0; while [ $i -lt 20000 ]; do \
-     printf 'line %06d xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n' $i; \
-     i=$((i+1)); [ $((i % 200)) -eq 0 ] && sleep 0.02; done; echo flood done";
+/// runs for a couple of seconds (more where the tests' waits are scaled: a
+/// slower daemon), then a last line.
+fn flood() -> String {
+    let pause = 0.02 * (deadline().as_secs() / 20) as f64;
+    format!(
+        "stty -echo; i=0; while [ $i -lt 20000 ]; do \
+         printf 'line %06d {}\\n' $i; \
+         i=$((i+1)); [ $((i % 200)) -eq 0 ] && sleep {pause}; done; echo flood done",
+        "x".repeat(88)
+    )
+}
 
 fn flood_text() -> String {
     let mut text = String::with_capacity(2_100_000);
@@ -121,7 +128,7 @@ enum How {
 /// changed, and every session goes on as if nothing happened.
 fn sessions_survive(how: How) {
     let d = Daemon::with_sessions("");
-    let flood = id_of(&d.launch("sh", FLOOD));
+    let flood = id_of(&d.launch("sh", &flood()));
     let reader = id_of(&d.launch("sh", "stty -echo; echo waiting; read n; exit $n"));
     let echo = id_of(&d.launch("cat", "x"));
     let stubborn = id_of(&d.launch(
