@@ -8,7 +8,7 @@ mod support;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +21,8 @@ use support::*;
 /// stopped, as a client polling a daemon would.
 struct Prober {
     stop: Arc<AtomicBool>,
+    /// Answers so far.
+    answered: Arc<AtomicU64>,
     thread: JoinHandle<Probed>,
 }
 
@@ -38,7 +40,8 @@ struct Probed {
 impl Prober {
     fn start(socket: PathBuf) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let answered = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (Arc::clone(&stop), Arc::clone(&answered));
         let thread = std::thread::spawn(move || {
             let mut probed = Probed::default();
             while !flag.load(Ordering::SeqCst) {
@@ -49,7 +52,10 @@ impl Prober {
                         let sent = s
                             .write_all(b"GET /api/v1/health HTTP/1.1\r\nConnection: close\r\n\r\n");
                         match (sent, read_response(&mut s)) {
-                            (Ok(()), Some(r)) if r.status == 200 => probed.answered += 1,
+                            (Ok(()), Some(r)) if r.status == 200 => {
+                                probed.answered += 1;
+                                count.fetch_add(1, Ordering::SeqCst);
+                            }
                             (Ok(()), Some(r)) => probed.failed.push(format!("{}", r.status)),
                             (sent, _) => probed.unanswered.push(format!("{sent:?}")),
                         }
@@ -59,7 +65,19 @@ impl Prober {
             }
             probed
         });
-        Prober { stop, thread }
+        Prober {
+            stop,
+            answered,
+            thread,
+        }
+    }
+
+    /// Waits until `more` answers have come since this call.
+    fn wait_answers(&self, more: u64) {
+        let from = self.answered.load(Ordering::SeqCst);
+        wait_for("the prober's answers", || {
+            (self.answered.load(Ordering::SeqCst) >= from + more).then_some(())
+        });
     }
 
     fn finish(self) -> Probed {
@@ -156,8 +174,7 @@ fn sessions_survive(how: How) {
     d.wait_output(&flood, "line 000300");
 
     let prober = Prober::start(d.socket.clone());
-    // Let the prober get going before the restart.
-    std::thread::sleep(Duration::from_millis(50));
+    prober.wait_answers(5);
     assert!(
         !output_of(&d.events(&flood)).contains("flood done"),
         "the flood ended before the restart: it must be under way"
@@ -186,8 +203,8 @@ fn sessions_survive(how: How) {
     } else {
         assert_ne!(d.server_pid(), server);
     }
-    // Clients go on for a while on the new program.
-    std::thread::sleep(Duration::from_millis(100));
+    // The client goes on for a while on the new program.
+    prober.wait_answers(20);
 
     // The same sessions, running, with the same processes.
     for (id, pid) in [&flood, &reader, &echo].iter().zip(&pids) {
