@@ -288,6 +288,11 @@ impl Journal {
         let mut foot = [0u8; 4];
         file.read_exact_at(&mut foot, len.checked_sub(4)?).ok()?;
         let body_len = u32::from_le_bytes(foot) as u64;
+        // A length read from disk is checked before anything is allocated
+        // for it.
+        if !(BODY_FIXED_BYTES as u64..=MAX_BODY_BYTES as u64).contains(&body_len) {
+            return None;
+        }
         let total = HEAD_BYTES as u64 + body_len + FOOT_BYTES as u64;
         let start = len.checked_sub(total)?;
         let mut rec = vec![0u8; total as usize];
@@ -624,6 +629,16 @@ pub const SIZES_FILE: &str = "sizes";
 /// 30,000 sizes.
 const MAX_SIZES_BYTES: u64 = 1024 * 1024;
 
+/// The largest terminal side, in cells, a size may have: what the API
+/// accepts (launch and resize), and so the most a file on disk may say; a
+/// larger one was not written by this daemon.
+pub const MAX_TERMINAL_SIDE: u16 = 1000;
+
+/// Whether a terminal size is one the daemon could have given.
+pub fn size_fits(cols: u16, rows: u16) -> bool {
+    (1..=MAX_TERMINAL_SIDE).contains(&cols) && (1..=MAX_TERMINAL_SIDE).contains(&rows)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size {
     /// The newest event before it took effect (0: before the first).
@@ -706,7 +721,7 @@ pub fn read_sizes(dir: &Path) -> Vec<Size> {
                 cols: f.next()?.parse().ok()?,
                 rows: f.next()?.parse().ok()?,
             };
-            (f.next().is_none() && size.cols > 0 && size.rows > 0).then_some(size)
+            (f.next().is_none() && size_fits(size.cols, size.rows)).then_some(size)
         })
         .collect()
 }
@@ -813,6 +828,36 @@ mod tests {
             created_at: *b"2026-11-27T08:00:00.125Z",
             payload: payload.as_bytes().into(),
         }
+    }
+
+    #[test]
+    fn lengths_on_disk_are_checked_before_they_are_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path().join("s")).unwrap();
+        j.append(&ev(1, "\"a\""), false).unwrap();
+        let seg = dir.path().join("s").join(segment_name(1));
+        // A tail whose trailing length says 4 GiB: not a record, and no
+        // allocation of that size (the segment is scanned and cut back).
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let good = bytes.len();
+        bytes.extend_from_slice(&[0xff; 4]);
+        std::fs::write(&seg, &bytes).unwrap();
+        let file = File::open(&seg).unwrap();
+        assert_eq!(Journal::tail_seq(&file, bytes.len() as u64), None);
+        let (j, warnings) = Journal::open(dir.path().join("s")).unwrap();
+        assert_eq!((j.bytes(), j.last_seq()), (good as u64, Some(1)));
+        assert_eq!(warnings.len(), 1);
+        // Sizes past what the API accepts are skipped.
+        std::fs::write(
+            dir.path().join(SIZES_FILE),
+            "0 1 80 24\n0 2 65535 65535\n0 3 1000 1000\n0 4 1001 5\n",
+        )
+        .unwrap();
+        let sizes: Vec<(u16, u16)> = read_sizes(dir.path())
+            .iter()
+            .map(|s| (s.cols, s.rows))
+            .collect();
+        assert_eq!(sizes, vec![(80, 24), (1000, 1000)]);
     }
 
     #[test]

@@ -457,6 +457,25 @@ fn a_long_history_is_replayed_in_steps_and_checkpointed() {
     std::fs::write(&ckpt, forged).unwrap();
     d.spawn();
     assert_eq!(screen(&d, &id)["lines"][0], "from the checkpoint");
+
+    // A checkpoint, or a recorded size, larger than the daemon could have
+    // written is not trusted (it once made a grid of 65535 x 65535 cells):
+    // the screen is rebuilt from the journal at the session's true size.
+    d.stop();
+    let mut huge = head.clone();
+    huge["cols"] = 65535.into();
+    huge["rows"] = 65535.into();
+    let mut forged = serde_json::to_vec(&huge).unwrap();
+    forged.push(b'\n');
+    forged.extend_from_slice(b"\x1b[H\x1b[2Jfrom the checkpoint");
+    std::fs::write(&ckpt, forged).unwrap();
+    let sizes = d.session_dir(&id).join("sizes");
+    let mut recorded = std::fs::read_to_string(&sizes).unwrap();
+    recorded.push_str("0 1 65535 65535\n");
+    std::fs::write(&sizes, recorded).unwrap();
+    d.spawn();
+    assert_eq!(screen(&d, &id), got);
+    assert!(d.log().contains("a checkpoint of no use"), "{}", d.log());
 }
 
 #[test]

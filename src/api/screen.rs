@@ -262,7 +262,10 @@ impl Grid {
         let Ok(head) = serde_json::from_slice::<CheckpointHead>(&bytes[..nl]) else {
             return;
         };
-        if head.seq > last_seq || head.cols == 0 || head.rows == 0 {
+        // Not trusted: a size the daemon could not have given (a damaged or
+        // crafted file) would make the grid as large as it says.
+        if head.seq > last_seq || !journal::size_fits(head.cols, head.rows) {
+            log::warn!("{}: a checkpoint of no use; ignored", path.display());
             return;
         }
         self.term = parser(head.cols, head.rows);

@@ -20,7 +20,7 @@ use crate::session::{
     Status,
 };
 
-const MAX_DIMENSION: u64 = 1000;
+const MAX_DIMENSION: u64 = crate::journal::MAX_TERMINAL_SIDE as u64;
 const MAX_GRACE_MS: u64 = 60_000;
 
 fn reply(status: u16) -> Reply {
