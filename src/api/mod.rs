@@ -139,6 +139,9 @@ impl Api {
                 out.clear();
                 return not_durable().write(out);
             }
+            // The writer finished before its wake-up was seen: what it made
+            // durable is shown now, before the client can read on.
+            self.sessions.show_durable();
             return Reply::new(status);
         }
         let tag = self.acks.insert(PendingAck {
@@ -175,6 +178,7 @@ impl Api {
         if !ready || self.sessions.failed_in(ack.from, ack.to) {
             return not_durable().write(body);
         }
+        self.sessions.show_durable();
         *body = ack.body;
         Reply::new(ack.status)
     }

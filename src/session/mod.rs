@@ -1434,6 +1434,15 @@ impl Sessions {
     /// (`DURABLE_TOPIC`) are woken.
     pub fn on_writer(&mut self) {
         self.absorb_failures();
+        self.show_durable();
+        self.log.touched.push(DURABLE_TOPIC);
+    }
+
+    /// Shows the `exit` events whose records the writer has made durable.
+    /// Also called before an acknowledgement that finds its work durable
+    /// already (the writer may finish before its wake-up is seen), so that
+    /// what it acknowledges is visible when the client reads on.
+    pub fn show_durable(&mut self) {
         let done = self.log.writer.done();
         for key in std::mem::take(&mut self.awaiting_show) {
             let Some(s) = self.list.get_mut(key) else {
@@ -1448,7 +1457,6 @@ impl Sessions {
                 None => {}
             }
         }
-        self.log.touched.push(DURABLE_TOPIC);
     }
 
     /// Marks the sessions whose writes the writer reported failed, for
