@@ -7,7 +7,6 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,25 +88,19 @@ struct Signals {
 impl Signals {
     fn install() -> io::Result<Signals> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
-        let (read, write) = StdUnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        let signals = Signals {
+        let (stop, hangup, restart) = (Arc::default(), Arc::default(), Arc::default());
+        let read = crate::sys::process::signal_pipe(&[
+            (SIGTERM, &stop),
+            (SIGINT, &stop),
+            (SIGHUP, &hangup),
+            (SIGUSR2, &restart),
+        ])?;
+        Ok(Signals {
             pipe: UnixStream::from_std(read),
-            stop: Arc::default(),
-            hangup: Arc::default(),
-            restart: Arc::default(),
-        };
-        for (sig, flag) in [
-            (SIGTERM, &signals.stop),
-            (SIGINT, &signals.stop),
-            (SIGHUP, &signals.hangup),
-            (SIGUSR2, &signals.restart),
-        ] {
-            signal_hook::flag::register(sig, Arc::clone(flag))?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-        }
-        Ok(signals)
+            stop,
+            hangup,
+            restart,
+        })
     }
 
     fn drain(&mut self) {
@@ -517,7 +510,7 @@ impl Reactor {
     ) -> io::Result<()> {
         self.restarting = None;
         let waker = mio::Waker::new(self.poll.registry(), WRITER)?;
-        self.api.sessions.restart_writer(
+        self.api.sessions.start_writer(
             move || {
                 let _ = waker.wake();
             },

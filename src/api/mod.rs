@@ -216,9 +216,10 @@ fn not_durable() -> ApiError {
     )
 }
 
-/// Runs a handler's work; a panic in it is logged and becomes `or`: a bug
-/// costs the request it served, never the daemon.
-fn guarded<T>(what: &str, or: T, f: impl FnOnce() -> T) -> T {
+/// Runs a handler's work; a panic in it is logged (`what` says where,
+/// formatted only then) and becomes `or`: a bug costs the request it
+/// served, never the daemon.
+fn guarded<T>(what: impl std::fmt::Display, or: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(_) => {
@@ -303,8 +304,8 @@ impl Api {
 impl Service for Api {
     fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
         self.stats.requests += 1;
-        let path = String::from_utf8_lossy(req.path).into_owned();
-        let reply = guarded(&path, None, || Some(self.dispatch(req, body)));
+        let path = req.path.escape_ascii();
+        let reply = guarded(path, None, || Some(self.dispatch(req, body)));
         reply.unwrap_or_else(|| {
             body.clear();
             ApiError::internal().write(body)
@@ -321,7 +322,7 @@ impl Service for Api {
             Some(self.resume_hold(hold, expired, body))
         });
         reply.unwrap_or_else(|| {
-            self.release_after_panic(hold);
+            self.release(hold);
             body.clear();
             ApiError::internal().write(body)
         })
@@ -330,7 +331,7 @@ impl Service for Api {
     fn interrupt(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
         let reply = guarded("interrupt", None, || Some(self.interrupt_hold(hold, body)));
         reply.unwrap_or_else(|| {
-            self.release_after_panic(hold);
+            self.release(hold);
             body.clear();
             ApiError::internal().write(body)
         })
@@ -354,17 +355,9 @@ impl Service for Api {
             // stream ends (its client resumes from its last event id).
             out.truncate(before);
             let held = *hold;
-            self.release_after_panic(&held);
+            self.release(&held);
             http::Fill::End
         })
-    }
-}
-
-impl Api {
-    /// After a panic while answering a held request: its state goes, as if
-    /// its client had left.
-    fn release_after_panic(&mut self, hold: &Hold) {
-        guarded("release", (), || self.release_hold(hold));
     }
 }
 

@@ -1319,16 +1319,6 @@ impl Sessions {
         }
     }
 
-    /// A failed live restart: the writer runs again (the restart stopped
-    /// it), waking the loop through `wake`.
-    pub fn restart_writer(
-        &mut self,
-        wake: impl Fn() + Send + 'static,
-        delay: Duration,
-    ) -> io::Result<()> {
-        self.log.writer.spawn(wake, delay)
-    }
-
     /// Tells the supervisor that this server serves.
     pub fn ready(&mut self) {
         if let Some(link) = &mut self.link {

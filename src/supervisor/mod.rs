@@ -108,25 +108,26 @@ struct Supervisor {
 
 /// Runs the supervisor until the daemon stops; returns the exit code.
 pub fn run(setup: Setup) -> i32 {
-    let (read, write) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::error!("supervisor: signal pipe: {e}");
-            return 1;
-        }
-    };
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
     let flags = Flags {
         child: Arc::default(),
         stop: Arc::default(),
         restart: Arc::default(),
         hangup: Arc::default(),
     };
-    if let Err(e) = install_signals(&flags, &write) {
-        log::error!("supervisor: signal handlers: {e}");
-        return 1;
-    }
-    let _ = read.set_nonblocking(true);
-    let _ = write.set_nonblocking(true);
+    let read = match crate::sys::process::signal_pipe(&[
+        (SIGCHLD, &flags.child),
+        (SIGTERM, &flags.stop),
+        (SIGINT, &flags.stop),
+        (SIGUSR2, &flags.restart),
+        (SIGHUP, &flags.hangup),
+    ]) {
+        Ok(read) => read,
+        Err(e) => {
+            log::error!("supervisor: signal handlers: {e}");
+            return 1;
+        }
+    };
     let mut s = Supervisor {
         setup,
         held: HashMap::new(),
@@ -145,21 +146,6 @@ pub fn run(setup: Setup) -> i32 {
     let _ = std::fs::remove_file(&s.setup.socket);
     let _ = std::fs::remove_file(crate::home::info_path(&s.setup.home));
     code
-}
-
-fn install_signals(flags: &Flags, write: &UnixStream) -> io::Result<()> {
-    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
-    for (sig, flag) in [
-        (SIGCHLD, &flags.child),
-        (SIGTERM, &flags.stop),
-        (SIGINT, &flags.stop),
-        (SIGUSR2, &flags.restart),
-        (SIGHUP, &flags.hangup),
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(flag))?;
-        signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-    }
-    Ok(())
 }
 
 impl Supervisor {

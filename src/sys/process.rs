@@ -170,9 +170,20 @@ pub fn read_with_timeout(
     }
 }
 
-/// Whether a process exists (it may be a zombie).
-pub fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+/// A self-pipe for signals: each signal in `flags` sets its flag, then
+/// writes a byte (signal-hook does both, in that order); returns the
+/// non-blocking read end to wait on.
+pub fn signal_pipe(
+    flags: &[(i32, &std::sync::Arc<std::sync::atomic::AtomicBool>)],
+) -> io::Result<std::os::unix::net::UnixStream> {
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    for &(sig, flag) in flags {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(flag))?;
+        signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+    }
+    Ok(read)
 }
 
 /// Sends a signal to one process; a process already gone is not an error.
