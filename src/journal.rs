@@ -198,8 +198,11 @@ impl Journal {
     }
 
     /// Opens an existing journal, cutting a torn or corrupt tail back to
-    /// the last whole record. Unreadable segments are skipped with a warning.
-    pub fn open(dir: PathBuf) -> io::Result<(Journal, Warnings)> {
+    /// the last whole record (`ftruncate`, which waits on no disk; making
+    /// the cut durable is the caller's, through the writer: the segments
+    /// cut are returned). Unreadable segments are skipped with a warning.
+    pub fn open(dir: PathBuf) -> io::Result<(Journal, Warnings, Vec<File>)> {
+        let mut cut = Vec::new();
         let mut warnings = Vec::new();
         let mut firsts: Vec<u64> = Vec::new();
         for entry in fs::read_dir(&dir)? {
@@ -232,7 +235,10 @@ impl Journal {
             let path = journal.dir.join(segment_name(first));
             match Self::open_segment(&path, first) {
                 Ok((segment, warning)) => {
-                    warnings.extend(warning);
+                    if let Some((warning, file)) = warning {
+                        warnings.push(warning);
+                        cut.push(file);
+                    }
                     if segment.len > 0 {
                         journal.bytes += segment.len;
                         journal.segments.push(segment);
@@ -249,12 +255,13 @@ impl Journal {
                 s.last_seq = next_first - 1;
             }
         }
-        Ok((journal, warnings))
+        Ok((journal, warnings, cut))
     }
 
     /// Reads a segment's newest record through its trailing length; if that
-    /// fails (a crash mid-append), scans and truncates to the last good one.
-    fn open_segment(path: &Path, first: u64) -> io::Result<(Segment, Option<String>)> {
+    /// fails (a crash mid-append), scans and truncates to the last good one
+    /// (and gives back the file, whose cut is not yet durable).
+    fn open_segment(path: &Path, first: u64) -> io::Result<(Segment, Option<(String, File)>)> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         let mut segment = Segment {
@@ -272,7 +279,6 @@ impl Journal {
         }
         let (good, last_seq) = Self::scan_valid(&file, len)?;
         file.set_len(good)?;
-        file.sync_all()?;
         segment.len = good;
         segment.last_seq = last_seq;
         let warning = format!(
@@ -280,7 +286,7 @@ impl Journal {
             path.display(),
             len - good
         );
-        Ok((segment, Some(warning)))
+        Ok((segment, Some((warning, file))))
     }
 
     /// The seq of the record ending at `len`, if it is whole and valid.
@@ -419,9 +425,12 @@ impl Journal {
         self.segments.len()
     }
 
-    /// Appends one event; `sync` makes it durable before returning.
-    /// Returns the bytes added.
+    /// Appends one event; `sync` makes it durable before returning (never
+    /// on the loop: there the writer syncs). Returns the bytes added.
     pub fn append(&mut self, e: &Event, sync: bool) -> io::Result<u64> {
+        if sync {
+            crate::writer::assert_off_loop("a journal append with sync");
+        }
         let roll = self.segments.last().is_none_or(|s| s.len >= SEGMENT_BYTES);
         if roll || self.file.is_none() {
             if roll {
@@ -482,8 +491,9 @@ impl Journal {
         synced.map(|()| n)
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable (never on the loop).
     pub fn sync(&mut self) -> io::Result<()> {
+        crate::writer::assert_off_loop("a journal sync");
         match &self.file {
             Some(f) => f.sync_data(),
             None => Ok(()),
@@ -518,20 +528,20 @@ impl Journal {
         self.file = None;
     }
 
-    /// Deletes the oldest segment; returns the bytes freed.
-    pub fn drop_oldest(&mut self) -> io::Result<u64> {
+    /// Lets go of the oldest segment: it is no longer read, and its file is
+    /// the caller's to remove (through the writer). Returns its path and
+    /// the bytes freed, or None if nothing may be dropped (a live session's
+    /// only segment).
+    pub fn drop_oldest(&mut self) -> Option<(PathBuf, u64)> {
         if self.segments.len() <= 1 && self.file.is_some() {
-            return Ok(0);
+            return None;
         }
-        let Some(seg) = (!self.segments.is_empty()).then(|| self.segments.remove(0)) else {
-            return Ok(0);
-        };
+        let seg = (!self.segments.is_empty()).then(|| self.segments.remove(0))?;
         if self.segments.is_empty() {
             self.file = None;
         }
-        fs::remove_file(self.dir.join(segment_name(seg.first_seq)))?;
         self.bytes -= seg.len;
-        Ok(seg.len)
+        Some((self.dir.join(segment_name(seg.first_seq)), seg.len))
     }
 
     /// Builds a segment's sparse index with one scan of its headers.
@@ -729,6 +739,7 @@ pub fn read_sizes(dir: &Path) -> Vec<Size> {
 /// Replaces `<dir>/<name>` atomically (a 0600 temp file, then a rename);
 /// `sync` also makes it durable (file and directory fsynced).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
+    crate::writer::assert_off_loop("an atomic write");
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
@@ -844,7 +855,7 @@ mod tests {
         std::fs::write(&seg, &bytes).unwrap();
         let file = File::open(&seg).unwrap();
         assert_eq!(Journal::tail_seq(&file, bytes.len() as u64), None);
-        let (j, warnings) = Journal::open(dir.path().join("s")).unwrap();
+        let (j, warnings, _) = Journal::open(dir.path().join("s")).unwrap();
         assert_eq!((j.bytes(), j.last_seq()), (good as u64, Some(1)));
         assert_eq!(warnings.len(), 1);
         // Sizes past what the API accepts are skipped.
@@ -1006,13 +1017,13 @@ mod tests {
         assert!(j.contains(300) && !j.contains(301));
         let bytes = j.bytes();
         drop(j);
-        let (mut j, warnings) = Journal::open(jdir).unwrap();
+        let (mut j, warnings, _) = Journal::open(jdir).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(j.bytes(), bytes);
         assert_eq!((j.first_seq(), j.last_seq()), (Some(3), Some(600)));
         assert_eq!(j.read(0, u64::MAX, 10_000, usize::MAX).unwrap(), all);
-        let freed = j.drop_oldest().unwrap();
-        assert!(freed > 0);
+        let (path, freed) = j.drop_oldest().unwrap();
+        assert!(freed > 0 && path.exists());
         assert!(j.first_seq().unwrap() > 3);
     }
 
@@ -1043,7 +1054,7 @@ mod tests {
         drop(j);
         let seg = jdir.join(segment_name(1));
         let mut bytes = fs::read(&seg).unwrap();
-        let (mut j, _) = Journal::open(jdir.clone()).unwrap();
+        let (mut j, _, _) = Journal::open(jdir.clone()).unwrap();
         let mut at = 0;
         for seq in 1..20u64 {
             let mut rec = Vec::new();
@@ -1078,7 +1089,7 @@ mod tests {
         encode(&ev(11, "\"more\""), &mut rec);
         torn.extend_from_slice(&rec[..rec.len() / 2]);
         fs::write(&seg, &torn).unwrap();
-        let (mut j, warnings) = Journal::open(jdir.clone()).unwrap();
+        let (mut j, warnings, _) = Journal::open(jdir.clone()).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(j.last_seq(), Some(10));
         assert_eq!(
@@ -1089,12 +1100,12 @@ mod tests {
         // Appending after recovery continues cleanly.
         j.append(&ev(11, "\"more\""), true).unwrap();
         drop(j);
-        let (mut j, warnings) = Journal::open(jdir.clone()).unwrap();
+        let (mut j, warnings, _) = Journal::open(jdir.clone()).unwrap();
         assert!(warnings.is_empty());
         assert_eq!(j.read(0, u64::MAX, 100, usize::MAX).unwrap().len(), 11);
         // Garbage from the start: nothing valid survives.
         fs::write(&seg, vec![0xA5; 5000]).unwrap();
-        let (j, warnings) = Journal::open(jdir).unwrap();
+        let (j, warnings, _) = Journal::open(jdir).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(j.is_empty());
     }

@@ -132,6 +132,8 @@ pub struct Reactor {
     /// connection closes.
     accept_deferred: bool,
     pools: Pools,
+    /// The clean read-only file mappings a quiet turn gives back.
+    code_pages: crate::sys::CodePages,
     body: Vec<u8>,
     pub api: Api,
     conn_limits: ConnLimits,
@@ -228,6 +230,10 @@ impl Reactor {
             accept_pending: false,
             accept_deferred: false,
             pools: Pools::default(),
+            // Found once, before the loop runs: reading smaps is a large
+            // read, and the daemon's file mappings do not change after
+            // start (it loads no library later).
+            code_pages: crate::sys::CodePages::find(),
             body: Vec::new(),
             api,
             conn_limits: limits.conn(),
@@ -249,6 +255,16 @@ impl Reactor {
     /// Runs until a stop signal and the drain that follows it, or until a
     /// restart has set every connection aside.
     pub fn run(&mut self) -> io::Result<Outcome> {
+        // From here until `run` returns (or unwinds), this thread must not
+        // wait on a disk (`writer::assert_off_loop`).
+        struct OnLoop;
+        impl Drop for OnLoop {
+            fn drop(&mut self) {
+                crate::writer::leave_loop();
+            }
+        }
+        crate::writer::enter_loop();
+        let _on_loop = OnLoop;
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut release = false;
         loop {
@@ -258,7 +274,8 @@ impl Reactor {
                 // does not fault the pages straight back.
                 // Inlined here, so that the code that runs after the
                 // `madvise` calls is this loop's own (one 64 KiB window).
-                self.release_memory().release();
+                self.release_memory();
+                self.code_pages.release();
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -283,7 +300,7 @@ impl Reactor {
                 self.busy_since_release = None;
                 release = true;
                 // Nobody is asking for screens either.
-                self.api.screens.clear();
+                self.api.screens.clear(&mut self.api.sessions);
             }
             for event in events.iter() {
                 match decode(event.token()) {
@@ -838,7 +855,7 @@ impl Reactor {
     /// After `QUIET_RELEASE` without events: free the buffers kept for the
     /// next connections and give back the heap; returns the code pages for
     /// the caller to give back last.
-    fn release_memory(&mut self) -> crate::sys::CodePages {
+    fn release_memory(&mut self) {
         self.api.sessions.forget_recent();
         let waiters = &self.waiters;
         self.api.sessions.evict(|key| waiters.contains_key(&key));
@@ -847,7 +864,6 @@ impl Reactor {
             self.body = Vec::new();
         }
         crate::sys::trim_heap();
-        crate::sys::CodePages::find()
     }
 }
 

@@ -1,7 +1,11 @@
 //! The writer: one thread beside the loop that does everything that waits
 //! on a disk, so the loop never does — every `fsync` (of journal records
-//! that must survive a power cut, of metadata, of directories) and every
-//! atomic metadata write (temp file, fsync, rename, directory fsync).
+//! that must survive a power cut, of metadata, of directories), every
+//! atomic metadata write (temp file, fsync, rename, directory fsync), every
+//! removal (a dropped segment, a deleted session's directory), the repair
+//! of a torn journal tail, and the work whose answer the loop needs but
+//! cannot wait for (`Job::Task`: resolving a launch's paths, reading a
+//! screen checkpoint), which comes back through `Writer::take_answers`.
 //!
 //! The loop submits a job and gets a ticket; jobs run in submission order,
 //! and `Writer::done` is the highest ticket whose job (and every earlier
@@ -12,11 +16,17 @@
 //! retries them (`Sessions::on_writer`).
 //!
 //! Before the loop runs (start-up, which may wait on the disk) and without
-//! a home on disk, jobs run inline.
+//! a home on disk, jobs run inline. Once the loop runs, a job never runs on
+//! its thread: `assert_off_loop` (a debug assertion the tests run with)
+//! fails if a sync, an atomic write or a removal is tried there, and a
+//! writer thread that is gone fails every job it is given (health's storage
+//! says `critical`, the log says why) instead of doing it on the loop.
 //!
 //! The queue is an unbounded channel, bounded in practice by what the loop
 //! submits: a few jobs per session state change.
 
+use std::any::Any;
+use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -27,7 +37,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Something that waits on a disk.
-#[derive(Debug)]
 pub enum Job {
     /// `fdatasync` of a journal segment: its records so far survive a
     /// power cut.
@@ -35,12 +44,69 @@ pub enum Job {
     /// `fsync` of a directory: entries created, renamed or removed in it
     /// survive a power cut.
     SyncDir(PathBuf),
-    /// Replaces `<dir>/<name>` atomically and durably.
+    /// Replaces `<dir>/<name>` atomically (temp file + rename), and if
+    /// `durable`, so that it survives a power cut.
     WriteAtomic {
         dir: PathBuf,
         name: &'static str,
         bytes: Vec<u8>,
+        durable: bool,
     },
+    /// Cuts a file back to `len` bytes, durably (a torn journal tail).
+    Truncate { path: PathBuf, len: u64 },
+    /// Removes a file; one already gone is fine.
+    Remove(PathBuf),
+    /// Removes a directory and everything in it; one already gone is fine.
+    RemoveTree(PathBuf),
+    /// Work whose answer the loop takes back (`Writer::take_answers`).
+    Task(Box<dyn FnOnce() -> Answer + Send>),
+}
+
+/// What a `Job::Task` gives back; its submitter knows the type.
+pub type Answer = Box<dyn Any + Send>;
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::SyncData(file) => write!(f, "SyncData({file:?})"),
+            Job::SyncDir(dir) => write!(f, "SyncDir({})", dir.display()),
+            Job::WriteAtomic { dir, name, .. } => {
+                write!(f, "WriteAtomic({}/{name})", dir.display())
+            }
+            Job::Truncate { path, len } => write!(f, "Truncate({}, {len})", path.display()),
+            Job::Remove(path) => write!(f, "Remove({})", path.display()),
+            Job::RemoveTree(path) => write!(f, "RemoveTree({})", path.display()),
+            Job::Task(_) => f.write_str("Task"),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread runs the event loop (`enter_loop`).
+    static ON_LOOP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as the event loop's: from now on it must never wait on
+/// a disk (`assert_off_loop`).
+pub fn enter_loop() {
+    ON_LOOP.with(|l| l.set(true));
+}
+
+/// This thread no longer runs the loop (it stops, or is about to exec).
+pub fn leave_loop() {
+    ON_LOOP.with(|l| l.set(false));
+}
+
+/// A debug assertion: `what` (a sync, an atomic write, a removal, a path
+/// resolution) must not run on the loop's thread. The message goes to the
+/// log first, where the tests look for it (`tests/support`), since a panic
+/// on the loop becomes a live restart that a test would not otherwise see.
+#[inline]
+pub fn assert_off_loop(what: &str) {
+    if cfg!(debug_assertions) && ON_LOOP.with(Cell::get) {
+        log::error!("blocking work on the loop thread: {what}");
+        panic!("blocking work on the loop thread: {what}");
+    }
 }
 
 /// A job that failed: its ticket, the session it was for, and why.
@@ -56,6 +122,11 @@ struct Shared {
     /// `failures` holds something (so the loop need not lock it each turn).
     any_failures: AtomicBool,
     failures: Mutex<Vec<Failure>>,
+    /// Answers of `Job::Task`s, by ticket, and whether there are any.
+    answers: Mutex<Vec<(u64, Answer)>>,
+    any_answers: AtomicBool,
+    /// The thread is gone: every job fails.
+    gone: AtomicBool,
     /// Tickets of the most recent failed jobs (at most `RECENT_FAILURES`).
     failed: Mutex<Vec<u64>>,
     /// The newest ticket that completed well, and the newest that failed.
@@ -74,13 +145,40 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Runs one job.
-pub fn run(job: Job) -> io::Result<()> {
+/// Runs one job; a task's answer is kept in `shared`.
+fn run(shared: &Shared, ticket: u64, job: Job) -> io::Result<()> {
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    };
     match job {
         Job::SyncData(file) => file.sync_data(),
         Job::SyncDir(dir) => File::open(dir)?.sync_all(),
-        Job::WriteAtomic { dir, name, bytes } => {
-            crate::journal::write_atomic(&dir, name, &bytes, true)
+        Job::WriteAtomic {
+            dir,
+            name,
+            bytes,
+            durable,
+        } => crate::journal::write_atomic(&dir, name, &bytes, durable),
+        Job::Truncate { path, len } => {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            file.set_len(len)?;
+            file.sync_all()
+        }
+        Job::Remove(path) => gone(std::fs::remove_file(path)),
+        Job::RemoveTree(path) => gone(std::fs::remove_dir_all(path)),
+        Job::Task(task) => {
+            // A task that panics loses its answer; its submitter sees the
+            // failure instead.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
+                .map_err(|_| io::Error::other("a task panicked"))?;
+            shared
+                .answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((ticket, answer));
+            shared.any_answers.store(true, Ordering::Release);
+            Ok(())
         }
     }
 }
@@ -95,6 +193,9 @@ impl Writer {
                 any_failures: AtomicBool::new(false),
                 failures: Mutex::new(Vec::new()),
                 failed: Mutex::new(Vec::new()),
+                answers: Mutex::new(Vec::new()),
+                any_answers: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
                 last_ok: AtomicU64::new(0),
                 last_err: AtomicU64::new(0),
             }),
@@ -122,17 +223,42 @@ impl Writer {
     pub fn submit(&mut self, key: Option<usize>, job: Job) -> u64 {
         self.next += 1;
         let ticket = self.next;
-        let job = match &self.tx {
+        let result = match &self.tx {
             Some(tx) => match tx.send((ticket, key, job)) {
                 Ok(()) => return ticket,
-                // The thread is gone (it panicked): go on inline.
-                Err(e) => e.0 .2,
+                // The thread is gone: the job fails, and health says so;
+                // it is never done on the loop instead.
+                Err(_) => {
+                    if !self.shared.gone.swap(true, Ordering::AcqRel) {
+                        log::error!("the writer thread is gone: nothing more is made durable");
+                    }
+                    Err(io::Error::other("the writer thread is gone"))
+                }
             },
-            None => job,
+            None => run(&self.shared, ticket, job),
         };
-        let result = run(job);
         finish(&self.shared, ticket, key, result);
         ticket
+    }
+
+    /// The writer thread is gone (it panicked or could not be started
+    /// again): health reports storage as critical.
+    pub fn is_gone(&self) -> bool {
+        self.shared.gone.load(Ordering::Acquire)
+    }
+
+    /// Answers of the tasks completed since the last call, by ticket.
+    pub fn take_answers(&self) -> Vec<(u64, Answer)> {
+        if !self.shared.any_answers.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(
+            &mut *self
+                .shared
+                .answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Every job up to this ticket is complete.
@@ -222,7 +348,7 @@ fn work(
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
-            let result = run(job);
+            let result = run(shared, ticket, job);
             finish(shared, ticket, key, result);
             next = rx.try_recv().ok();
         }
@@ -246,6 +372,7 @@ mod tests {
                 dir: dir.path().to_owned(),
                 name: "meta.json",
                 bytes: b"inline".to_vec(),
+                durable: true,
             },
         );
         assert_eq!(w.done(), t0);
@@ -263,6 +390,7 @@ mod tests {
                 dir: dir.path().to_owned(),
                 name: "meta.json",
                 bytes: b"threaded".to_vec(),
+                durable: true,
             },
         );
         let t2 = w.submit(Some(9), Job::SyncDir(dir.path().join("missing")));
@@ -282,5 +410,68 @@ mod tests {
         assert!(w.failed_in(t1, t2) && !w.failed_in(t0, t1) && w.failing());
         w.stop();
         assert!(wakes.load(Ordering::SeqCst) >= 1);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn tasks_answer_and_removals_of_what_is_gone_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::inline();
+        let t = w.submit(None, Job::Task(Box::new(|| Box::new(41u32 + 1))));
+        let answers = w.take_answers();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, t);
+        assert_eq!(*answers[0].1.downcast_ref::<u32>().unwrap(), 42);
+        assert!(w.take_answers().is_empty());
+        let tree = dir.path().join("a/b");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("f"), b"x").unwrap();
+        w.submit(None, Job::RemoveTree(dir.path().join("a")));
+        w.submit(None, Job::RemoveTree(dir.path().join("a")));
+        w.submit(None, Job::Remove(dir.path().join("nothing")));
+        assert!(!dir.path().join("a").exists());
+        assert!(w.take_failures().is_empty() && !w.failing());
+    }
+
+    #[test]
+    fn a_gone_thread_fails_jobs_instead_of_running_them_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::inline();
+        w.spawn(|| {}, Duration::ZERO).unwrap();
+        // The thread goes (as if it had panicked): its receiver with it.
+        w.tx = Some(std::sync::mpsc::channel().0);
+        let file = dir.path().join("f");
+        let t = w.submit(
+            Some(3),
+            Job::WriteAtomic {
+                dir: dir.path().to_owned(),
+                name: "f",
+                bytes: b"x".to_vec(),
+                durable: true,
+            },
+        );
+        assert!(!file.exists(), "not run inline");
+        assert!(w.is_gone() && w.failing() && w.failed_in(t - 1, t));
+        assert_eq!(w.take_failures()[0].key, Some(3));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_sync_on_the_loop_thread_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let caught = std::thread::spawn(move || {
+            enter_loop();
+            std::panic::catch_unwind(|| {
+                crate::journal::write_atomic(dir.path(), "f", b"x", true).unwrap()
+            })
+            .is_err()
+        })
+        .join()
+        .unwrap();
+        assert!(caught);
     }
 }

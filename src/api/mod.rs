@@ -8,6 +8,7 @@ pub mod body;
 pub mod cast;
 pub mod error;
 pub mod events;
+pub mod launch;
 pub mod lifecycle;
 pub mod meta;
 pub mod query;
@@ -20,7 +21,7 @@ pub mod wire;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::http::{self, Hold, HoldKind, Reply, Request, Service};
-use crate::session::{Sessions, DURABLE_TOPIC};
+use crate::session::{Sessions, DURABLE_TOPIC, LAUNCH_TOPIC};
 use error::ApiError;
 
 /// Counters reported under `stats` in health.
@@ -68,6 +69,8 @@ pub struct Api {
     /// Answers waiting for the writer, by the `tag` of their connection's
     /// hold.
     acks: slab::Slab<PendingAck>,
+    /// Launches on their way (`launch.rs`), by their hold's `tag`.
+    pub launches: slab::Slab<launch::Pending>,
 }
 
 /// What a live restart becomes.
@@ -124,6 +127,7 @@ impl Api {
             test_hooks: false,
             panic_in_loop: false,
             acks: slab::Slab::new(),
+            launches: slab::Slab::new(),
         }
     }
 }
@@ -255,6 +259,9 @@ impl Api {
         if hold.topic == DURABLE_TOPIC {
             return self.resume_ack(hold, expired, body);
         }
+        if hold.topic == LAUNCH_TOPIC {
+            return launch::resume(self, hold, expired, body);
+        }
         if hold.kind == HoldKind::Wait {
             return wait::check(self, *hold, expired, body);
         }
@@ -267,6 +274,8 @@ impl Api {
     fn release_hold(&mut self, hold: &Hold) {
         if hold.topic == DURABLE_TOPIC {
             self.acks.try_remove(hold.tag as usize);
+        } else if hold.topic == LAUNCH_TOPIC {
+            launch::release(self, hold);
         } else if hold.kind == HoldKind::Wait {
             wait::release(self, hold);
         } else if hold.kind == HoldKind::Cast {
@@ -275,12 +284,13 @@ impl Api {
     }
 
     /// A held request when the daemon restarts: an acknowledgement waiting
-    /// for the disk keeps waiting (the restart waits for the disk too); a
+    /// for the disk, and a launch on its way, keep waiting (the restart
+    /// waits for them too); a
     /// long poll answers with what there is (its client asks again from
     /// its cursor); a wait or a screen being built cannot be answered
     /// truly, and says so (503, `details.restarting`).
     fn interrupt_hold(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
-        if hold.topic == DURABLE_TOPIC {
+        if hold.topic == DURABLE_TOPIC || hold.topic == LAUNCH_TOPIC {
             body.clear();
             return Reply {
                 hold: Some(*hold),

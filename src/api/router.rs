@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::decode;
-use super::{actions, cast, events, lifecycle, meta, screen, sessions, wait, Api};
+use super::{actions, cast, events, launch, lifecycle, meta, screen, sessions, wait, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -192,7 +192,7 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::Capabilities => meta::on_capabilities(body),
         Route::Actions => actions::on_action(req.body, body),
         Route::Harnesses => sessions::on_harnesses(api, body),
-        Route::Sessions if req.method == Method::Post => sessions::on_create(api, req.body, body)?,
+        Route::Sessions if req.method == Method::Post => launch::on_create(api, req.body)?,
         Route::Sessions => sessions::on_list(api, req.query, body)?,
         Route::Session if req.method == Method::Delete => sessions::on_delete(api, id, body)?,
         Route::Session => sessions::on_get(api, id, body)?,

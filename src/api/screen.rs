@@ -32,6 +32,7 @@ use crate::http::{Hold, HoldKind, Reply};
 use crate::journal::{self, Size};
 use crate::ring::Kind;
 use crate::session::Sessions;
+use crate::writer::Job;
 
 /// Output replayed into grids per loop turn, at most: some 5 ms of CPU
 /// here, the longest a build keeps other clients waiting.
@@ -55,6 +56,8 @@ pub const MAX_TITLE_BYTES: usize = 1024;
 pub const MAX_REPLAY_BYTES: u64 = 16 * 1024 * 1024;
 /// A session launched before sizes were recorded had the launch default.
 const DEFAULT_SIZE: (u16, u16) = (80, 24);
+/// How often a screen whose files the writer is reading looks again.
+const LOAD_POLL: Duration = Duration::from_millis(2);
 
 /// A screen's checkpoint, beside the session's journal, replaced whole
 /// (temp file and rename; not synced: a lost one only costs a longer
@@ -72,9 +75,9 @@ pub const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 /// of cells, every one in its own colours) is replayed instead.
 const MAX_CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 
-#[derive(serde::Serialize, Deserialize)]
+#[derive(serde::Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-struct CheckpointHead {
+pub struct CheckpointHead {
     seq: u64,
     cols: u16,
     rows: u16,
@@ -110,6 +113,37 @@ pub struct Grid {
     /// The JSON and redraw answers for the screen as it is, once written,
     /// with the seq they name.
     answers: [Option<(u64, Box<[u8]>)>; 2],
+    /// Where its first build from disk is.
+    loading: Loading,
+}
+
+/// A grid's first build, before replay: its sizes file and checkpoint are
+/// read by the writer (no file is opened on the loop), then the
+/// checkpoint's redraw is fed a step at a time like any output.
+enum Loading {
+    Ready,
+    /// The writer's task `ticket` reads the files. `last_seq`: the
+    /// session's newest event then; `tail`: where replay starts without a
+    /// checkpoint.
+    Reading {
+        ticket: u64,
+        last_seq: u64,
+        tail: u64,
+    },
+    /// A checkpoint's redraw being fed from `at`; it stands for the
+    /// events through `head.seq`.
+    Feeding {
+        bytes: Vec<u8>,
+        at: usize,
+        head: CheckpointHead,
+        tail: u64,
+    },
+}
+
+/// What the writer read for a grid.
+struct Loaded {
+    sizes: Vec<Size>,
+    checkpoint: Option<Vec<u8>>,
 }
 
 /// Keeps the window title a program sets (OSC 0 or 2).
@@ -150,6 +184,7 @@ impl Grid {
             fed: 0,
             size_ms: 0,
             answers: [None, None],
+            loading: Loading::Ready,
         }
     }
 
@@ -212,14 +247,12 @@ impl Grid {
         self.size_ms = size.unix_ms;
     }
 
-    /// Writes the grid's checkpoint if it took enough output since the
-    /// last one.
-    fn checkpoint(&mut self) {
-        let Some(dir) = &self.dir else {
-            return;
-        };
-        if self.fed < CHECKPOINT_BYTES {
-            return;
+    /// The grid's checkpoint, for the writer to write, if it took enough
+    /// output since the last one.
+    fn checkpoint(&mut self) -> Option<Job> {
+        let dir = self.dir.as_ref()?;
+        if self.fed < CHECKPOINT_BYTES || !matches!(self.loading, Loading::Ready) {
+            return None;
         }
         let (rows, cols) = self.term.screen().size();
         let head = CheckpointHead {
@@ -232,48 +265,154 @@ impl Grid {
         bytes.push(b'\n');
         write_ansi(self, &mut bytes);
         if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
-            return;
+            return None;
         }
-        match journal::write_atomic(dir, CHECKPOINT_FILE, &bytes, false) {
-            Ok(()) => self.fed = 0,
-            Err(e) => log::warn!("{}: writing a screen checkpoint: {e}", dir.display()),
+        self.fed = 0;
+        // Not synced: a lost checkpoint only costs a longer replay.
+        Some(Job::WriteAtomic {
+            dir: dir.to_path_buf(),
+            name: CHECKPOINT_FILE,
+            bytes,
+            durable: false,
+        })
+    }
+
+    /// Asks the writer for the session's sizes and checkpoint (read off
+    /// the loop); `load` takes the answer.
+    fn start_loading(&mut self, sessions: &mut Sessions, last_seq: u64, tail: u64) {
+        let Some(dir) = self.dir.as_deref().map(std::path::Path::to_path_buf) else {
+            return;
+        };
+        let ticket = sessions.submit_task(move || {
+            let checkpoint = read_checkpoint(&dir.join(CHECKPOINT_FILE));
+            Box::new(Loaded {
+                sizes: journal::read_sizes(&dir),
+                checkpoint,
+            })
+        });
+        self.loading = Loading::Reading {
+            ticket,
+            last_seq,
+            tail,
+        };
+    }
+
+    /// Moves the first build on by at most `budget` bytes of checkpoint:
+    /// whether the grid is ready for replay, and whether it fed anything.
+    fn load(&mut self, sessions: &mut Sessions, budget: usize) -> (bool, bool) {
+        match std::mem::replace(&mut self.loading, Loading::Ready) {
+            Loading::Ready => (true, false),
+            Loading::Reading {
+                ticket,
+                last_seq,
+                tail,
+            } => {
+                let Some(answer) = sessions.take_answer(ticket) else {
+                    self.loading = Loading::Reading {
+                        ticket,
+                        last_seq,
+                        tail,
+                    };
+                    return (false, false);
+                };
+                let loaded = answer.downcast::<Loaded>().map_or(
+                    Loaded {
+                        sizes: Vec::new(),
+                        checkpoint: None,
+                    },
+                    |l| *l,
+                );
+                self.take_sizes(loaded.sizes);
+                match loaded
+                    .checkpoint
+                    .and_then(|b| self.checkpoint_of(b, last_seq))
+                {
+                    Some((bytes, at, head)) => {
+                        self.term = parser(head.cols, head.rows);
+                        self.loading = Loading::Feeding {
+                            bytes,
+                            at,
+                            head,
+                            tail,
+                        };
+                        self.load(sessions, budget)
+                    }
+                    None => {
+                        self.start_at_tail(tail);
+                        (true, false)
+                    }
+                }
+            }
+            Loading::Feeding {
+                bytes,
+                at,
+                head,
+                tail,
+            } => {
+                let end = bytes.len().min(at + budget);
+                self.term.process(&bytes[at..end]);
+                if end < bytes.len() {
+                    self.loading = Loading::Feeding {
+                        bytes,
+                        at: end,
+                        head,
+                        tail,
+                    };
+                    return (false, true);
+                }
+                self.seq = head.seq;
+                self.size_ms = head.size_ms;
+                self.sizes.retain(|s| {
+                    s.after > head.seq || (s.after == head.seq && s.unix_ms > head.size_ms)
+                });
+                self.start_at_tail(tail);
+                (true, true)
+            }
         }
     }
 
-    /// Starts from the session's checkpoint, if it has a readable one no
-    /// newer than its events (`last_seq`).
-    fn restore(&mut self, last_seq: u64) {
-        let Some(dir) = &self.dir else {
-            return;
-        };
-        let path = dir.join(CHECKPOINT_FILE);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return;
-        };
-        if meta.len() > MAX_CHECKPOINT_BYTES {
-            return;
+    /// The sizes read from disk: the first, if it is the launch's, is the
+    /// grid's size; the rest apply as events pass them.
+    fn take_sizes(&mut self, sizes: Vec<Size>) {
+        let mut sizes: VecDeque<Size> = sizes.into();
+        if let Some(first) = sizes.front().filter(|f| f.after == 0).copied() {
+            sizes.pop_front();
+            self.term = parser(first.cols, first.rows);
+            self.size_ms = first.unix_ms;
         }
-        let Ok(bytes) = std::fs::read(&path) else {
-            return;
+        self.sizes = sizes;
+    }
+
+    /// A checkpoint's redraw (the bytes, where it starts) and head, if it
+    /// is of use: readable, no newer than the session's events
+    /// (`last_seq`), and of a size the daemon could have given (a damaged
+    /// or crafted file would make the grid as large as it says).
+    fn checkpoint_of(
+        &self,
+        bytes: Vec<u8>,
+        last_seq: u64,
+    ) -> Option<(Vec<u8>, usize, CheckpointHead)> {
+        let head = checkpoint_head(&bytes).filter(|(h, _)| h.seq <= last_seq);
+        let Some(head) = head else {
+            // Damaged, crafted, or newer than the session's events.
+            log::warn!(
+                "{}/{CHECKPOINT_FILE}: a checkpoint of no use; ignored",
+                self.dir
+                    .as_deref()
+                    .map_or(String::new(), |d| d.display().to_string())
+            );
+            return None;
         };
-        let Some(nl) = memchr::memchr(b'\n', &bytes) else {
-            return;
-        };
-        let Ok(head) = serde_json::from_slice::<CheckpointHead>(&bytes[..nl]) else {
-            return;
-        };
-        // Not trusted: a size the daemon could not have given (a damaged or
-        // crafted file) would make the grid as large as it says.
-        if head.seq > last_seq || !journal::size_fits(head.cols, head.rows) {
-            log::warn!("{}: a checkpoint of no use; ignored", path.display());
-            return;
+        Some((bytes, head.1, head.0))
+    }
+
+    /// No checkpoint within reach: replay starts from the history's tail,
+    /// at the size it had there.
+    fn start_at_tail(&mut self, tail: u64) {
+        if self.seq < tail {
+            self.seq = tail;
+            self.apply_sizes_before(tail + 1);
         }
-        self.term = parser(head.cols, head.rows);
-        self.term.process(&bytes[nl + 1..]);
-        self.seq = head.seq;
-        self.size_ms = head.size_ms;
-        self.sizes
-            .retain(|s| s.after > head.seq || (s.after == head.seq && s.unix_ms > head.size_ms));
     }
 
     /// Applies the sizes that took effect before event `seq` (all of them
@@ -292,21 +431,22 @@ impl Screens {
         self.stepped = false;
     }
 
-    /// Drops every grid (the daemon went quiet: nobody is asking).
-    pub fn clear(&mut self) {
+    /// Drops every grid (the daemon went quiet: nobody is asking); their
+    /// checkpoints go to the writer.
+    pub fn clear(&mut self, sessions: &mut Sessions) {
         for g in self.grids.values_mut() {
-            g.checkpoint();
+            sessions.submit(g.checkpoint());
         }
         self.grids.clear();
         self.grids.shrink_to_fit();
     }
 
     /// Drops the grids not asked for in `KEEP`.
-    pub fn sweep(&mut self, now: Instant) {
+    pub fn sweep(&mut self, sessions: &mut Sessions, now: Instant) {
         self.grids.retain(|_, g| {
             let keep = now.saturating_duration_since(g.asked) < KEEP;
             if !keep {
-                g.checkpoint();
+                sessions.submit(g.checkpoint());
             }
             keep
         });
@@ -322,37 +462,33 @@ impl Screens {
 
     /// The session's grid, made empty (at its first size) if it has none;
     /// keeps the grids within `MAX_CELLS`, this one aside.
-    fn grid(&mut self, sessions: &Sessions, key: usize, serial: u64, now: Instant) -> &mut Grid {
+    fn grid(
+        &mut self,
+        sessions: &mut Sessions,
+        key: usize,
+        serial: u64,
+        now: Instant,
+    ) -> &mut Grid {
         let stale = self.grids.get(&key).is_some_and(|g| g.serial != serial);
         if stale {
             self.grids.remove(&key);
         }
         if !self.grids.contains_key(&key) {
             let s = sessions.get(key);
-            let dir = s.and_then(|s| s.dir());
+            let dir = s.and_then(|s| s.dir()).map(Into::into);
             let last_seq = s.map_or(0, |s| s.last_seq());
             let tail = s.map_or(0, |s| s.tail_start(MAX_REPLAY_BYTES));
-            let mut sizes: VecDeque<Size> = dir.map(journal::read_sizes).unwrap_or_default().into();
-            let (cols, rows, size_ms) = match sizes.front() {
-                Some(first) if first.after == 0 => {
-                    let first = sizes.pop_front().expect("front");
-                    (first.cols, first.rows, first.unix_ms)
-                }
-                _ => (DEFAULT_SIZE.0, DEFAULT_SIZE.1, 0),
-            };
+            let (cols, rows) = DEFAULT_SIZE;
             let mut grid = Grid {
-                dir: dir.map(Into::into),
-                size_ms,
-                ..Grid::new(serial, cols, rows, sizes, now)
+                dir,
+                ..Grid::new(serial, cols, rows, VecDeque::new(), now)
             };
-            grid.restore(last_seq);
-            if grid.seq < tail {
-                // No checkpoint within reach: start from the history's tail,
-                // at the size it had there.
-                grid.seq = tail;
-                grid.apply_sizes_before(tail + 1);
+            if grid.dir.is_some() {
+                grid.start_loading(sessions, last_seq, tail);
+            } else {
+                grid.start_at_tail(tail);
             }
-            self.make_room(grid.cells());
+            self.make_room(sessions, grid.cells());
             self.grids.insert(key, grid);
         }
         let g = self.grids.get_mut(&key).expect("inserted");
@@ -360,7 +496,7 @@ impl Screens {
         g
     }
 
-    fn make_room(&mut self, wanted: usize) {
+    fn make_room(&mut self, sessions: &mut Sessions, wanted: usize) {
         loop {
             let held: usize = self.grids.values().map(Grid::cells).sum();
             if held + wanted <= MAX_CELLS || self.grids.is_empty() {
@@ -373,7 +509,7 @@ impl Screens {
                 .map(|(&k, _)| k)
                 .expect("not empty");
             if let Some(mut g) = self.grids.remove(&oldest) {
-                g.checkpoint();
+                sessions.submit(g.checkpoint());
             }
         }
     }
@@ -382,6 +518,14 @@ impl Screens {
 /// Feeds the grid the session's events it lacks, about `budget` bytes of
 /// them at most; whether it has caught up, and whether it fed anything.
 fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bool, bool) {
+    let (ready, loaded) = g.load(sessions, budget);
+    if !ready {
+        return (false, loaded);
+    }
+    if loaded {
+        // A turn's step went to the checkpoint.
+        return (false, true);
+    }
     let mut fed = 0;
     let more = sessions.visit(key, g.seq, usize::MAX, budget, |_, e| {
         if fed >= budget {
@@ -401,7 +545,7 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bo
     });
     if !more {
         g.apply_sizes_before(u64::MAX);
-        g.checkpoint();
+        sessions.submit(g.checkpoint());
     }
     (!more, fed > 0)
 }
@@ -428,7 +572,7 @@ pub fn on_screen(
         }
     };
     let now = Instant::now();
-    api.screens.sweep(now);
+    api.screens.sweep(&mut api.sessions, now);
     let (key, s) = find(&mut api.sessions, id)?;
     let hold = Hold {
         kind: HoldKind::Step,
@@ -468,6 +612,7 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
     // output: if it panics, the request fails and the grid goes, not the
     // daemon (a resumed step runs outside the handler's own guard).
     let mut fed = false;
+    let waiting = matches!(g.loading, Loading::Reading { .. });
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (done, any) = step(sessions, hold.topic, g, budget);
         fed = any;
@@ -500,9 +645,11 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
     screens.stepped |= fed;
     match answer {
         Ok(Some(reply)) => reply,
+        // Resumed next turn; while the writer reads its files, a little
+        // later (nothing wakes it when they come).
         Ok(None) => Reply {
             hold: Some(Hold {
-                until: Some(now),
+                until: Some(if waiting { now + LOAD_POLL } else { now }),
                 ..*hold
             }),
             ..Reply::new(200)
@@ -572,6 +719,58 @@ fn write_ansi(g: &Grid, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\x1b[?1049h");
     }
     out.extend_from_slice(screen.state_formatted().as_bytes());
+}
+
+/// Reads a checkpoint file (on the writer's thread), if it is no larger
+/// than `MAX_CHECKPOINT_BYTES`: the length is checked before anything is
+/// allocated for it.
+fn read_checkpoint(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CHECKPOINT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (bytes.len() as u64 <= MAX_CHECKPOINT_BYTES).then_some(bytes)
+}
+
+/// A checkpoint's head, if its first line is one and its size is one the
+/// daemon could have given, and where its redraw starts. Never trusts what
+/// it reads: the fuzz target `checkpoint` feeds it anything.
+pub fn checkpoint_head(bytes: &[u8]) -> Option<(CheckpointHead, usize)> {
+    let nl = memchr::memchr(b'\n', bytes)?;
+    let head = serde_json::from_slice::<CheckpointHead>(&bytes[..nl]).ok()?;
+    journal::size_fits(head.cols, head.rows).then_some((head, nl + 1))
+}
+
+/// Restores a grid from checkpoint bytes as a first build does, in steps
+/// of `step` bytes, and returns its redraw: for fuzzing what a checkpoint
+/// read from disk can do.
+pub fn restored_from(bytes: Vec<u8>, step: usize) -> Option<Vec<u8>> {
+    let (head, at) = checkpoint_head(&bytes)?;
+    let mut g = Grid::new(
+        0,
+        DEFAULT_SIZE.0,
+        DEFAULT_SIZE.1,
+        VecDeque::new(),
+        Instant::now(),
+    );
+    g.term = parser(head.cols, head.rows);
+    g.loading = Loading::Feeding {
+        bytes,
+        at,
+        head,
+        tail: 0,
+    };
+    let mut sessions = Sessions::new(
+        crate::config::Limits::default().sessions(),
+        Vec::new(),
+        std::ffi::OsString::new(),
+    );
+    while !g.load(&mut sessions, step.max(1)).0 {}
+    let mut out = Vec::new();
+    write_ansi(&g, &mut out);
+    Some(out)
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
-//! Session routes: list, launch, get, input, kill, resize, and the harness
-//! registry. Every field is validated before anything is spawned or
-//! recorded.
+//! Session routes: list, get, input, kill, resize, archive, delete, and
+//! the harness registry (launches are `launch.rs`'s).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use super::body::{field_error, object, optional_int, optional_str, required_str};
+use super::body::{field_error, object, optional_int};
 use super::error::ApiError;
 use super::query::{bad_query, number, query_param, query_values};
 use super::wire::{self, SessionRecord};
@@ -16,8 +14,7 @@ use super::Api;
 use crate::http::Reply;
 use crate::session::store::Listed;
 use crate::session::{
-    stamp_str, valid_session_id, DeleteError, LaunchError, LaunchSpec, Refusal, Session, Sessions,
-    Status,
+    stamp_str, valid_session_id, DeleteError, Refusal, Session, Sessions, Status,
 };
 
 const MAX_DIMENSION: u64 = crate::journal::MAX_TERMINAL_SIDE as u64;
@@ -255,109 +252,6 @@ pub fn on_get(api: &mut Api, id: &str, out: &mut Vec<u8>) -> Result<Reply, ApiEr
     let (_, s) = find(&mut api.sessions, id)?;
     wire::write_json(out, &record(s));
     Ok(reply(200))
-}
-
-fn canonical_dir(path: &Path, field: &str, what: &str) -> Result<PathBuf, ApiError> {
-    let bad = |message: String| {
-        ApiError::invalid(message)
-            .with_details(json!({ "field": field, field: path.display().to_string() }))
-    };
-    let canon =
-        std::fs::canonicalize(path).map_err(|e| bad(format!("{what} cannot be resolved: {e}.")))?;
-    if !canon.is_dir() {
-        return Err(bad(format!("{what} is not a directory.")));
-    }
-    Ok(canon)
-}
-
-/// Validates a launch request into a `LaunchSpec`.
-fn launch_spec(sessions: &Sessions, body: &[u8]) -> Result<LaunchSpec, ApiError> {
-    let obj = object(body, false)?;
-    let root = required_str(&obj, "projectRoot")?;
-    let harness = required_str(&obj, "harness")?;
-    let prompt = required_str(&obj, "prompt")?;
-    let cwd = optional_str(&obj, "cwd")?;
-    let title = optional_str(&obj, "title")?;
-    let cols = optional_int(&obj, "cols", 1, MAX_DIMENSION)?.unwrap_or(80) as u16;
-    let rows = optional_int(&obj, "rows", 1, MAX_DIMENSION)?.unwrap_or(24) as u16;
-
-    let Some(harness) = sessions.harnesses().iter().position(|h| h.id == harness) else {
-        let known: Vec<&str> = sessions.harnesses().iter().map(|h| h.id.as_str()).collect();
-        return Err(ApiError::invalid("Unknown harness.").with_details(
-            json!({ "field": "harness", "harness": harness, "knownHarnesses": known }),
-        ));
-    };
-    let root_path = Path::new(root);
-    if !root_path.is_absolute() {
-        return Err(ApiError::invalid("`projectRoot` must be an absolute path.")
-            .with_details(json!({ "field": "projectRoot", "projectRoot": root })));
-    }
-    let project_root = canonical_dir(root_path, "projectRoot", "projectRoot")?;
-    let cwd = match cwd.filter(|c| !c.is_empty()) {
-        None => project_root.clone(),
-        Some(c) => {
-            let joined = project_root.join(c);
-            let canon = std::fs::canonicalize(&joined);
-            match canon {
-                Ok(canon) if !canon.starts_with(&project_root) => {
-                    return Err(ApiError::new(
-                        400,
-                        "project_root_violation",
-                        "`cwd` resolves outside the project root.",
-                    )
-                    .with_details(
-                        json!({ "projectRoot": project_root.display().to_string(), "cwd": c }),
-                    ))
-                }
-                _ => canonical_dir(&joined, "cwd", "cwd")?,
-            }
-        }
-    };
-    Ok(LaunchSpec {
-        project_root,
-        cwd,
-        harness,
-        prompt: prompt.to_owned(),
-        title: title
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or(prompt)
-            .to_owned(),
-        cols,
-        rows,
-    })
-}
-
-pub fn on_create(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let spec = launch_spec(&api.sessions, body)?;
-    let harness = api.sessions.harnesses()[spec.harness].id.clone();
-    let from = api.sessions.submitted();
-    match api.sessions.launch(spec) {
-        Ok(key) => {
-            let s = api.sessions.get(key).expect("just launched");
-            wire::write_json(out, &record(s));
-            // 201 once its record is durable.
-            Ok(api.durable(from, 201, out))
-        }
-        Err(LaunchError::AtCapacity { max_live }) => {
-            Err(
-                ApiError::new(503, "runtime_unavailable", "Too many live sessions.")
-                    .with_details(json!({ "maxLiveSessions": max_live })),
-            )
-        }
-        Err(LaunchError::Storage(message)) => {
-            log::error!("launch: {message}");
-            Err(ApiError::internal().with_details(json!({ "reason": message })))
-        }
-        Err(LaunchError::SpawnFailed { key, message }) => {
-            let id = api.sessions.get(key).map(|s| s.id.to_string());
-            let err = ApiError::new(500, "pty_spawn_failed", "The harness could not be started.")
-                .with_details(json!({ "sessionId": id, "harness": harness, "reason": message }));
-            // Answered once the failed session's record and exit event are
-            // durable (and so visible), like a launch.
-            let reply = err.write(out);
-            Ok(api.durable(from, reply.status, out))
-        }
-    }
 }
 
 const ACCEPTED: wire::Accepted = wire::Accepted {

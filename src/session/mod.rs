@@ -23,7 +23,7 @@ use slab::Slab;
 use crate::api::wire;
 use crate::journal::Journal;
 use crate::ring::{Event, Kind, Ring};
-use crate::supervisor::link::Link;
+use crate::supervisor::link::{Heard, Link, Started};
 use crate::supervisor::proto::SpawnRequest;
 use crate::sys::process::ExitStatus;
 use crate::sys::pty;
@@ -33,6 +33,9 @@ use harness::Harness;
 /// The wake-list topic of requests waiting for the writer (`on_writer`
 /// touches it): never a session's slab key.
 pub const DURABLE_TOPIC: usize = usize::MAX;
+/// The wake-list topic of launches waiting for their paths to be resolved
+/// (a writer task) or their harness to be started (the supervisor).
+pub const LAUNCH_TOPIC: usize = usize::MAX - 1;
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
 /// Reads per PTY per turn before other sources get a go.
@@ -40,6 +43,8 @@ const READS_PER_TURN: usize = 16;
 /// After the harness exits, how long to wait for its PTY to report EOF
 /// (a background process may still hold the terminal) before finishing.
 const EXIT_DRAIN: Duration = Duration::from_secs(2);
+/// How long a writer task's answer waits to be taken.
+const ANSWER_KEEP: Duration = Duration::from_secs(60);
 /// How often writes the disk refused are retried.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
 
@@ -695,6 +700,7 @@ impl Log {
             return;
         };
         let job = Job::WriteAtomic {
+            durable: true,
             dir: root.join(&*s.id),
             name: "meta.json",
             bytes: wire::encode_meta(&s.meta()),
@@ -702,6 +708,28 @@ impl Log {
         s.meta_ticket = self.writer.submit(Some(s.key), job);
         s.meta_dirty = false;
     }
+}
+
+/// What a launch's paths are on disk, found by the writer (`resolve`):
+/// the canonical project root, the canonical `cwd` (joined to the root as
+/// given) and whether each is a directory, and the harness's executable
+/// on `PATH`. Errors are the system's words.
+#[derive(Debug)]
+pub struct Resolution {
+    pub root: Result<(PathBuf, bool), String>,
+    pub cwd: Option<Result<(PathBuf, bool), String>>,
+    pub exe: Option<PathBuf>,
+}
+
+/// A launch whose harness the supervisor is starting.
+#[derive(Debug)]
+enum Launch {
+    /// No answer yet; `wanted`: a request still waits for it.
+    Waiting {
+        wanted: bool,
+    },
+    Started,
+    Failed(String),
 }
 
 /// Why a launch did not produce a running session.
@@ -784,6 +812,17 @@ pub struct Sessions {
     /// `load` is taking up the sessions that had not finished (each is
     /// adopted or recovered there, not on being found).
     starting: bool,
+    /// Launches whose harness the supervisor is starting, by session key.
+    launches: HashMap<usize, Launch>,
+    /// Answers of the writer's tasks (`resolve`) not yet taken, by ticket;
+    /// and tickets whose answer nobody wants any more.
+    answers: HashMap<u64, (Instant, crate::writer::Answer)>,
+    unwanted: std::collections::HashSet<u64>,
+    /// Deleted sessions' directories a crash left behind, for the writer
+    /// once it runs.
+    leftovers: Vec<PathBuf>,
+    /// When retention by bytes has more to free (a step ran out of time).
+    bytes_at: Option<Instant>,
 }
 
 impl Sessions {
@@ -825,6 +864,11 @@ impl Sessions {
             root: None,
             link: None,
             starting: false,
+            launches: HashMap::new(),
+            answers: HashMap::new(),
+            unwanted: std::collections::HashSet::new(),
+            leftovers: Vec::new(),
+            bytes_at: None,
         }
     }
 
@@ -938,15 +982,14 @@ impl Sessions {
             return 0;
         };
         match j.drop_oldest() {
-            Ok(n) => {
+            Some((path, n)) => {
+                // The file goes off the loop; it is no longer read.
+                self.log.writer.submit(Some(key), Job::Remove(path));
                 self.log.journal_bytes -= n;
                 s.history_cut |= n > 0;
                 n
             }
-            Err(e) => {
-                log::warn!("session {}: retention: {e}", s.id);
-                0
-            }
+            None => 0,
         }
     }
 
@@ -1010,6 +1053,7 @@ impl Sessions {
             self.timers.first().map(|&(t, _)| t),
             self.retention_at,
             self.storage_retry_at,
+            self.bytes_at,
         ]
         .into_iter()
         .flatten()
@@ -1043,8 +1087,67 @@ impl Sessions {
         id
     }
 
-    /// Records a session and starts its harness.
-    pub fn launch(&mut self, spec: LaunchSpec) -> Result<usize, LaunchError> {
+    /// Asks the writer where a launch's paths lead (`Resolution`): path
+    /// resolution waits on the disk, so it never runs on the loop. Returns
+    /// the ticket whose answer `take_answer` gives.
+    pub fn resolve(&mut self, root: PathBuf, cwd: Option<String>, harness: usize) -> u64 {
+        let harness = self.harnesses[harness].clone();
+        let path = self.path.clone();
+        let task = move || -> crate::writer::Answer {
+            let dir = |p: &std::path::Path| {
+                std::fs::canonicalize(p)
+                    .map(|c| {
+                        let is_dir = c.is_dir();
+                        (c, is_dir)
+                    })
+                    .map_err(|e| e.to_string())
+            };
+            let root = dir(&root);
+            let cwd = match (&root, cwd) {
+                (Ok((r, _)), Some(c)) => Some(dir(&r.join(c))),
+                _ => None,
+            };
+            Box::new(Resolution {
+                root,
+                cwd,
+                exe: harness.resolve(&path),
+            })
+        };
+        self.log.writer.submit(None, Job::Task(Box::new(task)))
+    }
+
+    /// Runs `task` on the writer's thread (work that waits on a disk);
+    /// `take_answer` gives its answer, by the ticket returned.
+    pub fn submit_task(
+        &mut self,
+        task: impl FnOnce() -> crate::writer::Answer + Send + 'static,
+    ) -> u64 {
+        self.log.writer.submit(None, Job::Task(Box::new(task)))
+    }
+
+    /// Hands a job to the writer (if there is one).
+    pub fn submit(&mut self, job: Option<Job>) {
+        if let Some(job) = job {
+            self.log.writer.submit(None, job);
+        }
+    }
+
+    /// A writer task's answer, once it came (None before).
+    pub fn take_answer(&mut self, ticket: u64) -> Option<crate::writer::Answer> {
+        self.answers.remove(&ticket).map(|(_, a)| a)
+    }
+
+    /// Nobody waits for this task's answer any more.
+    pub fn forget_answer(&mut self, ticket: u64) {
+        if self.answers.remove(&ticket).is_none() && self.log.writer.done() < ticket {
+            self.unwanted.insert(ticket);
+        }
+    }
+
+    /// Records a session and asks the supervisor to start its harness
+    /// (`exe`, found by `resolve`); `launched` says when it has. A harness
+    /// that cannot be asked for at all fails at once.
+    pub fn launch(&mut self, spec: LaunchSpec, exe: Option<PathBuf>) -> Result<usize, LaunchError> {
         if self.live >= self.limits.max_live {
             return Err(LaunchError::AtCapacity {
                 max_live: self.limits.max_live,
@@ -1117,7 +1220,7 @@ impl Sessions {
         self.log.save_meta(&self.root, &mut self.list[key]);
         self.record_size(key, spec.cols, spec.rows);
 
-        let started = match harness.resolve(&self.path) {
+        let started = match exe {
             None => Err(format!(
                 "harness {:?}: executable {:?} was not found on PATH",
                 harness.id, harness.command
@@ -1156,26 +1259,92 @@ impl Sessions {
                 })
             }
         };
-        let s = &mut self.list[key];
         match started {
-            Ok(spawned) => {
-                s.pid = Some(spawned.pid);
-                s.pgid = spawned.pid;
-                s.master = Some(spawned.master);
-                s.slave = Some(spawned.slave);
-                self.by_pid.insert(spawned.pid, key);
+            Ok(()) => {
                 self.live += 1;
-                self.new_masters.push(key);
+                self.launches.insert(key, Launch::Waiting { wanted: true });
                 Ok(key)
             }
             Err(message) => {
-                log::warn!("session {}: {message}", s.id);
-                s.status = Status::Failed;
-                let payload = wire::exit_payload("failed", None, Some(&message));
-                self.record_exit(key, payload);
+                self.spawn_failed(key, &message);
                 Err(LaunchError::SpawnFailed { key, message })
             }
         }
+    }
+
+    /// Whether a launch's harness has been started: None while the
+    /// supervisor has not said, then once `Ok` or the reason it failed.
+    pub fn launched(&mut self, key: usize) -> Option<Result<(), String>> {
+        match self.launches.get(&key)? {
+            Launch::Waiting { .. } => None,
+            _ => match self.launches.remove(&key)? {
+                Launch::Failed(message) => Some(Err(message)),
+                _ => Some(Ok(())),
+            },
+        }
+    }
+
+    /// Nobody waits to hear how this launch went.
+    pub fn forget_launch(&mut self, key: usize) {
+        match self.launches.get_mut(&key) {
+            Some(Launch::Waiting { wanted }) => *wanted = false,
+            Some(_) => {
+                self.launches.remove(&key);
+            }
+            None => {}
+        }
+    }
+
+    /// The supervisor started a launch's harness.
+    fn on_spawned(&mut self, id: &str, started: Started) {
+        let Some(&key) = self.by_id.get(id) else {
+            log::warn!("session {id}: started, but no longer known; stopped");
+            pty::signal_group(started.pid, Signal::SIGKILL);
+            return;
+        };
+        let s = &mut self.list[key];
+        s.pid = Some(started.pid);
+        s.pgid = started.pid;
+        s.master = Some(started.master);
+        s.slave = Some(started.slave);
+        if s.status == Status::Killed {
+            // Killed while it was being started: its escalation is armed.
+            pty::signal_group(started.pid, Signal::SIGTERM);
+        }
+        self.by_pid.insert(started.pid, key);
+        self.new_masters.push(key);
+        self.answered(key, Launch::Started);
+    }
+
+    /// The supervisor could not start a launch's harness.
+    fn on_spawn_failed(&mut self, id: &str, error: &str) {
+        let Some(&key) = self.by_id.get(id) else {
+            return;
+        };
+        let message = format!(
+            "harness {:?}: cannot start it: {error}",
+            self.list[key].harness()
+        );
+        self.live -= 1;
+        self.spawn_failed(key, &message);
+        self.answered(key, Launch::Failed(message));
+    }
+
+    /// A launch has its answer: kept for the request that waits for it.
+    fn answered(&mut self, key: usize, how: Launch) {
+        if let Some(Launch::Waiting { wanted: true }) = self.launches.remove(&key) {
+            self.launches.insert(key, how);
+        }
+        self.log.touched.push(LAUNCH_TOPIC);
+    }
+
+    /// A session whose harness could not be started is over, `failed`.
+    fn spawn_failed(&mut self, key: usize, message: &str) {
+        let s = &mut self.list[key];
+        log::warn!("session {}: {message}", s.id);
+        s.status = Status::Failed;
+        let payload = wire::exit_payload("failed", None, Some(message));
+        self.record_exit(key, payload);
     }
 
     /// Readiness on a session's master. A session whose read budget runs
@@ -1257,13 +1426,32 @@ impl Sessions {
         }
     }
 
-    /// Acts on what the supervisor said: the harnesses that ended.
+    /// Acts on what the supervisor said: harnesses started or not, and
+    /// those that ended. If it is gone, launches it was starting fail.
     pub fn on_supervisor(&mut self, now: Instant) {
         let Some(link) = &mut self.link else {
             return;
         };
-        for (pid, status) in link.exits() {
-            self.on_exit(pid, ExitStatus::from_raw(status), now);
+        for heard in link.heard() {
+            match heard {
+                Heard::Spawned { id, started } => self.on_spawned(&id, started),
+                Heard::SpawnFailed { id, error } => self.on_spawn_failed(&id, &error),
+                Heard::Exited { pid, status } => {
+                    self.on_exit(pid, ExitStatus::from_raw(status), now)
+                }
+            }
+        }
+        if self.supervisor_lost() {
+            let waiting: Vec<usize> = self
+                .launches
+                .iter()
+                .filter(|(_, l)| matches!(l, Launch::Waiting { .. }))
+                .map(|(&k, _)| k)
+                .collect();
+            for key in waiting {
+                let id = self.list[key].id.clone();
+                self.on_spawn_failed(&id, "the daemon's supervisor is gone");
+            }
         }
     }
 
@@ -1426,6 +1614,20 @@ impl Sessions {
         self.absorb_failures();
         self.show_durable();
         self.log.touched.push(DURABLE_TOPIC);
+        let answers = self.log.writer.take_answers();
+        if !answers.is_empty() {
+            let now = Instant::now();
+            // An answer nobody took in a minute never will be (a screen
+            // dropped while its files were read).
+            self.answers
+                .retain(|_, (at, _)| now.duration_since(*at) < ANSWER_KEEP);
+            for (ticket, answer) in answers {
+                if !self.unwanted.remove(&ticket) {
+                    self.answers.insert(ticket, (now, answer));
+                }
+            }
+            self.log.touched.push(LAUNCH_TOPIC);
+        }
     }
 
     /// Shows the `exit` events whose records the writer has made durable.
@@ -1473,7 +1675,11 @@ impl Sessions {
         wake: impl Fn() + Send + 'static,
         delay: Duration,
     ) -> io::Result<()> {
-        self.log.writer.spawn(wake, delay)
+        self.log.writer.spawn(wake, delay)?;
+        for dir in std::mem::take(&mut self.leftovers) {
+            self.log.writer.submit(None, Job::RemoveTree(dir));
+        }
+        Ok(())
     }
 
     /// The writer's newest ticket: what a request has done so far is durable
@@ -1537,15 +1743,16 @@ impl Sessions {
                 free
             }
         };
-        let status = if self.log.append_failed || self.log.writer.failing() {
-            "critical"
-        } else if !self.log.outstanding.is_empty() {
-            "degraded"
-        } else if free.is_some_and(|f| f < self.limits.storage_warning_bytes) {
-            "warning"
-        } else {
-            "ok"
-        };
+        let status =
+            if self.log.append_failed || self.log.writer.failing() || self.log.writer.is_gone() {
+                "critical"
+            } else if !self.log.outstanding.is_empty() {
+                "degraded"
+            } else if free.is_some_and(|f| f < self.limits.storage_warning_bytes) {
+                "warning"
+            } else {
+                "ok"
+            };
         (status, free)
     }
 
@@ -1689,6 +1896,9 @@ impl Sessions {
         }
         if self.retention_at.is_some_and(|t| t <= now) {
             self.retention_step(now);
+        }
+        if self.bytes_at.is_some_and(|t| t <= now) {
+            self.enforce_retention();
         }
         while let Some(&(t, key)) = self.timers.first() {
             if t > now {

@@ -22,6 +22,7 @@ use crate::journal::{self, Journal};
 use crate::ring::Ring;
 use crate::supervisor::link::HeldSession;
 use crate::sys::process::ExitStatus;
+use crate::writer::Job;
 
 /// Retention by age works at most this long per loop turn.
 const RETENTION_STEP: Duration = Duration::from_millis(1);
@@ -122,6 +123,16 @@ impl Sessions {
             .recursive(true)
             .mode(0o700)
             .create(&root)?;
+        // Deleted sessions' directories a crash left on their way out: the
+        // writer removes them once it runs.
+        let deleted = deleted_dir(&root);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&deleted)?;
+        self.leftovers = std::fs::read_dir(&deleted)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         self.root = Some(root.clone());
         let path = index_path(&root);
         let summary = match Index::open(&path).and_then(|i| summarize(&i).map(|s| (i, s))) {
@@ -370,9 +381,12 @@ impl Sessions {
             None => return Err(format!("unknown status {:?}", meta.status)),
         };
         let journal = match Journal::open(dir.to_owned()) {
-            Ok((journal, warnings)) => {
+            Ok((journal, warnings, cut)) => {
                 for w in warnings {
                     log::warn!("{w}");
+                }
+                for file in cut {
+                    self.log.writer.submit(None, Job::SyncData(file));
                 }
                 Some(journal)
             }
@@ -625,9 +639,19 @@ impl Sessions {
             return Err(DeleteError::Live);
         }
         if let Some(root) = &self.root {
+            // The directory leaves `sessions/` at once (one rename), and
+            // is removed off the loop, by the writer. One left in
+            // `deleted/` by a crash is removed at the next start.
             let dir = root.join(&*s.id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != io::ErrorKind::NotFound {
+            let gone = deleted_dir(root).join(&*s.id);
+            match std::fs::rename(&dir, &gone) {
+                Ok(()) => {
+                    self.log
+                        .writer
+                        .submit(None, crate::writer::Job::RemoveTree(gone));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => {}
+                Err(e) => {
                     log::error!("session {}: deleting {}: {e}", s.id, dir.display());
                     return Err(DeleteError::Storage(e.to_string()));
                 }
@@ -791,7 +815,14 @@ impl Sessions {
                 cut.push(key);
             }
         }
+        let started = Instant::now();
+        self.bytes_at = None;
         while self.log.journal_bytes > total {
+            if started.elapsed() >= RETENTION_STEP {
+                // More to free: go on next turn, after other work.
+                self.bytes_at = Some(Instant::now());
+                break;
+            }
             let victim = self.oldest_finished_with_history().or_else(|| {
                 self.list
                     .iter()
@@ -818,6 +849,12 @@ impl Sessions {
 /// `<home>/sessions.idx` beside `<home>/sessions`.
 fn index_path(root: &Path) -> PathBuf {
     root.with_file_name("sessions.idx")
+}
+
+/// `<home>/deleted` beside `<home>/sessions`: deleted sessions' directories
+/// on their way out (the writer removes them).
+pub(super) fn deleted_dir(root: &Path) -> PathBuf {
+    root.with_file_name("deleted")
 }
 
 /// What a start needs from the index, read in one pass.

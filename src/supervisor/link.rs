@@ -1,5 +1,6 @@
-//! The serving process's end of the supervisor's socket: start a harness
-//! (the one call that waits for an answer), hear of harnesses that ended,
+//! The serving process's end of the supervisor's socket: ask for a harness
+//! (the answer comes later, as everything else does: `heard`), hear of
+//! harnesses that ended,
 //! let go of sessions that are over, and, at start, learn what the
 //! supervisor holds.
 
@@ -10,10 +11,6 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::proto::{Channel, Msg, SpawnRequest, PROTOCOL};
-
-/// How long a launch waits for the supervisor to start its harness (a fork
-/// and an exec; far less unless the machine is in trouble).
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A live session a new server takes over: from the supervisor (after
 /// the previous server died) or from the previous program (a live
@@ -30,6 +27,16 @@ pub struct HeldSession {
     /// output read).
     pub slave: Option<OwnedFd>,
     pub carried: Option<crate::handover::Live>,
+}
+
+/// What the supervisor said.
+pub enum Heard {
+    /// A harness it was asked for runs (`id` is its session's).
+    Spawned { id: String, started: Started },
+    /// A harness it was asked for could not be started.
+    SpawnFailed { id: String, error: String },
+    /// A harness ended: its pid and raw wait status.
+    Exited { pid: i32, status: i32 },
 }
 
 /// A harness the supervisor started.
@@ -103,42 +110,16 @@ impl Link {
         }
     }
 
-    /// Asks the supervisor to start a harness, and waits for it to be
-    /// started (the supervisor forks and execs at once).
-    pub fn spawn(&mut self, req: SpawnRequest) -> Result<Started, String> {
+    /// Asks the supervisor to start a harness; its answer (`Heard::Spawned`
+    /// or `Heard::SpawnFailed`) comes later through `heard`, the loop
+    /// never waits for it.
+    pub fn spawn(&mut self, req: SpawnRequest) -> Result<(), String> {
         if self.lost {
             return Err("the daemon's supervisor is gone".into());
         }
-        let id = req.id.clone();
-        let failed = |e: io::Error| format!("the supervisor: {e}");
         self.chan
             .send(&Msg::Spawn(req), Vec::new())
-            .map_err(failed)?;
-        let deadline = Instant::now() + SPAWN_TIMEOUT;
-        loop {
-            self.chan.flush().map_err(failed)?;
-            while let Some((msg, fds)) = self.chan.next_message().map_err(failed)? {
-                match msg {
-                    Msg::Spawned { id: got, pid } if got == id => {
-                        let mut fds = fds.into_iter();
-                        return match (fds.next(), fds.next()) {
-                            (Some(master), Some(slave)) => Ok(Started { pid, master, slave }),
-                            _ => Err("the supervisor sent no terminal".into()),
-                        };
-                    }
-                    Msg::SpawnFailed { id: got, error } if got == id => return Err(error),
-                    other => self.inbox.push_back(other),
-                }
-            }
-            if self.chan.eof {
-                self.lost = true;
-                return Err("the daemon's supervisor is gone".into());
-            }
-            if !self.chan.wait(deadline) {
-                return Err("the supervisor did not answer in time".into());
-            }
-            self.chan.receive().map_err(failed)?;
-        }
+            .map_err(|e| format!("the supervisor: {e}"))
     }
 
     /// Tells the supervisor that a session is over and its output read.
@@ -165,18 +146,18 @@ impl Link {
     }
 
     /// Reads what the supervisor sent (and sends what is queued): the
-    /// harnesses that ended, `(pid, raw status)`, in order.
-    pub fn exits(&mut self) -> Vec<(i32, i32)> {
+    /// harnesses started or not, and those that ended, in order.
+    pub fn heard(&mut self) -> Vec<Heard> {
         if let Err(e) = self.chan.flush().and_then(|()| self.chan.receive()) {
             log::error!("supervisor link: {e}");
             self.lost = true;
         }
-        let mut exits = Vec::new();
+        let mut heard = Vec::new();
         loop {
-            let msg = match self.inbox.pop_front() {
-                Some(msg) => msg,
+            let (msg, fds) = match self.inbox.pop_front() {
+                Some(msg) => (msg, Vec::new()),
                 None => match self.chan.next_message() {
-                    Ok(Some((msg, _))) => msg,
+                    Ok(Some(got)) => got,
                     Ok(None) => break,
                     Err(e) => {
                         log::error!("supervisor link: {e}");
@@ -186,7 +167,21 @@ impl Link {
                 },
             };
             match msg {
-                Msg::Exited { pid, status } => exits.push((pid, status)),
+                Msg::Exited { pid, status } => heard.push(Heard::Exited { pid, status }),
+                Msg::Spawned { id, pid } => {
+                    let mut fds = fds.into_iter();
+                    heard.push(match (fds.next(), fds.next()) {
+                        (Some(master), Some(slave)) => Heard::Spawned {
+                            id,
+                            started: Started { pid, master, slave },
+                        },
+                        _ => Heard::SpawnFailed {
+                            id,
+                            error: "the supervisor sent no terminal".into(),
+                        },
+                    });
+                }
+                Msg::SpawnFailed { id, error } => heard.push(Heard::SpawnFailed { id, error }),
                 other => log::warn!("supervisor link: unexpected {other:?}"),
             }
         }
@@ -194,6 +189,6 @@ impl Link {
             log::error!("the daemon's supervisor is gone");
             self.lost = true;
         }
-        exits
+        heard
     }
 }

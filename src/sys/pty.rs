@@ -119,5 +119,10 @@ pub fn resize(master: &OwnedFd, cols: u16, rows: u16) -> io::Result<()> {
 
 /// Signals a whole process group. A group already gone is not an error.
 pub fn signal_group(pgid: i32, signal: nix::sys::signal::Signal) {
+    // 0 is the caller's own group and 1 init's: never a harness's (a
+    // session not yet started has no group).
+    if pgid <= 1 {
+        return;
+    }
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
 }

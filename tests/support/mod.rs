@@ -192,6 +192,19 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The daemon is a debug build here: it logs, then panics, if
+        // anything waits on a disk on the loop's thread
+        // (`writer::assert_off_loop`). A panic there becomes a live restart
+        // the test would not see; its log line fails every test.
+        let log = self.log();
+        if !std::thread::panicking() {
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("blocking work on the loop"))
+            {
+                panic!("the daemon waited on a disk on its loop: {line}");
+            }
+        }
     }
 }
 
