@@ -64,18 +64,6 @@ impl fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-/// Raises the soft descriptor limit to the hard one: each client costs a
-/// descriptor, and the default soft limit (often 1024) is below the default
-/// connection limit plus sessions.
-fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
-    }
-}
-
 /// A test hook: `COVEN_TEST_SYNC_DELAY_MS` makes every job of the writer
 /// (each fsync and metadata write) wait that long first, to show that a
 /// slow disk never stalls the loop.
@@ -103,7 +91,11 @@ pub fn serve(home: &Path) -> Result<i32, ServeError> {
         Err(LockError::Held(info)) => return Err(ServeError::AlreadyRunning(info)),
         Err(LockError::Io(e)) => return Err(ServeError::Io("taking the lock", e)),
     };
-    raise_fd_limit();
+    // Each client and each session costs descriptors.
+    match crate::sys::raise_fd_limit() {
+        Ok(n) => log::debug!("descriptor limit: {n}"),
+        Err(e) => log::warn!("raising the descriptor limit: {e}"),
+    }
     let listener = home::bind(&socket).map_err(|e| ServeError::Io("binding the socket", e))?;
     // SAFETY: the listener's descriptor, owned from here on.
     let listener = unsafe { OwnedFd::from_raw_fd(listener.into_raw_fd()) };
@@ -153,8 +145,7 @@ fn given() -> Result<Given, ServeError> {
         return Err(bad());
     };
     for fd in [link, listener, lock] {
-        // SAFETY: F_GETFD on a number only asks whether it is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        if !crate::sys::process::is_open(fd) {
             return Err(bad());
         }
         crate::sys::process::set_cloexec(fd, true);

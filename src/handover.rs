@@ -221,8 +221,7 @@ pub fn take() -> io::Result<Option<Handover>> {
         .to_str()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| io::Error::other(format!("{HANDOVER_FD_ENV} is not a descriptor")))?;
-    // SAFETY: F_GETFD only asks whether the number is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+    if !crate::sys::process::is_open(fd) {
         return Err(io::Error::other(format!(
             "{HANDOVER_FD_ENV}={fd} is not open"
         )));

@@ -677,7 +677,7 @@ impl Reactor {
                 pty_token(key),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
-                log::error!("cannot register a PTY: {e}");
+                self.api.sessions.unwatchable(key, &e, Instant::now());
             }
         }
     }

@@ -51,6 +51,10 @@ fn launchd_agent_is_well_formed_and_runs_the_installed_command() {
         p["KeepAlive"]["SuccessfulExit"], false,
         "a clean stop stays stopped"
     );
+    // Room for the default limits' descriptors (launchd starts a job at
+    // 256): 1,024 connections and 256 sessions with two each.
+    let files = p["SoftResourceLimits"]["NumberOfFiles"].as_u64();
+    assert!(files.is_some_and(|n| n >= 1024 + 2 * 256), "{files:?}");
     let args = strings(&p["ProgramArguments"]);
     // Where README's `cargo install` puts the binary.
     assert_eq!(args, ["/Users/YOU/.cargo/bin/coven", "daemon", "serve"]);

@@ -1,9 +1,11 @@
 //! `coven attach`, and `coven run`, which launches and then attaches: the
 //! local terminal wired to a session through the socket API.
 //!
-//! One thread and one `poll(2)` over three descriptors: the terminal's input,
-//! the session's event stream, and a self-pipe for signals. `poll` rather than
-//! mio because stdin may be a regular file or `/dev/null`, which epoll refuses.
+//! One thread and one wait (`sys::term::wait_readable`: `poll(2)`, or
+//! `select(2)` on macOS, whose `poll` refuses terminals) over three
+//! descriptors: the terminal's input, the session's event stream, and a
+//! self-pipe for signals. Not mio, because stdin may be a regular file or
+//! `/dev/null`, which epoll refuses.
 //!
 //! The way through: raw mode on (when stdin is a terminal), the terminal size
 //! sent, the session's screen drawn from its snapshot (`/screen?format=ansi`,
@@ -22,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 use serde_json::{json, Value};
 
@@ -260,29 +261,22 @@ fn follow(
         }
 
         let timeout = match sync {
-            Sync::Until(t) => {
-                let left = t.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
-            }
-            Sync::None => PollTimeout::NONE,
+            Sync::Until(t) => Some(t.saturating_duration_since(Instant::now())),
+            Sync::None => None,
         };
         let stdin = io::stdin();
         let (stream_ready, stdin_ready) = {
-            let mut fds = vec![
-                PollFd::new(signals.read.as_fd(), PollFlags::POLLIN),
-                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds = vec![signals.read.as_fd(), stream.as_fd()];
             if stdin_open {
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                fds.push(stdin.as_fd());
             }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(ClientError::Unreachable(e.into())),
-            }
-            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            let ready = match crate::sys::term::wait_readable(&fds, timeout) {
+                Ok(ready) => ready,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ClientError::Unreachable(e)),
+            };
             signals.drain();
-            (ready(&fds[1]), fds.get(2).is_some_and(ready))
+            (ready[1], ready.get(2).copied().unwrap_or(false))
         };
         if let Sync::Until(t) = sync {
             if Instant::now() >= t {
@@ -428,16 +422,7 @@ fn resize(client: &Client, id: &str, cols: u16, rows: u16) -> Result<(), ClientE
     }
 }
 
-/// The local terminal's size, clamped to what the API accepts.
-pub fn window_size() -> Option<(u16, u16)> {
-    [1, 0, 2].into_iter().find_map(|fd| {
-        // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-        (rc == 0 && ws.ws_col > 0 && ws.ws_row > 0)
-            .then(|| (ws.ws_col.min(1000), ws.ws_row.min(1000)))
-    })
-}
+pub use crate::sys::term::window_size;
 
 /// Typed bytes to the `data` string the input route takes: a UTF-8
 /// character split across reads is carried to the next one.

@@ -381,13 +381,8 @@ pub fn lifecycle(
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone().map_err(io)?)
                 .stderr(log);
-            // SAFETY: setsid in the child only: detach from our terminal.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                    libc::setsid();
-                    Ok(())
-                });
-            }
+            // Detached from our terminal: its signals are not the daemon's.
+            crate::sys::process::new_session_on_exec(&mut cmd);
             let mut child = cmd.spawn().map_err(io)?;
             let start = std::time::Instant::now();
             loop {

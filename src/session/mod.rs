@@ -16,7 +16,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use slab::Slab;
 
@@ -314,7 +313,7 @@ impl Session {
     fn set_ending(&mut self, f: impl FnOnce(&mut Ending)) {
         let mut e = self.ending.take().map_or_else(Ending::default, |b| *b);
         f(&mut e);
-        if e.escalate_at.is_some() || e.drain_until.is_some() {
+        if e.escalate_at.is_some() || e.drain_until.is_some() || e.reason.is_some() {
             self.ending = Some(Box::new(e));
         }
     }
@@ -1306,7 +1305,7 @@ impl Sessions {
         s.pid = Some(started.pid);
         s.pgid = started.pid;
         s.master = Some(started.master);
-        s.slave = Some(started.slave);
+        s.slave = started.slave;
         if s.status == Status::Killed {
             // Killed while it was being started: its escalation is armed.
             pty::signal_group(started.pid, Signal::SIGTERM);
@@ -1383,9 +1382,9 @@ impl Sessions {
             buf[..carried].copy_from_slice(&s.tail[..carried]);
             // SAFETY: `fd` is the session's open master for this call.
             let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            match nix::unistd::read(bfd, &mut buf[carried..]) {
-                Ok(0) | Err(Errno::EIO) => s.eof = true,
-                Ok(n) => {
+            match pty::read_master(bfd, &mut buf[carried..]) {
+                pty::Got::End => s.eof = true,
+                pty::Got::Data(n) => {
                     let total = carried + n;
                     let complete = complete_utf8_len(&buf[..total]);
                     s.tail_len = (total - complete) as u8;
@@ -1403,7 +1402,7 @@ impl Sessions {
                         }
                     }
                 }
-                Err(Errno::EAGAIN) if s.exit.is_some() && s.slave.is_some() => {
+                pty::Got::WouldBlock if s.exit.is_some() && s.slave.is_some() => {
                     // The harness is gone and everything it wrote is read:
                     // let go of the slave (ours and the supervisor's), so
                     // the master reports EOF once no other process holds
@@ -1413,9 +1412,9 @@ impl Sessions {
                         link.release(s.pgid);
                     }
                 }
-                Err(Errno::EAGAIN) => s.readable = false,
-                Err(Errno::EINTR) => {}
-                Err(e) => {
+                pty::Got::WouldBlock => s.readable = false,
+                pty::Got::Interrupted => {}
+                pty::Got::Failed(e) => {
                     log::warn!("session {}: reading the PTY: {e}", s.id);
                     s.eof = true;
                 }
@@ -1558,17 +1557,19 @@ impl Sessions {
         };
         s.exit_code = info.code();
         s.master = None;
-        if s.slave.take().is_some() {
+        if s.slave.take().is_some() || !pty::KEEP_SLAVE {
             // Finished without the slave let go in `pump` (the drain ran
-            // out): the supervisor's copies go now.
+            // out, or no slave is kept here): the supervisor's copies go
+            // now.
             if let Some(link) = &mut self.link {
                 link.release(s.pgid);
             }
         }
         s.input = None;
+        let reason = s.ending.as_mut().and_then(|e| e.reason.take());
         s.set_ending(|e| e.drain_until = None);
         s.updated_at = self.log.clock.stamp();
-        let payload = wire::exit_payload(s.status.as_str(), Some(info), None);
+        let payload = wire::exit_payload(s.status.as_str(), Some(info), reason.as_deref());
         self.live -= 1;
         self.arm(key);
         self.record_exit(key, payload);
@@ -1858,6 +1859,20 @@ impl Sessions {
         }
     }
 
+    /// The poller refused a session's terminal: nothing would ever read it.
+    /// The session is killed, and its exit event says why.
+    pub fn unwatchable(&mut self, key: usize, error: &io::Error, now: Instant) {
+        let Some(s) = self.list.get_mut(key) else {
+            return;
+        };
+        let reason = format!("the daemon could not watch its terminal: {error}");
+        log::error!("session {}: {reason}; killing it", s.id);
+        s.set_ending(|e| e.reason = Some(reason.into()));
+        let _ = self.kill(key, Signal::SIGKILL, Duration::ZERO, now);
+        // Its output is read once it exits (the supervisor says so), and
+        // it finishes when the drain time runs out.
+    }
+
     /// Daemon shutdown: kill every running session with the default grace.
     pub fn kill_all(&mut self, now: Instant) {
         let keys: Vec<usize> = self
@@ -1948,6 +1963,8 @@ struct Ending {
     escalate_at: Option<Instant>,
     /// When to stop waiting for EOF after the exit.
     drain_until: Option<Instant>,
+    /// Why the daemon ended it, for its exit event's `error`.
+    reason: Option<Box<str>>,
 }
 
 /// Input queued for a session's PTY.
@@ -1966,16 +1983,20 @@ fn write_input(s: &mut Session, fd: RawFd) {
     while q.written < q.bytes.len() {
         // SAFETY: `fd` is the session's open master for this call's duration.
         let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match nix::unistd::write(bfd, &q.bytes[q.written..]) {
-            Ok(n) => q.written += n,
-            Err(Errno::EAGAIN) => {
+        match pty::write_master(bfd, &q.bytes[q.written..]) {
+            pty::Got::Data(n) => q.written += n,
+            pty::Got::WouldBlock => {
                 s.writable = false;
                 return;
             }
-            Err(Errno::EINTR) => {}
-            Err(e) => {
-                // EIO: nobody reads the terminal any more; drop the input.
-                log::debug!("session {}: writing input: {}", s.id, io::Error::from(e));
+            pty::Got::Interrupted => {}
+            pty::Got::End => {
+                // Nobody reads the terminal any more: the input goes.
+                log::debug!("session {}: writing input: the terminal is closed", s.id);
+                q.written = q.bytes.len();
+            }
+            pty::Got::Failed(e) => {
+                log::debug!("session {}: writing input: {e}", s.id);
                 q.written = q.bytes.len();
             }
         }

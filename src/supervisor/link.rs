@@ -43,7 +43,8 @@ pub enum Heard {
 pub struct Started {
     pub pid: i32,
     pub master: OwnedFd,
-    pub slave: OwnedFd,
+    /// None where the platform must not keep one (`sys::pty::KEEP_SLAVE`).
+    pub slave: Option<OwnedFd>,
 }
 
 pub struct Link {
@@ -85,13 +86,13 @@ impl Link {
                     Msg::Hello { .. } => hello = true,
                     Msg::Held { id, pid, status } => {
                         let mut fds = fds.into_iter();
-                        if let (Some(master), Some(slave)) = (fds.next(), fds.next()) {
+                        if let Some(master) = fds.next() {
                             held.push(HeldSession {
                                 id,
                                 pid,
                                 status,
                                 master,
-                                slave: Some(slave),
+                                slave: fds.next(),
                                 carried: None,
                             });
                         }
@@ -171,11 +172,11 @@ impl Link {
                 Msg::Spawned { id, pid } => {
                     let mut fds = fds.into_iter();
                     heard.push(match (fds.next(), fds.next()) {
-                        (Some(master), Some(slave)) => Heard::Spawned {
+                        (Some(master), slave) => Heard::Spawned {
                             id,
                             started: Started { pid, master, slave },
                         },
-                        _ => Heard::SpawnFailed {
+                        (None, _) => Heard::SpawnFailed {
                             id,
                             error: "the supervisor sent no terminal".into(),
                         },

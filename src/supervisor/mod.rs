@@ -29,7 +29,6 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +65,8 @@ pub struct Setup {
 struct Held {
     id: String,
     master: OwnedFd,
-    slave: OwnedFd,
+    /// None where the platform must not keep one (`sys::pty::KEEP_SLAVE`).
+    slave: Option<OwnedFd>,
     /// Its raw wait status, once reaped.
     status: Option<i32>,
 }
@@ -344,22 +344,11 @@ impl Supervisor {
                 format!("{},{},{}", passed[0], passed[1], passed[2]),
             )
             .stdin(Stdio::null());
-        // SAFETY: between fork and exec, only fcntl and setpgid
-        // (async-signal-safe): the three descriptors survive the exec,
-        // nothing else does; the server gets a process group of its own, so
-        // that a terminal's Ctrl-C reaches the supervisor alone, which
-        // passes one stop on (not two, which would mean "at once").
-        unsafe {
-            cmd.pre_exec(move || {
-                for fd in passed {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                libc::setpgid(0, 0);
-                Ok(())
-            });
-        }
+        // The three descriptors survive the exec, nothing else does; the
+        // server gets a process group of its own, so that a terminal's
+        // Ctrl-C reaches the supervisor alone, which passes one stop on
+        // (not two, which would mean "at once").
+        crate::sys::process::pass_on_exec(&mut cmd, passed, true);
         let child = cmd.spawn()?;
         let pid = child.id() as i32;
         // Reaped with waitpid(-1) like every child; the handle only drops.
@@ -374,8 +363,9 @@ impl Supervisor {
             Vec::new(),
         );
         for (&pid, held) in &self.held {
-            let fds = match (held.master.try_clone(), held.slave.try_clone()) {
-                (Ok(m), Ok(s)) => vec![m, s],
+            let slave = held.slave.as_ref().map(OwnedFd::try_clone).transpose();
+            let fds = match (held.master.try_clone(), slave) {
+                (Ok(m), Ok(s)) => std::iter::once(m).chain(s).collect(),
                 _ => continue,
             };
             let msg = Msg::Held {
@@ -479,7 +469,10 @@ impl Supervisor {
             rows: req.rows,
         };
         let spawned = crate::sys::pty::spawn(&launch).and_then(|sp| {
-            let copies = vec![sp.master.try_clone()?, sp.slave.try_clone()?];
+            let slave = sp.slave.as_ref().map(OwnedFd::try_clone).transpose()?;
+            let copies: Vec<OwnedFd> = std::iter::once(sp.master.try_clone()?)
+                .chain(slave)
+                .collect();
             Ok((sp, copies))
         });
         match spawned {

@@ -9,9 +9,67 @@
 
 pub mod process;
 pub mod pty;
+pub mod term;
 
 use std::io;
 use std::os::fd::AsFd;
+
+/// Raises the soft descriptor limit as far as the system lets a process
+/// go, and returns the limit in force. Each client and each session costs
+/// descriptors, and the default soft limit (1,024 on Linux, 256 on macOS)
+/// is below the default connection limit plus sessions.
+///
+/// Linux: up to the hard limit (never infinite for `RLIMIT_NOFILE`).
+/// FreeBSD: up to the hard limit, which the kernel clamps to
+/// `kern.maxfilesperproc` itself (`kern_proc_setrlimit`).
+/// macOS: the hard limit is usually `RLIM_INFINITY`, and a soft limit
+/// above `kern.maxfilesperproc` is refused with `EINVAL` (setrlimit(2),
+/// COMPATIBILITY: use `min(OPEN_MAX, rlim_max)`; xnu's `dosetrlimit`):
+/// up to the smaller of the hard limit and `kern.maxfilesperproc`
+/// (`OPEN_MAX`, 10,240, if that cannot be read).
+pub fn raise_fd_limit() -> io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let want = hard.min(max_files_per_process());
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want, hard)?;
+    }
+    let now = getrlimit(Resource::RLIMIT_NOFILE)?.0;
+    // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::try_from(now).unwrap_or(u64::MAX))
+}
+
+/// macOS's `OPEN_MAX` (`<sys/syslimits.h>`), which `libc` does not carry.
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+const OPEN_MAX: libc::rlim_t = 10_240;
+
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+fn max_files_per_process() -> libc::rlim_t {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
+    // SAFETY: the name is NUL-terminated; `value` and `len` describe a
+    // buffer of one c_int, which this sysctl writes.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"kern.maxfilesperproc".as_ptr(),
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc == 0 && value > 0 {
+        value as libc::rlim_t
+    } else {
+        OPEN_MAX
+    }
+}
+
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+fn max_files_per_process() -> libc::rlim_t {
+    libc::RLIM_INFINITY
+}
 
 /// The longest socket path `bind` and `connect` take, in bytes: the size of
 /// `sockaddr_un.sun_path` less its terminating NUL (107 on Linux, 103 on

@@ -76,6 +76,51 @@ pub fn recv_with_fds(
 
 /// Sets or clears a descriptor's close-on-exec flag (cleared: it survives
 /// an `execve`, as a handover needs).
+/// The child `cmd` starts leads a new session, with no controlling
+/// terminal: a daemon started from a shell is not sent the terminal's
+/// signals (hang-up, Ctrl-C) nor stopped by its job control.
+pub fn new_session_on_exec(cmd: &mut std::process::Command) {
+    // SAFETY: runs in the child between fork and exec; setsid is
+    // async-signal-safe. Its failure (already a group leader) is harmless.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// The child `cmd` starts keeps `fds` open across its exec (and nothing
+/// else that is close-on-exec); with `own_group`, it leads a process group
+/// of its own.
+pub fn pass_on_exec<const N: usize>(
+    cmd: &mut std::process::Command,
+    fds: [RawFd; N],
+    own_group: bool,
+) {
+    // SAFETY: between fork and exec, only fcntl and setpgid, which are
+    // async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            for fd in fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if own_group {
+                libc::setpgid(0, 0);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on a number only asks whether it is open.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 pub fn set_cloexec(fd: RawFd, on: bool) {
     let flag = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: setting a descriptor flag; a bad fd only yields EBADF.

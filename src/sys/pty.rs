@@ -1,11 +1,20 @@
 //! Opening a PTY and starting a harness in it; resizing and signalling.
 //!
-//! The daemon keeps its own descriptor of the slave until the harness has
-//! been reaped and the master read dry (`Spawned::slave`). macOS and
-//! FreeBSD discard a PTY's unread output when the last slave descriptor
-//! closes, so a harness that prints and exits at once would otherwise lose
-//! its tail before the loop reads it. Linux keeps the output; holding the
-//! slave there too keeps one code path, tested here, for every system.
+//! What becomes of a harness's last output, not yet read when it exits,
+//! differs, and so does what the daemon does to keep it (`KEEP_SLAVE`):
+//!
+//! - macOS (xnu `ptsclose`/`ttyclose`): the last close of the slave flushes
+//!   what the master has not read. The daemon keeps its own descriptor of
+//!   the slave until the harness has been reaped and the master read dry
+//!   (`Spawned::slave`), so the harness's exit is never the last close.
+//! - FreeBSD (`sys/kern/tty.c`, `ttydev_close`): when a session leader
+//!   exits, its controlling terminal is revoked, and a close made by that
+//!   revoke flushes the output queue — unless it is the last close, which
+//!   the exit's own closes make first when nobody else holds the slave.
+//!   So there the daemon keeps no slave: the harness's own last close is
+//!   the last one, and the master reads the tail, then EOF.
+//! - Linux keeps the output either way; the slave is kept there as on
+//!   macOS, one code path with the one the tests run.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -47,8 +56,9 @@ pub struct Spawned {
     pub master: OwnedFd,
     /// The daemon's own slave descriptor (close-on-exec): close it once the
     /// harness is reaped and the master reads `EAGAIN`, so that the master
-    /// reports EOF when the last other holder lets go.
-    pub slave: OwnedFd,
+    /// reports EOF when the last other holder lets go. None where
+    /// `KEEP_SLAVE` is false.
+    pub slave: Option<OwnedFd>,
     pub pid: i32,
 }
 
@@ -101,9 +111,48 @@ pub fn spawn(launch: &Launch<'_>) -> io::Result<Spawned> {
     drop(child);
     Ok(Spawned {
         master: pty.master,
-        slave: pty.slave,
+        slave: KEEP_SLAVE.then_some(pty.slave),
         pid,
     })
+}
+
+/// Whether the daemon keeps a descriptor of each harness's slave (see the
+/// module's comment): everywhere but FreeBSD.
+pub const KEEP_SLAVE: bool = !cfg!(target_os = "freebsd");
+
+/// What a read of a PTY master gave.
+#[derive(Debug)]
+pub enum Got {
+    Data(usize),
+    /// Every holder of the slave let go: Linux says `EIO`, macOS and
+    /// FreeBSD a read of 0 bytes.
+    End,
+    WouldBlock,
+    Interrupted,
+    Failed(io::Error),
+}
+
+/// Reads a non-blocking PTY master.
+pub fn read_master(master: impl std::os::fd::AsFd, buf: &mut [u8]) -> Got {
+    match nix::unistd::read(master, buf) {
+        Ok(0) | Err(nix::errno::Errno::EIO) => Got::End,
+        Ok(n) => Got::Data(n),
+        Err(nix::errno::Errno::EAGAIN) => Got::WouldBlock,
+        Err(nix::errno::Errno::EINTR) => Got::Interrupted,
+        Err(e) => Got::Failed(e.into()),
+    }
+}
+
+/// Writes to a non-blocking PTY master: `Data(n)` bytes written; `End` if
+/// nobody reads the terminal any more (`EIO`).
+pub fn write_master(master: impl std::os::fd::AsFd, buf: &[u8]) -> Got {
+    match nix::unistd::write(master, buf) {
+        Ok(n) => Got::Data(n),
+        Err(nix::errno::Errno::EIO) => Got::End,
+        Err(nix::errno::Errno::EAGAIN) => Got::WouldBlock,
+        Err(nix::errno::Errno::EINTR) => Got::Interrupted,
+        Err(e) => Got::Failed(e.into()),
+    }
 }
 
 /// Sets the window size; the kernel sends SIGWINCH to the foreground group.
