@@ -212,6 +212,7 @@ impl Journal {
                 .to_str()
                 .and_then(|n| n.strip_suffix(".log"))
                 .and_then(|n| n.parse::<u64>().ok())
+                .filter(|&first| first > 0)
             else {
                 continue;
             };
@@ -252,7 +253,7 @@ impl Journal {
             let next_first = journal.segments[i].first_seq;
             let s = &mut journal.segments[i - 1];
             if s.last_seq == 0 {
-                s.last_seq = next_first - 1;
+                s.last_seq = next_first.saturating_sub(1);
             }
         }
         Ok((journal, warnings, cut))
@@ -274,6 +275,12 @@ impl Journal {
             return Ok((segment, None));
         }
         if let Some(seq) = Self::tail_seq(&file, len) {
+            // A segment's records are never older than its name says.
+            if seq < first {
+                return Err(io::Error::other(format!(
+                    "its last record ({seq}) is older than its name"
+                )));
+            }
             segment.last_seq = seq;
             return Ok((segment, None));
         }

@@ -78,11 +78,11 @@ const MAX_CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 #[derive(serde::Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointHead {
-    seq: u64,
-    cols: u16,
-    rows: u16,
+    pub seq: u64,
+    pub cols: u16,
+    pub rows: u16,
     /// When the newest size it includes was recorded.
-    size_ms: u64,
+    pub size_ms: u64,
 }
 
 /// The grids of the sessions whose screen was asked for lately.

@@ -1133,6 +1133,10 @@ impl Sessions {
 
     /// A writer task's answer, once it came (None before).
     pub fn take_answer(&mut self, ticket: u64) -> Option<crate::writer::Answer> {
+        // It may have come before the writer's wake-up was seen.
+        if !self.answers.contains_key(&ticket) {
+            self.collect_answers();
+        }
         self.answers.remove(&ticket).map(|(_, a)| a)
     }
 
@@ -1615,20 +1619,29 @@ impl Sessions {
         self.absorb_failures();
         self.show_durable();
         self.log.touched.push(DURABLE_TOPIC);
-        let answers = self.log.writer.take_answers();
-        if !answers.is_empty() {
-            let now = Instant::now();
-            // An answer nobody took in a minute never will be (a screen
-            // dropped while its files were read).
-            self.answers
-                .retain(|_, (at, _)| now.duration_since(*at) < ANSWER_KEEP);
-            for (ticket, answer) in answers {
-                if !self.unwanted.remove(&ticket) {
-                    self.answers.insert(ticket, (now, answer));
-                }
-            }
+        if self.collect_answers() {
             self.log.touched.push(LAUNCH_TOPIC);
         }
+    }
+
+    /// Moves the answers the writer has into `answers`; whether there were
+    /// any.
+    fn collect_answers(&mut self) -> bool {
+        let answers = self.log.writer.take_answers();
+        if answers.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        // An answer nobody took in a minute never will be (a screen
+        // dropped while its files were read).
+        self.answers
+            .retain(|_, (at, _)| now.duration_since(*at) < ANSWER_KEEP);
+        for (ticket, answer) in answers {
+            if !self.unwanted.remove(&ticket) {
+                self.answers.insert(ticket, (now, answer));
+            }
+        }
+        true
     }
 
     /// Shows the `exit` events whose records the writer has made durable.
