@@ -193,6 +193,11 @@ fn archive_unarchive_and_delete() {
         assert_eq!(d.get(&path).code(), "session_not_found", "{path}");
     }
     assert!(!d.home.join("sessions").join(&old).exists());
+    // Its files leave off the loop: gone from deleted/ once the writer
+    // has removed them.
+    wait_for("the deleted session's files to go", || {
+        (!d.home.join("deleted").join(&old).exists()).then_some(())
+    });
     let r = d.request("DELETE", &format!("/api/v1/sessions/{old}"), None);
     assert_eq!(r.status, 404);
     for verb in ["archive", "unarchive"] {
@@ -200,7 +205,14 @@ fn archive_unarchive_and_delete() {
         assert_eq!((r.status, r.code()), (404, "session_not_found".into()));
     }
     d.stop();
+    // What a crash left on its way out is removed at the next start.
+    let left = d.home.join("deleted").join("1790000000000-0000beef");
+    std::fs::create_dir_all(left.join("inner")).unwrap();
+    std::fs::write(left.join("inner/00000000000000000001.log"), b"x").unwrap();
     d.spawn();
+    wait_for("what a crash left in deleted/ to go", || {
+        (!left.exists()).then_some(())
+    });
     assert_eq!(d.get(&format!("/api/v1/sessions/{old}")).status, 404);
     // A stop kills what runs, and records it.
     assert_eq!(d.session(&live)["status"], "killed");

@@ -37,6 +37,40 @@ fn loose_home_is_tightened() {
     assert!(d.log().contains("tightened"), "{}", d.log());
 }
 
+/// Each client and each session costs descriptors: the daemon raises its
+/// soft limit as far as the system allows (here, Linux: to the hard one).
+#[test]
+#[cfg(target_os = "linux")]
+fn the_descriptor_limit_is_raised() {
+    // Started with a low soft limit, as a service manager may start it.
+    let mut d = Daemon {
+        dir: tempfile::tempdir().unwrap(),
+        home: std::path::PathBuf::new(),
+        socket: std::path::PathBuf::new(),
+        child: None,
+    };
+    d.home = d.dir.path().join("home");
+    d.socket = d.home.join("coven.sock");
+    let wrapper = d.dir.path().join("low-limit");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -Sn 256 || exit 9\nexec '{}' \"$@\"\n",
+            coven_bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.spawn_bin(&wrapper);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.server_pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft and hard: {line}");
+}
+
 #[test]
 fn second_daemon_is_refused() {
     let d = Daemon::start();

@@ -243,7 +243,7 @@ fn kill_signals_and_grace() {
     d.wait_output(&id, "ready");
     let r = d.post(
         &format!("/api/v1/sessions/{id}/kill"),
-        br#"{"graceMs": 1500}"#,
+        format!(r#"{{"graceMs": {}}}"#, scaled_ms(1500)).as_bytes(),
     );
     assert_eq!(r.status, 202);
     assert!(

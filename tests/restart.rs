@@ -168,7 +168,7 @@ fn sessions_survive(how: How) {
     // A kill under way: its escalation to SIGKILL must survive too.
     let r = d.post(
         &format!("/api/v1/sessions/{stubborn}/kill"),
-        br#"{"graceMs": 2000}"#,
+        format!(r#"{{"graceMs": {}}}"#, scaled_ms(2000)).as_bytes(),
     );
     assert_eq!(r.status, 202);
     d.wait_output(&flood, "line 000300");

@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -495,9 +496,15 @@ fn bad_requests_are_refused() {
 #[test]
 fn builds_at_once_share_the_loop_and_all_finish() {
     let d = Daemon::with_sessions(r#""ringBytes": 65536"#);
+    // 4 MB of history each: 16 steps of replay per screen, one step a turn
+    // for all of them, so building the three takes some 48 turns.
     let ids: Vec<String> = (0..3)
         .map(|n| {
-            d.launch_sized(&format!(r"i=0; while [ $i -lt 2000 ]; do printf '%01000d\r\n' $i; i=$((i+1)); done; printf '\033[2J\033[Hsession {n}'"),
+            d.launch_sized(
+                &format!(
+                    r"yes {:0>99} | head -c 4000000; printf '\033[2J\033[Hsession {n}'",
+                    0
+                ),
                 100,
                 5,
             )
@@ -506,13 +513,37 @@ fn builds_at_once_share_the_loop_and_all_finish() {
     for id in &ids {
         d.wait_exit_event(id);
     }
-    let shots: Vec<Value> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| screen(&d, id))).collect();
-        // A client that is not building a screen is served meanwhile.
-        assert_eq!(d.get("/api/v1/health").status, 200);
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (n, shot) in shots.iter().enumerate() {
-        assert_eq!(shot["lines"][0], format!("session {n}"));
+    // The three screens are asked for first (their connections come first
+    // in the listener's queue, and each request with its connect).
+    let mut builds: Vec<UnixStream> = ids
+        .iter()
+        .map(|id| {
+            let mut c = d.connect();
+            send(
+                &mut c,
+                "GET",
+                &format!("/api/v1/sessions/{id}/screen"),
+                None,
+            );
+            c
+        })
+        .collect();
+    // A client that is not building a screen is served meanwhile: its
+    // answer comes while a build is still under way (its answer not sent).
+    assert_eq!(d.get("/api/v1/health").status, 200);
+    let unanswered = builds
+        .iter()
+        .filter(|c| {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(c.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::ZERO).unwrap() == 0
+        })
+        .count();
+    assert!(unanswered > 0, "health waited for every build to end");
+    for (n, c) in builds.iter_mut().enumerate() {
+        let r = read_response(c).expect("a screen");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["lines"][0], format!("session {n}"));
     }
 }

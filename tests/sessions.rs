@@ -622,7 +622,7 @@ fn kill_escalates_past_a_trapped_term() {
     d.wait_output(&id, "ready");
     let r = d.post(
         &format!("/api/v1/sessions/{id}/kill"),
-        br#"{"graceMs": 200}"#,
+        format!(r#"{{"graceMs": {}}}"#, scaled_ms(200)).as_bytes(),
     );
     assert_eq!(r.status, 202);
     assert_eq!(r.json(), json!({"ok": true, "accepted": true}));

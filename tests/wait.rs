@@ -61,6 +61,16 @@ fn match_sees_text_as_shown_across_reads() {
         .expect("the event");
     assert_eq!(e["kind"], "output");
     assert!(output_of(&events).contains("dy\u{1b}[0m at 42"));
+    // What it names: the text was split across two reads, two events.
+    let outputs: Vec<String> = events
+        .iter()
+        .filter(|e| e["kind"] == "output")
+        .map(|e| payload(e)["data"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        outputs.iter().any(|o| o.ends_with("Rea")) && outputs.iter().any(|o| o.starts_with("dy")),
+        "{outputs:?}"
+    );
 }
 
 #[test]
@@ -104,13 +114,21 @@ fn many_waits_on_one_session_are_all_answered() {
 fn quiet_is_met_after_silence_and_not_while_printing() {
     let d = Daemon::with_sessions("");
     let s = id(&d.launch("sh", "echo hello; sleep 30"));
-    let (_, got) = wait(&d, &s, "for=quiet&quietMs=300");
+    let (_, got) = wait(&d, &s, &format!("for=quiet&quietMs={}", scaled_ms(300)));
     assert_eq!(
         (got["met"].clone(), got["for"].clone()),
         (true.into(), "quiet".into())
     );
     let busy = id(&d.launch("sh", "while :; do echo tick; sleep 0.05; done"));
-    let (_, got) = wait(&d, &busy, "for=quiet&quietMs=1000&timeoutMs=1500");
+    let (_, got) = wait(
+        &d,
+        &busy,
+        &format!(
+            "for=quiet&quietMs={}&timeoutMs={}",
+            scaled_ms(1000),
+            scaled_ms(1500)
+        ),
+    );
     assert_eq!(got, serde_json::json!({ "met": false }));
 }
 
@@ -118,7 +136,11 @@ fn quiet_is_met_after_silence_and_not_while_printing() {
 fn a_deadline_answers_not_met() {
     let d = Daemon::with_sessions("");
     let s = id(&d.launch("sh", "echo something else; sleep 30"));
-    let (status, got) = wait(&d, &s, "for=match&pattern=never&timeoutMs=300");
+    let (status, got) = wait(
+        &d,
+        &s,
+        &format!("for=match&pattern=never&timeoutMs={}", scaled_ms(300)),
+    );
     assert_eq!((status, got), (200, serde_json::json!({ "met": false })));
     d.assert_alive();
 }

@@ -15,15 +15,26 @@ use serde_json::Value;
 /// the tests were written for. CI sets it for the emulated aarch64 run,
 /// where every instruction of the daemon and the tests is translated.
 pub fn deadline() -> Duration {
+    Duration::from_secs(20) * scale()
+}
+
+/// `COVEN_TEST_TIME_SCALE` (1 unless set).
+pub fn scale() -> u32 {
     static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let scale = *SCALE.get_or_init(|| {
+    *SCALE.get_or_init(|| {
         std::env::var("COVEN_TEST_TIME_SCALE")
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|&n| n >= 1)
             .unwrap_or(1)
-    });
-    Duration::from_secs(20) * scale
+    })
+}
+
+/// A test's own timing constant (a quiet period, a grace, a timeout it
+/// configures), in milliseconds, scaled like `deadline()`: on a machine that
+/// many times slower, whatever it waits for takes that many times longer.
+pub fn scaled_ms(ms: u64) -> u64 {
+    ms * u64::from(scale())
 }
 
 pub struct Daemon {
