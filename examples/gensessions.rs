@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 
-use coven::api::wire;
 use coven::ring::{Event, Kind};
+use coven::session::record as wire;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -11,10 +11,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::api::wire::DaemonInfo;
 use crate::api::{Api, Program};
 use crate::config::Config;
 use crate::handover::{self, Handover};
+use crate::home::DaemonInfo;
 use crate::home::{self, LockError};
 use crate::reactor::{Outcome, Reactor};
 use crate::session::{harness, Sessions};

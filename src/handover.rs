@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::wire::DaemonInfo;
+use crate::home::DaemonInfo;
 
 /// The environment variable naming the document's descriptor.
 pub const HANDOVER_FD_ENV: &str = "COVEN_HANDOVER_FD";

@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::{umask, Mode};
 
-use crate::api::wire::DaemonInfo;
+/// `daemon.json`, and health's `daemon`: who serves this home.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started_at: String,
+    pub socket: String,
+}
 
 /// Creates `home` with mode 0700, or tightens an existing one to 0700.
 /// Refuses a home owned by another user.

@@ -7,6 +7,7 @@
 //! No HTTP here.
 
 pub mod harness;
+pub mod record;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use slab::Slab;
 
-use crate::api::wire;
 use crate::journal::Journal;
 use crate::ring::{Event, Kind, Ring};
 use crate::supervisor::link::{Heard, Link, Started};
@@ -382,8 +382,8 @@ impl Session {
         shown.max(written).max(unshown)
     }
 
-    fn meta(&self) -> wire::SessionMeta {
-        wire::SessionMeta {
+    fn meta(&self) -> record::SessionMeta {
+        record::SessionMeta {
             id: self.id.to_string(),
             project_root: self.project_root().to_owned(),
             cwd: self.cwd().to_owned(),
@@ -589,7 +589,7 @@ impl Log {
         };
         let mut events = Vec::with_capacity(2);
         if s.gap_events > 0 {
-            let gap = wire::truncated_payload(s.gap_events, s.gap_bytes);
+            let gap = record::truncated_payload(s.gap_events, s.gap_bytes);
             events.push(self.next_event(Kind::OutputTruncated, gap));
         }
         events.push(self.next_event(Kind::Exit, payload.into()));
@@ -607,7 +607,7 @@ impl Log {
         if s.gap_events == 0 {
             return;
         }
-        let payload = wire::truncated_payload(s.gap_events, s.gap_bytes);
+        let payload = record::truncated_payload(s.gap_events, s.gap_bytes);
         let event = self.next_event(Kind::OutputTruncated, payload);
         if self.append(s, &event) {
             log::warn!(
@@ -702,7 +702,7 @@ impl Log {
             durable: true,
             dir: root.join(&*s.id),
             name: "meta.json",
-            bytes: wire::encode_meta(&s.meta()),
+            bytes: record::encode_meta(&s.meta()),
         };
         s.meta_ticket = self.writer.submit(Some(s.key), job);
         s.meta_dirty = false;
@@ -1346,7 +1346,7 @@ impl Sessions {
         let s = &mut self.list[key];
         log::warn!("session {}: {message}", s.id);
         s.status = Status::Failed;
-        let payload = wire::exit_payload("failed", None, Some(message));
+        let payload = record::exit_payload("failed", None, Some(message));
         self.record_exit(key, payload);
     }
 
@@ -1397,7 +1397,7 @@ impl Sessions {
                         let text = String::from_utf8_lossy(&buf[..complete]);
                         s.last_output = Some(Instant::now());
                         self.log
-                            .push(s, Kind::Output, wire::data_payload(&text), text.len());
+                            .push(s, Kind::Output, record::data_payload(&text), text.len());
                         if s.journal_bytes() > self.limits.journal_bytes_per_session
                             || self.log.journal_bytes > self.limits.journal_bytes_total
                         {
@@ -1552,7 +1552,7 @@ impl Sessions {
             let tail = String::from_utf8_lossy(&s.tail[..usize::from(s.tail_len)]).into_owned();
             s.tail_len = 0;
             self.log
-                .push(s, Kind::Output, wire::data_payload(&tail), tail.len());
+                .push(s, Kind::Output, record::data_payload(&tail), tail.len());
         }
         s.status = match (s.status, info.code()) {
             (Status::Killed, _) => Status::Killed,
@@ -1573,7 +1573,7 @@ impl Sessions {
         let reason = s.ending.as_mut().and_then(|e| e.reason.take());
         s.set_ending(|e| e.drain_until = None);
         s.updated_at = self.log.clock.stamp();
-        let payload = wire::exit_payload(s.status.as_str(), Some(info), reason.as_deref());
+        let payload = record::exit_payload(s.status.as_str(), Some(info), reason.as_deref());
         self.live -= 1;
         self.arm(key);
         self.record_exit(key, payload);
@@ -1806,7 +1806,7 @@ impl Sessions {
             .bytes
             .extend_from_slice(data.as_bytes());
         self.log
-            .push(s, Kind::Input, wire::data_payload(data), data.len());
+            .push(s, Kind::Input, record::data_payload(data), data.len());
         if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
             s.writable = true;
             write_input(s, fd);
@@ -1829,7 +1829,7 @@ impl Sessions {
         }
         s.status = Status::Killed;
         s.updated_at = self.log.clock.stamp();
-        self.log.push(s, Kind::Kill, wire::kill_payload(), 0);
+        self.log.push(s, Kind::Kill, record::kill_payload(), 0);
         self.log.save_meta(&self.root, s);
         let pgid = s.pgid;
         self.write_entry(key);

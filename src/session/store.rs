@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::HashMap;
 
+use super::record;
 use super::{stamp_str, valid_session_id, DeleteError, Session, Sessions, Status};
-use crate::api::wire;
 use crate::index::{Entry, Index, CHUNK_ENTRIES, MAX_ID_BYTES};
 use crate::journal::{self, Journal};
 use crate::ring::Ring;
@@ -55,7 +55,7 @@ fn instant_at(now: Instant, secs: u64) -> Instant {
 
 /// One session of a list page: its record, and its pid while it runs.
 pub struct Listed {
-    pub meta: wire::SessionMeta,
+    pub meta: record::SessionMeta,
     pub pid: Option<i32>,
 }
 
@@ -275,7 +275,7 @@ impl Sessions {
         };
         let exit = records.pop();
         let ended = exit.as_ref().and_then(|e| {
-            let (status, code) = wire::exit_status_of(&e.payload)?;
+            let (status, code) = record::exit_status_of(&e.payload)?;
             Some((Status::parse(&status)?, code))
         });
         s.updated_at = stamp;
@@ -291,8 +291,9 @@ impl Sessions {
                 if !written {
                     // Its last records go into the journal as soon as the
                     // disk takes them: the gap's marker, then the exit.
-                    if let Some((events, bytes)) =
-                        records.first().and_then(|g| wire::truncated_of(&g.payload))
+                    if let Some((events, bytes)) = records
+                        .first()
+                        .and_then(|g| record::truncated_of(&g.payload))
                     {
                         s.gap_events = events;
                         s.gap_bytes = bytes;
@@ -359,7 +360,7 @@ impl Sessions {
     /// or stamp.
     pub(super) fn load_dir(&mut self, dir: &Path) -> Result<usize, String> {
         let meta = journal::read_meta(dir).map_err(|e| format!("meta.json: {e}"))?;
-        let meta = wire::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
+        let meta = record::decode_meta(&meta).map_err(|e| format!("meta.json: {e}"))?;
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if meta.id != name || !valid_session_id(&meta.id) || self.by_id.contains_key(name) {
             return Err(format!("meta.json names session {:?}", meta.id));
@@ -592,7 +593,7 @@ impl Sessions {
                 continue;
             }
             let Some(root) = &self.root else { continue };
-            match journal::read_meta(&root.join(&entry.id)).map(|m| wire::decode_meta(&m)) {
+            match journal::read_meta(&root.join(&entry.id)).map(|m| record::decode_meta(&m)) {
                 Ok(Ok(mut meta)) => {
                     if meta.status == "running" {
                         meta.status = Status::Orphaned.as_str().to_owned();
