@@ -46,8 +46,6 @@ pub struct ApiVersion {
     pub supported_api_versions: [&'static str; 1],
 }
 
-/// `daemon` in health, and the content of `<COVEN_HOME>/daemon.json`.
-
 /// The answer to an accepted shutdown request.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,402 @@
+//! A session's live process: its PTY read into events (a budget of reads a
+//! turn, a UTF-8 tail carried), its input queue, kill with escalation,
+//! resize, the harness's end (exit status, then the PTY's EOF or a drain
+//! deadline) and the session's timers.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::*;
+
+/// Deadlines of a session that is ending.
+#[derive(Default)]
+pub struct Ending {
+    /// When a kill escalates to SIGKILL.
+    pub(super) escalate_at: Option<Instant>,
+    /// When to stop waiting for EOF after the exit.
+    pub(super) drain_until: Option<Instant>,
+    /// Why the daemon ended it, for its exit event's `error`.
+    pub(super) reason: Option<Box<str>>,
+}
+
+/// Input queued for a session's PTY.
+#[derive(Default)]
+pub(super) struct InputQueue {
+    pub(super) bytes: Vec<u8>,
+    /// Bytes of `bytes` already written.
+    pub(super) written: usize,
+}
+
+/// Writes queued input until done (the queue goes) or the PTY is full.
+pub(super) fn write_input(s: &mut Session, fd: RawFd) {
+    let Some(q) = s.input.as_mut() else {
+        return;
+    };
+    while q.written < q.bytes.len() {
+        // SAFETY: `fd` is the session's open master for this call's duration.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match pty::write_master(bfd, &q.bytes[q.written..]) {
+            pty::Got::Data(n) => q.written += n,
+            pty::Got::WouldBlock => {
+                s.writable = false;
+                return;
+            }
+            pty::Got::Interrupted => {}
+            pty::Got::End => {
+                // Nobody reads the terminal any more: the input goes.
+                log::debug!("session {}: writing input: the terminal is closed", s.id);
+                q.written = q.bytes.len();
+            }
+            pty::Got::Failed(e) => {
+                log::debug!("session {}: writing input: {e}", s.id);
+                q.written = q.bytes.len();
+            }
+        }
+    }
+    s.input = None;
+}
+
+/// Length of the longest prefix of `buf` that does not end inside a UTF-8
+/// sequence still waiting for its continuation bytes.
+pub fn complete_utf8_len(buf: &[u8]) -> usize {
+    let n = buf.len();
+    for back in 1..=n.min(3) {
+        let b = buf[n - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xF0..=0xF7 => 4,
+            0xE0..=0xEF => 3,
+            0xC0..=0xDF => 2,
+            _ => 1,
+        };
+        return if need > back { n - back } else { n };
+    }
+    n
+}
+
+/// Why input or kill was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NotLive,
+    QueueFull { limit: usize },
+}
+
+impl Sessions {
+    /// Readiness on a session's master. A session whose read budget runs
+    /// out is queued in `pending` and driven again next turn.
+    pub fn on_pty(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(s) = self.list.get_mut(key) else {
+            return;
+        };
+        if s.master.is_none() {
+            return;
+        }
+        s.readable |= readable;
+        s.writable |= writable;
+        self.pump(key);
+    }
+
+    /// Writes queued input and reads output within a budget.
+    pub(super) fn pump(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        let Some(master) = s.master.as_ref() else {
+            return;
+        };
+        let fd = master.as_raw_fd();
+        if s.writable && s.input.is_some() {
+            write_input(s, fd);
+        }
+        let mut buf = [0u8; MAX_OUTPUT_BYTES];
+        let mut reads = 0;
+        while s.readable && !s.eof {
+            if reads == READS_PER_TURN {
+                self.pending.push(key);
+                return;
+            }
+            reads += 1;
+            let carried = usize::from(s.tail_len);
+            buf[..carried].copy_from_slice(&s.tail[..carried]);
+            // SAFETY: `fd` is the session's open master for this call.
+            let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            match pty::read_master(bfd, &mut buf[carried..]) {
+                pty::Got::End => s.eof = true,
+                pty::Got::Data(n) => {
+                    let total = carried + n;
+                    let complete = complete_utf8_len(&buf[..total]);
+                    s.tail_len = (total - complete) as u8;
+                    s.tail[..total - complete].copy_from_slice(&buf[complete..total]);
+                    if complete > 0 {
+                        let text = String::from_utf8_lossy(&buf[..complete]);
+                        s.last_output = Some(Instant::now());
+                        self.log
+                            .push(s, Kind::Output, record::data_payload(&text), text.len());
+                        if s.journal_bytes() > self.limits.journal_bytes_per_session
+                            || self.log.journal_bytes > self.limits.journal_bytes_total
+                        {
+                            self.enforce_retention();
+                            return self.pending.push(key);
+                        }
+                    }
+                }
+                pty::Got::WouldBlock if s.exit.is_some() && s.slave.is_some() => {
+                    // The harness is gone and everything it wrote is read:
+                    // let go of the slave (ours and the supervisor's), so
+                    // the master reports EOF once no other process holds
+                    // the terminal. Read again.
+                    s.slave = None;
+                    if let Some(link) = &mut self.link {
+                        link.release(s.pgid);
+                    }
+                }
+                pty::Got::WouldBlock => s.readable = false,
+                pty::Got::Interrupted => {}
+                pty::Got::Failed(e) => {
+                    log::warn!("session {}: reading the PTY: {e}", s.id);
+                    s.eof = true;
+                }
+            }
+        }
+        if s.eof && s.exit.is_some() {
+            self.finish(key);
+        }
+    }
+
+    /// A harness ended (the supervisor reaped it): its raw wait status.
+    pub(super) fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) {
+        let Some(key) = self.by_pid.remove(&pid) else {
+            return;
+        };
+        let s = &mut self.list[key];
+        s.exit = Some(status);
+        s.pid = None;
+        if !s.eof {
+            // Trailing output may still be queued in the PTY: read it,
+            // and give a lingering holder of the terminal a moment.
+            s.readable = true;
+            s.set_ending(|e| e.drain_until = Some(now + EXIT_DRAIN));
+            self.arm(key);
+        }
+        self.pump(key);
+    }
+
+    /// The session is over: both its exit status and its PTY's EOF are in
+    /// (or the drain time ran out).
+    pub(super) fn finish(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        let Some(info) = s.exit else {
+            return;
+        };
+        if s.tail_len > 0 {
+            let tail = String::from_utf8_lossy(&s.tail[..usize::from(s.tail_len)]).into_owned();
+            s.tail_len = 0;
+            self.log
+                .push(s, Kind::Output, record::data_payload(&tail), tail.len());
+        }
+        s.status = match (s.status, info.code()) {
+            (Status::Killed, _) => Status::Killed,
+            (_, Some(0)) => Status::Completed,
+            _ => Status::Failed,
+        };
+        s.exit_code = info.code();
+        s.master = None;
+        if s.slave.take().is_some() || !pty::KEEP_SLAVE {
+            // Finished without the slave let go in `pump` (the drain ran
+            // out, or no slave is kept here): the supervisor's copies go
+            // now.
+            if let Some(link) = &mut self.link {
+                link.release(s.pgid);
+            }
+        }
+        s.input = None;
+        let reason = s.ending.as_mut().and_then(|e| e.reason.take());
+        s.set_ending(|e| e.drain_until = None);
+        s.updated_at = self.log.clock.stamp();
+        let payload = record::exit_payload(s.status.as_str(), Some(info), reason.as_deref());
+        self.live -= 1;
+        self.arm(key);
+        self.record_exit(key, payload);
+    }
+
+    /// Queues input for the PTY and records it.
+    pub fn input(&mut self, key: usize, data: &str) -> Result<(), Refusal> {
+        let limit = self.limits.input_queue_bytes;
+        let s = &mut self.list[key];
+        if s.status != Status::Running || s.master.is_none() {
+            return Err(Refusal::NotLive);
+        }
+        let queued = s.input.as_ref().map_or(0, |q| q.bytes.len() - q.written);
+        if queued + data.len() > limit {
+            return Err(Refusal::QueueFull { limit });
+        }
+        s.input
+            .get_or_insert_with(Box::default)
+            .bytes
+            .extend_from_slice(data.as_bytes());
+        self.log
+            .push(s, Kind::Input, record::data_payload(data), data.len());
+        if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
+            s.writable = true;
+            write_input(s, fd);
+        }
+        Ok(())
+    }
+
+    /// Accepts a kill: records it, signals the process group, and arms the
+    /// escalation to SIGKILL.
+    pub fn kill(
+        &mut self,
+        key: usize,
+        signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let s = &mut self.list[key];
+        if s.status != Status::Running {
+            return Err(Refusal::NotLive);
+        }
+        s.status = Status::Killed;
+        s.updated_at = self.log.clock.stamp();
+        self.log.push(s, Kind::Kill, record::kill_payload(), 0);
+        self.log.save_meta(&self.root, s);
+        let pgid = s.pgid;
+        self.write_entry(key);
+        let s = &mut self.list[key];
+        pty::signal_group(pgid, signal);
+        if signal != Signal::SIGKILL {
+            s.set_ending(|e| e.escalate_at = Some(now + grace));
+            self.arm(key);
+        }
+        Ok(())
+    }
+
+    pub fn resize(&mut self, key: usize, cols: u16, rows: u16) -> Result<(), Refusal> {
+        let s = &mut self.list[key];
+        match (&s.master, s.status) {
+            (Some(master), Status::Running) => pty::resize(master, cols, rows).map_err(|e| {
+                log::warn!("session {}: resize: {e}", s.id);
+                Refusal::NotLive
+            })?,
+            _ => return Err(Refusal::NotLive),
+        }
+        self.record_size(key, cols, rows);
+        Ok(())
+    }
+
+    /// Notes the session's terminal size from now on (`journal::append_size`).
+    pub(super) fn record_size(&mut self, key: usize, cols: u16, rows: u16) {
+        let s = &self.list[key];
+        let Some(dir) = s.dir() else {
+            return;
+        };
+        let size = crate::journal::Size {
+            after: s.last_seq(),
+            unix_ms: self.log.clock.unix_ms(),
+            cols,
+            rows,
+        };
+        if let Err(e) = crate::journal::append_size(dir, size) {
+            log::warn!("session {}: recording its size: {e}", s.id);
+        }
+    }
+
+    /// The poller refused a session's terminal: nothing would ever read it.
+    /// The session is killed, and its exit event says why.
+    pub fn unwatchable(&mut self, key: usize, error: &io::Error, now: Instant) {
+        let Some(s) = self.list.get_mut(key) else {
+            return;
+        };
+        let reason = format!("the daemon could not watch its terminal: {error}");
+        log::error!("session {}: {reason}; killing it", s.id);
+        s.set_ending(|e| e.reason = Some(reason.into()));
+        let _ = self.kill(key, Signal::SIGKILL, Duration::ZERO, now);
+        // Its output is read once it exits (the supervisor says so), and
+        // it finishes when the drain time runs out.
+    }
+
+    /// Daemon shutdown: kill every running session with the default grace.
+    pub fn kill_all(&mut self, now: Instant) {
+        let keys: Vec<usize> = self
+            .list
+            .iter()
+            .filter(|(_, s)| s.status == Status::Running)
+            .map(|(k, _)| k)
+            .collect();
+        let grace = self.limits.kill_grace;
+        for key in keys {
+            let _ = self.kill(key, Signal::SIGTERM, grace, now);
+        }
+    }
+
+    pub fn on_timers(&mut self, now: Instant) {
+        if !self.log.outstanding.is_empty() && self.storage_retry_at.is_none() {
+            self.storage_retry_at = Some(now + STORAGE_RETRY);
+        }
+        if self.storage_retry_at.is_some_and(|t| t <= now) {
+            self.retry_storage(now);
+        }
+        if self.retention_at.is_some_and(|t| t <= now) {
+            self.retention_step(now);
+        }
+        if self.bytes_at.is_some_and(|t| t <= now) {
+            self.enforce_retention();
+        }
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                return;
+            }
+            self.timers.pop_first();
+            let s = &mut self.list[key];
+            s.armed = None;
+            let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+            if due(s.ending.as_ref().and_then(|e| e.escalate_at)) {
+                s.set_ending(|e| e.escalate_at = None);
+                pty::signal_group(s.pgid, Signal::SIGKILL);
+            }
+            if due(s.ending.as_ref().and_then(|e| e.drain_until)) {
+                s.set_ending(|e| e.drain_until = None);
+                log::debug!(
+                    "session {}: no EOF {} s after its exit (the terminal is still held); finishing",
+                    s.id,
+                    EXIT_DRAIN.as_secs()
+                );
+                // Read what is there without waiting for EOF any longer.
+                s.readable = true;
+                self.pump(key);
+                if self.list[key].master.is_some() {
+                    self.finish(key);
+                }
+            }
+            self.arm(key);
+        }
+    }
+
+    /// Drives sessions that yielded.
+    pub fn on_pending(&mut self, now: Instant) {
+        if self.link.as_ref().is_some_and(Link::has_pending) {
+            self.on_supervisor(now);
+        }
+        for key in self.take_pending() {
+            self.pump(key);
+        }
+    }
+
+    pub(super) fn arm(&mut self, key: usize) {
+        let s = &mut self.list[key];
+        let want = s.deadline();
+        if s.armed == want {
+            return;
+        }
+        if let Some(t) = s.armed.take() {
+            self.timers.remove(&(t, key));
+        }
+        if let Some(t) = want {
+            self.timers.insert((t, key));
+            s.armed = Some(t);
+        }
+    }
+}
