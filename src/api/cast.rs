@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::query::{bad_query, query_param};
 use super::sessions::find;
 use super::Api;
-use crate::http::{Fill, Hold, HoldKind, Reply};
+use crate::http::{Fill, Hold, HoldKind, HoldState, Reply};
 use crate::journal::{self, Size};
 use crate::ring::Kind;
 
@@ -161,7 +161,7 @@ pub fn on_cast(
             topic: key,
             tag: serial,
             cursor: 0,
-            limit: slot,
+            state: HoldState::Slot(slot),
             until: None,
         }),
         content_type: "application/x-asciicast",
@@ -174,7 +174,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
     let Api {
         casts, sessions, ..
     } = api;
-    let Some(cast) = casts.get_mut(hold.limit) else {
+    let Some(cast) = casts.get_mut(super::slot_of(hold)) else {
         return Fill::End;
     };
     if sessions
@@ -182,7 +182,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
         .is_none_or(|s| s.serial != hold.tag)
     {
         // Deleted under the download: it ends where it got to.
-        casts.remove(hold.limit);
+        casts.remove(super::slot_of(hold));
         return Fill::End;
     }
     if let Some(header) = cast.header.take() {
@@ -221,13 +221,13 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
     }
     // Resizes after the last event.
     cast.sizes_before(out, u64::MAX);
-    casts.remove(hold.limit);
+    casts.remove(super::slot_of(hold));
     Fill::End
 }
 
 /// Forgets a recording whose connection went away before its end.
 pub fn release(api: &mut Api, hold: &Hold) {
-    api.casts.try_remove(hold.limit);
+    api.casts.try_remove(super::slot_of(hold));
 }
 
 #[cfg(test)]

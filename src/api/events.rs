@@ -10,7 +10,7 @@ use super::sessions::find;
 use super::Api;
 use std::time::{Duration, Instant};
 
-use crate::http::{Fill, Hold, HoldKind, Reply};
+use crate::http::{Fill, Hold, HoldKind, HoldState, Reply};
 use crate::ring::Event;
 use crate::session::Sessions;
 
@@ -109,7 +109,7 @@ pub fn on_events(
                 topic: key,
                 tag: s.serial,
                 cursor: after,
-                limit,
+                state: HoldState::Page { limit },
                 until: Some(Instant::now() + Duration::from_millis(wait)),
             }),
             ..Reply::new(200)
@@ -133,7 +133,10 @@ pub fn resume(api: &mut Api, hold: &Hold, expired: bool, out: &mut Vec<u8>) -> R
         // poll on one answers at once): nothing more will come.
         return ApiError::new(404, "session_not_found", "Session was not found.").write(out);
     }
-    let count = write_page(&mut api.sessions, hold.topic, hold.cursor, hold.limit, out);
+    let HoldState::Page { limit } = hold.state else {
+        return ApiError::internal().write(out);
+    };
+    let count = write_page(&mut api.sessions, hold.topic, hold.cursor, limit, out);
     let live = api.sessions.get(hold.topic).is_some_and(|s| !s.is_over());
     if count == 0 && live && !expired {
         out.clear();
@@ -159,7 +162,7 @@ pub fn on_stream(
             topic: key,
             tag: serial,
             cursor: after,
-            limit: 0,
+            state: HoldState::None,
             until: None,
         }),
         ..Reply::new(200)

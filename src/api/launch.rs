@@ -16,7 +16,7 @@ use super::body::{object, optional_int, optional_str, required_str};
 use super::error::ApiError;
 use super::sessions::record;
 use super::{wire, Api};
-use crate::http::{Hold, HoldKind, Reply};
+use crate::http::{Hold, HoldKind, HoldState, Reply};
 use crate::session::{LaunchError, LaunchSpec, Resolution, LAUNCH_TOPIC};
 
 const MAX_DIMENSION: u64 = crate::journal::MAX_TERMINAL_SIDE as u64;
@@ -169,9 +169,9 @@ fn held(tag: usize, until: Instant) -> Reply {
         hold: Some(Hold {
             kind: HoldKind::LongPoll,
             topic: LAUNCH_TOPIC,
-            tag: tag as u64,
+            tag: 0,
             cursor: 0,
-            limit: 0,
+            state: HoldState::Slot(tag),
             until: Some(until),
         }),
         ..Reply::new(201)
@@ -186,7 +186,7 @@ fn at_capacity(max_live: usize) -> ApiError {
 /// A held launch is asked again: it moves on as far as it can.
 pub fn resume(api: &mut Api, hold: &Hold, expired: bool, out: &mut Vec<u8>) -> Reply {
     out.clear();
-    let tag = hold.tag as usize;
+    let tag = super::slot_of(hold);
     let result = step(api, tag, out);
     match result {
         Ok(Some(reply)) => {
@@ -290,7 +290,11 @@ fn spawn_failed(
 
 /// The client is gone (or the answer expired): nobody waits for it now.
 pub fn release(api: &mut Api, hold: &Hold) {
-    match api.launches.try_remove(hold.tag as usize).map(|p| p.stage) {
+    match api
+        .launches
+        .try_remove(super::slot_of(hold))
+        .map(|p| p.stage)
+    {
         Some(Stage::Resolving { ticket }) => api.sessions.forget_answer(ticket),
         Some(Stage::Starting { key, .. }) => api.sessions.forget_launch(key),
         None => {}

@@ -20,7 +20,7 @@ pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::http::{self, Hold, HoldKind, Reply, Request, Service};
+use crate::http::{self, Hold, HoldKind, HoldState, Reply, Request, Service};
 use crate::session::{Sessions, DURABLE_TOPIC, LAUNCH_TOPIC};
 use error::ApiError;
 
@@ -158,9 +158,9 @@ impl Api {
             hold: Some(Hold {
                 kind: HoldKind::LongPoll,
                 topic: DURABLE_TOPIC,
-                tag: tag as u64,
+                tag: 0,
                 cursor: to,
-                limit: 0,
+                state: HoldState::Slot(tag),
                 until: Some(std::time::Instant::now() + ACK_WAIT),
             }),
             ..Reply::new(status)
@@ -176,7 +176,7 @@ impl Api {
                 ..Reply::new(200)
             };
         }
-        let Some(ack) = self.acks.try_remove(hold.tag as usize) else {
+        let Some(ack) = self.acks.try_remove(slot_of(hold)) else {
             return ApiError::internal().write(body);
         };
         if !ready || self.sessions.failed_in(ack.from, ack.to) {
@@ -208,6 +208,15 @@ impl Api {
         };
         crate::handover::check(&program.exe, program.protocol)
             .map_err(|reason| refused(reason, Some(&program.exe)))
+    }
+}
+
+/// The slot of the service's own state a hold names (`HoldState::Slot`);
+/// one no slab holds if it names none.
+pub(crate) fn slot_of(hold: &Hold) -> usize {
+    match hold.state {
+        HoldState::Slot(slot) => slot,
+        _ => usize::MAX,
     }
 }
 
@@ -273,7 +282,7 @@ impl Api {
 
     fn release_hold(&mut self, hold: &Hold) {
         if hold.topic == DURABLE_TOPIC {
-            self.acks.try_remove(hold.tag as usize);
+            self.acks.try_remove(slot_of(hold));
         } else if hold.topic == LAUNCH_TOPIC {
             launch::release(self, hold);
         } else if hold.kind == HoldKind::Wait {

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::query::{bad_query, number, query_param};
 use super::sessions::find;
 use super::Api;
-use crate::http::{Hold, HoldKind, Reply};
+use crate::http::{Hold, HoldKind, HoldState, Reply};
 use crate::ring::Kind;
 
 /// The longest a wait is held (`timeoutMs` is clamped to it; it is also the
@@ -275,7 +275,7 @@ pub fn on_wait(
         topic: key,
         tag: serial,
         cursor,
-        limit: slot,
+        state: HoldState::Slot(slot),
         until: None,
     };
     Ok(check(api, hold, false, out))
@@ -294,7 +294,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
         sessions,
         ..
     } = api;
-    let Some(wait) = waits.get_mut(hold.limit) else {
+    let Some(wait) = waits.get_mut(super::slot_of(&hold)) else {
         return ApiError::internal().write(out);
     };
     let session = sessions.get(hold.topic).filter(|s| s.serial == hold.tag);
@@ -402,7 +402,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
 /// Forgets a wait (answered, or its connection gone), and its session's
 /// shared text with the last match wait on it.
 pub fn release(api: &mut Api, hold: &Hold) {
-    let Some(wait) = api.waits.try_remove(hold.limit) else {
+    let Some(wait) = api.waits.try_remove(super::slot_of(hold)) else {
         return;
     };
     if let For::Match(_) = wait.what {

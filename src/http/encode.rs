@@ -72,6 +72,15 @@ pub fn head(
     out.extend_from_slice(b"\r\n\r\n");
 }
 
+/// The head of an event stream (`text/event-stream`): its body is frames
+/// until it ends, so it closes the connection.
+pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+/// The head of a recording download (`application/x-asciicast`).
+pub const CAST_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-asciicast\r\nConnection: close\r\n\r\n";
+/// What an event stream says when it has nothing to say (a comment).
+pub const SSE_HEARTBEAT: &[u8] = b": heartbeat\n\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,10 +130,28 @@ pub struct Hold {
     pub tag: u64,
     /// Where the client is: the last event it has.
     pub cursor: u64,
-    /// Page size for a long poll.
-    pub limit: usize,
+    /// What else the service needs to take the request up again.
+    pub state: HoldState,
     /// When a long poll answers anyway.
     pub until: Option<std::time::Instant>,
+}
+
+/// A held request's own state, as the service gave it (the connection only
+/// carries it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldState {
+    None,
+    /// A long poll for events: how many a page holds at most.
+    Page {
+        limit: usize,
+    },
+    /// A screen being built: the form of its answer.
+    Screen {
+        ansi: bool,
+    },
+    /// State the service keeps in a slab of its own (a wait, a recording,
+    /// a launch, an acknowledgement), at this slot.
+    Slot(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod harness;
 mod launch;
 mod process;
 pub mod record;
+mod retention;
 pub mod store;
 
 pub use clock::stamp_str;

@@ -11,8 +11,14 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::http::encode::{self, Persist};
+
+mod buffers;
+mod hold;
 use crate::http::parse::{self, ChunkStatus, Chunked, Framing, Head, HeadStatus};
 use crate::http::{Fill, Hold, HoldKind, Method, Reply, Request, Service};
+use buffers::Input;
+pub use buffers::Pools;
+use hold::Ask;
 
 /// A byte stream the connection can run over (a Unix socket, or a test double).
 pub trait Socket: Read + Write {
@@ -45,12 +51,6 @@ pub struct ConnLimits {
     pub max_buffered_bytes: usize,
 }
 
-/// Bytes read per `read` call at least, and a fresh input buffer's size.
-const READ_CHUNK: usize = 4 * 1024;
-/// Pooled buffers larger than this are freed instead of kept.
-const MAX_POOLED_BYTES: usize = 64 * 1024;
-/// Buffers kept in each pool at most.
-const MAX_POOLED: usize = 16;
 /// Reads per `on_ready` before yielding to other sources.
 const READS_PER_TURN: usize = 16;
 /// Discarded bytes while lingering before giving up on the peer.
@@ -64,104 +64,6 @@ pub const FREE_BYTES: usize = 128 * 1024;
 pub const STREAM_BUDGET_BYTES: usize = 64 * 1024;
 /// A stream with nothing to say sends a comment this often.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
-const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
-const CAST_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-asciicast\r\nConnection: close\r\n\r\n";
-const SSE_HEARTBEAT: &[u8] = b": heartbeat\n\n";
-
-/// Free buffers shared by all connections.
-#[derive(Default)]
-pub struct Pools {
-    inputs: Vec<Vec<u8>>,
-    outputs: Vec<Vec<u8>>,
-}
-
-impl Pools {
-    fn take_input(&mut self) -> Vec<u8> {
-        self.inputs.pop().unwrap_or_else(|| vec![0; READ_CHUNK])
-    }
-    fn take_output(&mut self) -> Vec<u8> {
-        self.outputs.pop().unwrap_or_default()
-    }
-    fn give_input(&mut self, buf: Vec<u8>) {
-        if buf.len() <= MAX_POOLED_BYTES && self.inputs.len() < MAX_POOLED {
-            self.inputs.push(buf);
-        }
-    }
-    fn give_output(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= MAX_POOLED_BYTES && self.outputs.len() < MAX_POOLED {
-            buf.clear();
-            self.outputs.push(buf);
-        }
-    }
-    /// Frees every pooled buffer (once the daemon has been quiet a while).
-    pub fn clear(&mut self) {
-        *self = Pools::default();
-    }
-}
-
-/// Input bytes: `data` is always fully initialized (`len` is the capacity in
-/// use), the unconsumed bytes are `start..end`.
-#[derive(Default)]
-struct Input {
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Input {
-    fn filled(&self) -> &[u8] {
-        &self.data[self.start..self.end]
-    }
-    fn filled_mut(&mut self) -> &mut [u8] {
-        &mut self.data[self.start..self.end]
-    }
-    fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-    }
-    fn truncate(&mut self, len: usize) {
-        self.end = self.start + len;
-    }
-    fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
-    }
-    /// Room to read into: at least `READ_CHUNK` bytes, compacting or
-    /// growing as needed. `want`: the size the request being read needs in
-    /// all, when its head said (the buffer grows to exactly that rather
-    /// than doubling). None when growing would pass `cap` bytes.
-    fn spare(&mut self, pools: &mut Pools, want: Option<usize>, cap: usize) -> Option<&mut [u8]> {
-        if self.data.is_empty() {
-            self.data = pools.take_input();
-        }
-        if self.data.len() - self.end < READ_CHUNK {
-            if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.data.len() - self.end < READ_CHUNK {
-                let need = self.end + READ_CHUNK;
-                if need > cap {
-                    return None;
-                }
-                let grown = match want {
-                    Some(w) => w.max(need),
-                    None => (self.data.len() * 2).max(need),
-                };
-                self.data.resize(grown.min(cap), 0);
-            }
-        }
-        Some(&mut self.data[self.end..])
-    }
-}
 
 enum State {
     /// Waiting for a complete head; `scanned` bytes were already searched.
@@ -180,17 +82,6 @@ enum State {
     },
     /// A `text/event-stream` body being filled from the service.
     Streaming { hold: Hold, heartbeat_at: Instant },
-}
-
-/// Why a parked request's service is asked about it again.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ask {
-    /// Its topic changed.
-    Wake,
-    /// Its deadline passed, or the daemon stops: answer now.
-    Expired,
-    /// The daemon restarts (`Service::interrupt`).
-    Restart,
 }
 
 /// What the reactor should do with the connection after `on_ready`.
@@ -305,24 +196,6 @@ impl<T: Socket> Conn<T> {
         self.output.len() - self.written
     }
 
-    /// The topic a held request waits on.
-    /// The hold of a request parked unanswered, if any.
-    /// A held request's hold, parked or streaming: what the service is
-    /// told to release when the connection goes.
-    pub fn parked_hold(&self) -> Option<Hold> {
-        match &self.state {
-            State::Parked { hold, .. } | State::Streaming { hold, .. } => Some(*hold),
-            _ => None,
-        }
-    }
-
-    pub fn held_topic(&self) -> Option<usize> {
-        match &self.state {
-            State::Parked { hold, .. } | State::Streaming { hold, .. } => Some(hold.topic),
-            _ => None,
-        }
-    }
-
     /// When this connection must be looked at again, whatever happens.
     pub fn deadline(&self, limits: &ConnLimits) -> Instant {
         match self.state {
@@ -382,26 +255,6 @@ impl<T: Socket> Conn<T> {
         self.on_ready(cx)
     }
 
-    /// The daemon is about to replace its program (a live restart): a
-    /// stream ends after the frames already queued (its client resumes
-    /// from its last event id), a held request answers now if the service
-    /// says so (`Service::interrupt`), a request in progress is finished.
-    /// Once it is idle (`is_idle`), the reactor hands it over.
-    pub fn begin_restart<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
-        match self.state {
-            State::Streaming { hold, .. } => {
-                cx.service.release(&hold);
-                self.state = State::Closing;
-                // Its client sent nothing more: a plain close after the
-                // queued frames, no linger.
-                self.client_closes = true;
-            }
-            State::Parked { .. } => self.answer_hold(cx, Ask::Restart),
-            _ => {}
-        }
-        self.on_ready(cx)
-    }
-
     /// Between requests, with nothing buffered either way: the socket is
     /// all there is to it, and a new program can serve it as it is.
     pub fn is_idle(&self) -> bool {
@@ -412,103 +265,6 @@ impl<T: Socket> Conn<T> {
             && !self.stalled
             && self.head_started.is_none()
             && !self.keep_until_exit
-    }
-
-    /// The topic of a held request changed: a long poll may answer, a
-    /// stream may have more to send.
-    pub fn wake<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
-        match self.state {
-            State::Parked { .. } => self.answer_hold(cx, Ask::Wake),
-            State::Streaming { .. } => self.fill(cx),
-            _ => {}
-        }
-        self.on_ready(cx)
-    }
-
-    /// The connection's deadline passed (or a timer fired early).
-    pub fn on_deadline<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
-        let now = cx.now;
-        let due = self.deadline(cx.limits) <= now;
-        match &mut self.state {
-            State::Parked { hold, .. } if hold.until.is_some_and(|t| t <= now) => {
-                self.answer_hold(cx, Ask::Expired);
-                self.on_ready(cx)
-            }
-            State::Streaming { heartbeat_at, hold } => {
-                if self.last_active + cx.limits.idle_timeout <= now {
-                    return Step::Close;
-                }
-                if *heartbeat_at <= now && hold.kind == HoldKind::Stream {
-                    *heartbeat_at = now + HEARTBEAT;
-                    if self.output.len() == self.written {
-                        self.output_buf(cx.pools).extend_from_slice(SSE_HEARTBEAT);
-                    }
-                }
-                self.on_ready(cx)
-            }
-            _ if due => Step::Close,
-            _ => Step::Wait,
-        }
-    }
-
-    /// Asks the service about a parked long poll; writes the answer if it
-    /// has one, then takes up pipelined requests again.
-    fn answer_hold<S: Service>(&mut self, cx: &mut Cx<'_, S>, ask: Ask) {
-        let State::Parked {
-            hold,
-            persist,
-            head_only,
-        } = self.state
-        else {
-            return;
-        };
-        cx.body.clear();
-        let reply = match ask {
-            Ask::Restart => cx.service.interrupt(&hold, cx.body),
-            _ => cx.service.resume(&hold, ask == Ask::Expired, cx.body),
-        };
-        if let Some(again) = reply.hold {
-            self.state = State::Parked {
-                hold: again,
-                persist,
-                head_only,
-            };
-            return;
-        }
-        self.state = State::Head { scanned: 0 };
-        // A long poll is a GET: safe to answer "retry" instead.
-        self.write_reply(cx, reply, persist, head_only, true);
-        self.process(cx);
-    }
-
-    /// Appends stream frames while the output is under budget.
-    fn fill<S: Service>(&mut self, cx: &mut Cx<'_, S>) {
-        let State::Streaming { mut hold, .. } = self.state else {
-            return;
-        };
-        if self.queued() >= STREAM_BUDGET_BYTES / 2 {
-            return;
-        }
-        let budget = STREAM_BUDGET_BYTES - self.queued();
-        let out = self.output_buf(cx.pools);
-        let before = out.len();
-        let fill = cx.service.stream(&mut hold, out, budget);
-        let wrote = out.len() > before;
-        match fill {
-            Fill::End => self.state = State::Closing,
-            _ => {
-                if let State::Streaming {
-                    hold: h,
-                    heartbeat_at,
-                } = &mut self.state
-                {
-                    *h = hold;
-                    if wrote {
-                        *heartbeat_at = cx.now + HEARTBEAT;
-                    }
-                }
-            }
-        }
     }
 
     pub fn on_ready<S: Service>(&mut self, cx: &mut Cx<'_, S>) -> Step {
@@ -842,9 +598,9 @@ impl<T: Socket> Conn<T> {
             }
             Some(hold) => {
                 let head = if hold.kind == HoldKind::Cast {
-                    CAST_HEAD
+                    encode::CAST_HEAD
                 } else {
-                    SSE_HEAD
+                    encode::SSE_HEAD
                 };
                 self.output_buf(cx.pools).extend_from_slice(head);
                 if head_only {
@@ -1313,7 +1069,7 @@ mod tests {
                     topic: 0,
                     tag: 0,
                     cursor: 0,
-                    limit: 0,
+                    state: crate::http::HoldState::None,
                     until: None,
                 }),
                 ..Reply::new(200)
