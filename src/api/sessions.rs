@@ -36,7 +36,7 @@ pub fn record(s: &Session) -> SessionRecord<'_> {
         created_at: s.created_at(),
         updated_at: s.updated_at(),
         cwd: s.cwd(),
-        pid: s.pid,
+        pid: s.proc.pid,
     }
 }
 

@@ -311,7 +311,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             }
         }
         For::Quiet(quiet) => {
-            let last = s.last_output.map_or(wait.since, |t| t.max(wait.since));
+            let last = s.proc.last_output.map_or(wait.since, |t| t.max(wait.since));
             let quiet_at = last + *quiet;
             if now >= quiet_at {
                 met = Some((s.last_seq(), None));

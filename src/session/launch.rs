@@ -247,10 +247,10 @@ impl Sessions {
             return;
         };
         let s = &mut self.list[key];
-        s.pid = Some(started.pid);
-        s.pgid = started.pid;
-        s.master = Some(started.master);
-        s.slave = started.slave;
+        s.proc.pid = Some(started.pid);
+        s.proc.pgid = started.pid;
+        s.proc.master = Some(started.master);
+        s.proc.slave = started.slave;
         if s.status == Status::Killed {
             // Killed while it was being started: its escalation is armed.
             pty::signal_group(started.pid, Signal::SIGTERM);

@@ -21,7 +21,7 @@ use eventlog::Log;
 use launch::Launch;
 pub use launch::{LaunchError, LaunchSpec, Resolution};
 pub use process::{complete_utf8_len, Refusal};
-use process::{Ending, InputQueue};
+use process::{Ending, InputQueue, Process};
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -142,37 +142,13 @@ pub struct Session {
     pub exit_code: Option<i32>,
     pub created_at: [u8; 20],
     pub updated_at: [u8; 20],
-    /// Set while the process has not been reaped.
-    pub pid: Option<i32>,
-    /// When it last printed (for `wait?for=quiet`).
-    pub last_output: Option<Instant>,
-    /// The process group to signal (the leader's pid), kept after reaping
-    /// so that a kill's escalation still reaches leftover members.
-    pgid: i32,
-    master: Option<OwnedFd>,
-    /// The daemon's slave descriptor, held until the harness is reaped and
-    /// the master drained (see `sys::pty`), so no platform drops its tail.
-    slave: Option<OwnedFd>,
-    readable: bool,
-    writable: bool,
-    /// The master reported EOF or EIO: every process let go of the PTY.
-    eof: bool,
-    /// How the harness ended, once the supervisor reaped it.
-    exit: Option<ExitStatus>,
-    /// An incomplete UTF-8 sequence carried to the next read.
-    tail: [u8; 3],
-    tail_len: u8,
-    /// Input not yet written to the PTY (none, the usual case: it goes as
-    /// soon as the queue is empty).
-    input: Option<Box<InputQueue>>,
-    /// A kill's escalation and the exit's drain deadline, while either is
-    /// pending (boxed: a running session has neither).
-    ending: Option<Box<Ending>>,
     /// The deadline this session has in the timer set.
     armed: Option<Instant>,
     /// Seq of this session's first event.
     pub first_seq: u64,
     pub ring: Ring,
+    /// Its harness and terminal, while it has them.
+    pub proc: Process,
     /// Where its events are durable (None: memory only).
     journal: Option<Journal>,
     /// Retention removed the oldest part of its history.
@@ -205,22 +181,10 @@ impl Session {
             exit_code: None,
             created_at: [0; 20],
             updated_at: [0; 20],
-            pid: None,
-            last_output: None,
-            pgid: 0,
-            master: None,
-            slave: None,
-            readable: false,
-            writable: false,
-            eof: false,
-            exit: None,
-            tail: [0; 3],
-            tail_len: 0,
-            input: None,
-            ending: None,
             armed: None,
             first_seq: 0,
             ring,
+            proc: Process::default(),
             journal,
             history_cut: false,
             key,
@@ -229,7 +193,8 @@ impl Session {
     }
 
     pub fn is_live(&self) -> bool {
-        self.status == Status::Running || (self.status == Status::Killed && self.master.is_some())
+        self.status == Status::Running
+            || (self.status == Status::Killed && self.proc.master.is_some())
     }
 
     /// Every event it will ever have is visible: it is not live, and its
@@ -246,12 +211,12 @@ impl Session {
             self.status = Status::Killed;
         }
         if let Some(tail) = crate::handover::unhex(&c.tail).filter(|t| t.len() <= 3) {
-            self.tail[..tail.len()].copy_from_slice(&tail);
-            self.tail_len = tail.len() as u8;
+            self.proc.tail[..tail.len()].copy_from_slice(&tail);
+            self.proc.tail_len = tail.len() as u8;
         }
         match crate::handover::unhex(&c.input) {
             Some(bytes) if !bytes.is_empty() => {
-                self.input = Some(Box::new(InputQueue { bytes, written: 0 }));
+                self.proc.input = Some(Box::new(InputQueue { bytes, written: 0 }));
             }
             _ => {}
         }
@@ -266,19 +231,20 @@ impl Session {
     /// descriptors made to survive the exec), and its writes the disk
     /// refused. `None` if the disk has all of it and it is not live.
     pub(super) fn carry(&self, now: Instant) -> Option<crate::handover::Carried> {
-        let live = self.master.as_ref().map(|master| {
+        let live = self.proc.master.as_ref().map(|master| {
             let ms =
                 |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_millis() as u64);
-            let ending = self.ending.as_deref();
+            let ending = self.proc.ending.as_deref();
             crate::handover::Live {
-                pgid: self.pgid,
+                pgid: self.proc.pgid,
                 master: master.as_raw_fd(),
-                slave: self.slave.as_ref().map(|s| s.as_raw_fd()),
+                slave: self.proc.slave.as_ref().map(|s| s.as_raw_fd()),
                 killed: self.status == Status::Killed,
-                exit: self.exit.map(|e| e.raw),
-                eof: self.eof,
-                tail: crate::handover::hex(&self.tail[..usize::from(self.tail_len)]),
+                exit: self.proc.exit.map(|e| e.raw),
+                eof: self.proc.eof,
+                tail: crate::handover::hex(&self.proc.tail[..usize::from(self.proc.tail_len)]),
                 input: self
+                    .proc
                     .input
                     .as_ref()
                     .map_or_else(String::new, |q| crate::handover::hex(&q.bytes[q.written..])),
@@ -299,7 +265,7 @@ impl Session {
     }
 
     pub(super) fn deadline(&self) -> Option<Instant> {
-        let e = self.ending.as_deref()?;
+        let e = self.proc.ending.as_deref()?;
         match (e.escalate_at, e.drain_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -308,10 +274,10 @@ impl Session {
 
     /// Changes the pending deadlines; the box goes with the last of them.
     pub(super) fn set_ending(&mut self, f: impl FnOnce(&mut Ending)) {
-        let mut e = self.ending.take().map_or_else(Ending::default, |b| *b);
+        let mut e = self.proc.ending.take().map_or_else(Ending::default, |b| *b);
         f(&mut e);
         if e.escalate_at.is_some() || e.drain_until.is_some() || e.reason.is_some() {
-            self.ending = Some(Box::new(e));
+            self.proc.ending = Some(Box::new(e));
         }
     }
 
@@ -615,7 +581,12 @@ impl Sessions {
     }
 
     pub fn master_fd(&self, key: usize) -> Option<RawFd> {
-        self.list.get(key)?.master.as_ref().map(|m| m.as_raw_fd())
+        self.list
+            .get(key)?
+            .proc
+            .master
+            .as_ref()
+            .map(|m| m.as_raw_fd())
     }
 
     /// Sessions that yielded with PTY work left (taken once).
@@ -654,8 +625,8 @@ impl Sessions {
     pub fn descriptors(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self.link_fd().into_iter().collect();
         for (_, s) in &self.list {
-            fds.extend(s.master.as_ref().map(|m| m.as_raw_fd()));
-            fds.extend(s.slave.as_ref().map(|m| m.as_raw_fd()));
+            fds.extend(s.proc.master.as_ref().map(|m| m.as_raw_fd()));
+            fds.extend(s.proc.slave.as_ref().map(|m| m.as_raw_fd()));
         }
         fds
     }

@@ -11,6 +11,37 @@ use nix::sys::signal::Signal;
 
 use super::*;
 
+/// A session's harness and terminal: what only a live session has.
+#[derive(Default)]
+pub struct Process {
+    /// Set while the process has not been reaped.
+    pub pid: Option<i32>,
+    /// When it last printed (for `wait?for=quiet`).
+    pub last_output: Option<Instant>,
+    /// The process group to signal (the leader's pid), kept after reaping
+    /// so that a kill's escalation still reaches leftover members.
+    pub(super) pgid: i32,
+    pub(super) master: Option<OwnedFd>,
+    /// The daemon's slave descriptor, held until the harness is reaped and
+    /// the master drained (see `sys::pty`), so no platform drops its tail.
+    pub(super) slave: Option<OwnedFd>,
+    pub(super) readable: bool,
+    pub(super) writable: bool,
+    /// The master reported EOF or EIO: every process let go of the PTY.
+    pub(super) eof: bool,
+    /// How the harness ended, once the supervisor reaped it.
+    pub(super) exit: Option<ExitStatus>,
+    /// An incomplete UTF-8 sequence carried to the next read.
+    pub(super) tail: [u8; 3],
+    pub(super) tail_len: u8,
+    /// Input not yet written to the PTY (none, the usual case: it goes as
+    /// soon as the queue is empty).
+    pub(super) input: Option<Box<InputQueue>>,
+    /// A kill's escalation and the exit's drain deadline, while either is
+    /// pending (boxed: a running session has neither).
+    pub(super) ending: Option<Box<Ending>>,
+}
+
 /// Deadlines of a session that is ending.
 #[derive(Default)]
 pub struct Ending {
@@ -32,7 +63,7 @@ pub(super) struct InputQueue {
 
 /// Writes queued input until done (the queue goes) or the PTY is full.
 pub(super) fn write_input(s: &mut Session, fd: RawFd) {
-    let Some(q) = s.input.as_mut() else {
+    let Some(q) = s.proc.input.as_mut() else {
         return;
     };
     while q.written < q.bytes.len() {
@@ -41,7 +72,7 @@ pub(super) fn write_input(s: &mut Session, fd: RawFd) {
         match pty::write_master(bfd, &q.bytes[q.written..]) {
             pty::Got::Data(n) => q.written += n,
             pty::Got::WouldBlock => {
-                s.writable = false;
+                s.proc.writable = false;
                 return;
             }
             pty::Got::Interrupted => {}
@@ -56,7 +87,7 @@ pub(super) fn write_input(s: &mut Session, fd: RawFd) {
             }
         }
     }
-    s.input = None;
+    s.proc.input = None;
 }
 
 /// Length of the longest prefix of `buf` that does not end inside a UTF-8
@@ -93,46 +124,46 @@ impl Sessions {
         let Some(s) = self.list.get_mut(key) else {
             return;
         };
-        if s.master.is_none() {
+        if s.proc.master.is_none() {
             return;
         }
-        s.readable |= readable;
-        s.writable |= writable;
+        s.proc.readable |= readable;
+        s.proc.writable |= writable;
         self.pump(key);
     }
 
     /// Writes queued input and reads output within a budget.
     pub(super) fn pump(&mut self, key: usize) {
         let s = &mut self.list[key];
-        let Some(master) = s.master.as_ref() else {
+        let Some(master) = s.proc.master.as_ref() else {
             return;
         };
         let fd = master.as_raw_fd();
-        if s.writable && s.input.is_some() {
+        if s.proc.writable && s.proc.input.is_some() {
             write_input(s, fd);
         }
         let mut buf = [0u8; MAX_OUTPUT_BYTES];
         let mut reads = 0;
-        while s.readable && !s.eof {
+        while s.proc.readable && !s.proc.eof {
             if reads == READS_PER_TURN {
                 self.pending.push(key);
                 return;
             }
             reads += 1;
-            let carried = usize::from(s.tail_len);
-            buf[..carried].copy_from_slice(&s.tail[..carried]);
+            let carried = usize::from(s.proc.tail_len);
+            buf[..carried].copy_from_slice(&s.proc.tail[..carried]);
             // SAFETY: `fd` is the session's open master for this call.
             let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             match pty::read_master(bfd, &mut buf[carried..]) {
-                pty::Got::End => s.eof = true,
+                pty::Got::End => s.proc.eof = true,
                 pty::Got::Data(n) => {
                     let total = carried + n;
                     let complete = complete_utf8_len(&buf[..total]);
-                    s.tail_len = (total - complete) as u8;
-                    s.tail[..total - complete].copy_from_slice(&buf[complete..total]);
+                    s.proc.tail_len = (total - complete) as u8;
+                    s.proc.tail[..total - complete].copy_from_slice(&buf[complete..total]);
                     if complete > 0 {
                         let text = String::from_utf8_lossy(&buf[..complete]);
-                        s.last_output = Some(Instant::now());
+                        s.proc.last_output = Some(Instant::now());
                         self.log
                             .push(s, Kind::Output, record::data_payload(&text), text.len());
                         if s.journal_bytes() > self.limits.journal_bytes_per_session
@@ -143,25 +174,25 @@ impl Sessions {
                         }
                     }
                 }
-                pty::Got::WouldBlock if s.exit.is_some() && s.slave.is_some() => {
+                pty::Got::WouldBlock if s.proc.exit.is_some() && s.proc.slave.is_some() => {
                     // The harness is gone and everything it wrote is read:
                     // let go of the slave (ours and the supervisor's), so
                     // the master reports EOF once no other process holds
                     // the terminal. Read again.
-                    s.slave = None;
+                    s.proc.slave = None;
                     if let Some(link) = &mut self.link {
-                        link.release(s.pgid);
+                        link.release(s.proc.pgid);
                     }
                 }
-                pty::Got::WouldBlock => s.readable = false,
+                pty::Got::WouldBlock => s.proc.readable = false,
                 pty::Got::Interrupted => {}
                 pty::Got::Failed(e) => {
                     log::warn!("session {}: reading the PTY: {e}", s.id);
-                    s.eof = true;
+                    s.proc.eof = true;
                 }
             }
         }
-        if s.eof && s.exit.is_some() {
+        if s.proc.eof && s.proc.exit.is_some() {
             self.finish(key);
         }
     }
@@ -172,12 +203,12 @@ impl Sessions {
             return;
         };
         let s = &mut self.list[key];
-        s.exit = Some(status);
-        s.pid = None;
-        if !s.eof {
+        s.proc.exit = Some(status);
+        s.proc.pid = None;
+        if !s.proc.eof {
             // Trailing output may still be queued in the PTY: read it,
             // and give a lingering holder of the terminal a moment.
-            s.readable = true;
+            s.proc.readable = true;
             s.set_ending(|e| e.drain_until = Some(now + EXIT_DRAIN));
             self.arm(key);
         }
@@ -188,12 +219,13 @@ impl Sessions {
     /// (or the drain time ran out).
     pub(super) fn finish(&mut self, key: usize) {
         let s = &mut self.list[key];
-        let Some(info) = s.exit else {
+        let Some(info) = s.proc.exit else {
             return;
         };
-        if s.tail_len > 0 {
-            let tail = String::from_utf8_lossy(&s.tail[..usize::from(s.tail_len)]).into_owned();
-            s.tail_len = 0;
+        if s.proc.tail_len > 0 {
+            let tail =
+                String::from_utf8_lossy(&s.proc.tail[..usize::from(s.proc.tail_len)]).into_owned();
+            s.proc.tail_len = 0;
             self.log
                 .push(s, Kind::Output, record::data_payload(&tail), tail.len());
         }
@@ -203,17 +235,17 @@ impl Sessions {
             _ => Status::Failed,
         };
         s.exit_code = info.code();
-        s.master = None;
-        if s.slave.take().is_some() || !pty::KEEP_SLAVE {
+        s.proc.master = None;
+        if s.proc.slave.take().is_some() || !pty::KEEP_SLAVE {
             // Finished without the slave let go in `pump` (the drain ran
             // out, or no slave is kept here): the supervisor's copies go
             // now.
             if let Some(link) = &mut self.link {
-                link.release(s.pgid);
+                link.release(s.proc.pgid);
             }
         }
-        s.input = None;
-        let reason = s.ending.as_mut().and_then(|e| e.reason.take());
+        s.proc.input = None;
+        let reason = s.proc.ending.as_mut().and_then(|e| e.reason.take());
         s.set_ending(|e| e.drain_until = None);
         s.updated_at = self.log.clock.stamp();
         let payload = record::exit_payload(s.status.as_str(), Some(info), reason.as_deref());
@@ -226,21 +258,26 @@ impl Sessions {
     pub fn input(&mut self, key: usize, data: &str) -> Result<(), Refusal> {
         let limit = self.limits.input_queue_bytes;
         let s = &mut self.list[key];
-        if s.status != Status::Running || s.master.is_none() {
+        if s.status != Status::Running || s.proc.master.is_none() {
             return Err(Refusal::NotLive);
         }
-        let queued = s.input.as_ref().map_or(0, |q| q.bytes.len() - q.written);
+        let queued = s
+            .proc
+            .input
+            .as_ref()
+            .map_or(0, |q| q.bytes.len() - q.written);
         if queued + data.len() > limit {
             return Err(Refusal::QueueFull { limit });
         }
-        s.input
+        s.proc
+            .input
             .get_or_insert_with(Box::default)
             .bytes
             .extend_from_slice(data.as_bytes());
         self.log
             .push(s, Kind::Input, record::data_payload(data), data.len());
-        if let Some(fd) = s.master.as_ref().map(|m| m.as_raw_fd()) {
-            s.writable = true;
+        if let Some(fd) = s.proc.master.as_ref().map(|m| m.as_raw_fd()) {
+            s.proc.writable = true;
             write_input(s, fd);
         }
         Ok(())
@@ -263,7 +300,7 @@ impl Sessions {
         s.updated_at = self.log.clock.stamp();
         self.log.push(s, Kind::Kill, record::kill_payload(), 0);
         self.log.save_meta(&self.root, s);
-        let pgid = s.pgid;
+        let pgid = s.proc.pgid;
         self.write_entry(key);
         let s = &mut self.list[key];
         pty::signal_group(pgid, signal);
@@ -276,7 +313,7 @@ impl Sessions {
 
     pub fn resize(&mut self, key: usize, cols: u16, rows: u16) -> Result<(), Refusal> {
         let s = &mut self.list[key];
-        match (&s.master, s.status) {
+        match (&s.proc.master, s.status) {
             (Some(master), Status::Running) => pty::resize(master, cols, rows).map_err(|e| {
                 log::warn!("session {}: resize: {e}", s.id);
                 Refusal::NotLive
@@ -353,11 +390,11 @@ impl Sessions {
             let s = &mut self.list[key];
             s.armed = None;
             let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-            if due(s.ending.as_ref().and_then(|e| e.escalate_at)) {
+            if due(s.proc.ending.as_ref().and_then(|e| e.escalate_at)) {
                 s.set_ending(|e| e.escalate_at = None);
-                pty::signal_group(s.pgid, Signal::SIGKILL);
+                pty::signal_group(s.proc.pgid, Signal::SIGKILL);
             }
-            if due(s.ending.as_ref().and_then(|e| e.drain_until)) {
+            if due(s.proc.ending.as_ref().and_then(|e| e.drain_until)) {
                 s.set_ending(|e| e.drain_until = None);
                 log::debug!(
                     "session {}: no EOF {} s after its exit (the terminal is still held); finishing",
@@ -365,9 +402,9 @@ impl Sessions {
                     EXIT_DRAIN.as_secs()
                 );
                 // Read what is there without waiting for EOF any longer.
-                s.readable = true;
+                s.proc.readable = true;
                 self.pump(key);
-                if self.list[key].master.is_some() {
+                if self.list[key].proc.master.is_some() {
                     self.finish(key);
                 }
             }

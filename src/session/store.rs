@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::HashMap;
 
+use super::process::Process;
 use super::record;
 use super::{stamp_str, valid_session_id, Session, Sessions, Status};
 use crate::index::{Entry, Index, CHUNK_ENTRIES, MAX_ID_BYTES};
@@ -212,13 +213,13 @@ impl Sessions {
             s.status = Status::Running;
         }
         s.finished_secs = 0;
-        s.pid = Some(h.pid);
-        s.pgid = h.pid;
-        s.master = Some(h.master);
-        s.slave = h.slave;
-        s.eof = false;
-        s.readable = true;
-        s.writable = true;
+        s.proc.pid = Some(h.pid);
+        s.proc.pgid = h.pid;
+        s.proc.master = Some(h.master);
+        s.proc.slave = h.slave;
+        s.proc.eof = false;
+        s.proc.readable = true;
+        s.proc.writable = true;
         log::info!("session {}: taken up again (pid {})", s.id, h.pid);
         match h.carried {
             Some(c) => s.restore_live(&c, now),
@@ -411,7 +412,10 @@ impl Sessions {
             first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
             history_cut: meta.history_cut,
             // Loaded sessions have no process: nothing more will be read.
-            eof: true,
+            proc: Process {
+                eof: true,
+                ..Process::default()
+            },
             ..Session::new(key, ring, journal)
         });
         self.register(key);
@@ -575,7 +579,7 @@ impl Sessions {
                 let s = &self.list[key];
                 sessions.push(Listed {
                     meta: s.meta(),
-                    pid: s.pid,
+                    pid: s.proc.pid,
                 });
                 continue;
             }
