@@ -327,10 +327,10 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
                 return ApiError::internal().write(out);
             };
             // The session's new output as text, once for all its waits.
-            let newest = s.ring.last_seq().unwrap_or(0);
+            let newest = s.history.ring.last_seq().unwrap_or(0);
             if newest > sh.upto {
                 sh.batch.clear();
-                for e in s.ring.after(sh.upto) {
+                for e in s.history.ring.after(sh.upto) {
                     if e.kind != Kind::Output {
                         continue;
                     }
@@ -347,7 +347,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             // Where each event's text ends names the one a match ends in.
             let mut ends: Vec<(usize, u64)> = Vec::new();
             let mut own: Option<vte::Parser> = None;
-            for e in s.ring.after(hold.cursor) {
+            for e in s.history.ring.after(hold.cursor) {
                 if e.kind != Kind::Output {
                     continue;
                 }
@@ -372,7 +372,7 @@ pub fn check(api: &mut Api, mut hold: Hold, expired: bool, out: &mut Vec<u8>) ->
             }
         }
     }
-    hold.cursor = hold.cursor.max(s.ring.last_seq().unwrap_or(0));
+    hold.cursor = hold.cursor.max(s.history.ring.last_seq().unwrap_or(0));
     let name = wait.what.name();
     let reply = match met {
         Some((seq, found)) => {

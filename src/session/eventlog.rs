@@ -13,6 +13,50 @@ use super::*;
 
 /// The daemon-wide event sequence and accounting, apart from the session
 /// list so both can be borrowed at once.
+/// A session's events: the newest in memory (`ring`), all of them on disk
+/// (`journal`), and what the disk refused (gaps to declare, an exit event
+/// or a sync to retry, an exit event waiting for its ticket).
+pub struct History {
+    /// Events the journal refused since the last `output_truncated`, and
+    /// their PTY or input bytes.
+    pub(super) gap_events: u64,
+    pub(super) gap_bytes: u64,
+    /// The `exit` event's payload, while the journal refuses it: the
+    /// session is over (its status says so) but not yet closed out.
+    pub(super) pending_exit: Option<Box<[u8]>>,
+    /// Its journal's lifecycle records need syncing again (a refused sync).
+    pub(super) resync: bool,
+    /// The `exit` event, written but waiting for the writer's ticket to be
+    /// durable before anyone is shown it.
+    pub(super) unshown: Option<Box<(u64, Event)>>,
+    /// Seq of this session's first event.
+    pub first_seq: u64,
+    pub ring: Ring,
+    /// Where its events are durable (None: memory only).
+    pub(super) journal: Option<Journal>,
+    /// Retention removed the oldest part of its history.
+    pub(super) history_cut: bool,
+    /// It has new events since the reactor last looked.
+    pub(super) touched: bool,
+}
+
+impl History {
+    pub(super) fn new(ring: Ring, journal: Option<Journal>) -> History {
+        History {
+            gap_events: 0,
+            gap_bytes: 0,
+            pending_exit: None,
+            resync: false,
+            unshown: None,
+            first_seq: 0,
+            ring,
+            journal,
+            history_cut: false,
+            touched: false,
+        }
+    }
+}
+
 pub(super) struct Log {
     pub(super) next_seq: u64,
     pub(super) clock: Clock,
@@ -60,10 +104,10 @@ impl Log {
         // Inside a gap nothing is appended: the retry timer declares it (so
         // a full disk costs one `output_truncated` a second at most, not
         // one per event that happened to fit between two that did not).
-        let durable = s.gap_events == 0 && self.append(s, &event);
+        let durable = s.history.gap_events == 0 && self.append(s, &event);
         if !durable {
-            s.gap_events += 1;
-            s.gap_bytes += data_bytes as u64;
+            s.history.gap_events += 1;
+            s.history.gap_bytes += data_bytes as u64;
             self.outstanding.push(s.key);
         }
         self.show(s, event);
@@ -81,7 +125,7 @@ impl Log {
         payload: &[u8],
     ) -> Option<Event> {
         self.declare_gap(s);
-        if s.gap_events > 0 {
+        if s.history.gap_events > 0 {
             return None;
         }
         let event = self.next_event(kind, payload.into());
@@ -89,8 +133,8 @@ impl Log {
             return None;
         }
         self.next_seq += 1;
-        if s.first_seq == 0 {
-            s.first_seq = event.seq;
+        if s.history.first_seq == 0 {
+            s.history.first_seq = event.seq;
         }
         Some(event)
     }
@@ -105,8 +149,8 @@ impl Log {
             return;
         };
         let mut events = Vec::with_capacity(2);
-        if s.gap_events > 0 {
-            let gap = record::truncated_payload(s.gap_events, s.gap_bytes);
+        if s.history.gap_events > 0 {
+            let gap = record::truncated_payload(s.history.gap_events, s.history.gap_bytes);
             events.push(self.next_event(Kind::OutputTruncated, gap));
         }
         events.push(self.next_event(Kind::Exit, payload.into()));
@@ -121,21 +165,21 @@ impl Log {
     /// Writes the session's `output_truncated` event if it has a gap and
     /// the journal takes it now.
     pub(super) fn declare_gap(&mut self, s: &mut Session) {
-        if s.gap_events == 0 {
+        if s.history.gap_events == 0 {
             return;
         }
-        let payload = record::truncated_payload(s.gap_events, s.gap_bytes);
+        let payload = record::truncated_payload(s.history.gap_events, s.history.gap_bytes);
         let event = self.next_event(Kind::OutputTruncated, payload);
         if self.append(s, &event) {
             log::warn!(
                 "session {}: {} event(s), {} byte(s) of output could not be kept; recorded as output_truncated",
                 s.id,
-                s.gap_events,
-                s.gap_bytes
+                s.history.gap_events,
+                s.history.gap_bytes
             );
             self.next_seq += 1;
-            s.gap_events = 0;
-            s.gap_bytes = 0;
+            s.history.gap_events = 0;
+            s.history.gap_bytes = 0;
             self.show(s, event);
         }
     }
@@ -145,7 +189,7 @@ impl Log {
     /// durable by the writer; output is left to the page cache (it
     /// survives a daemon crash, not a power loss).
     pub(super) fn append(&mut self, s: &mut Session, event: &Event) -> bool {
-        let Some(journal) = &mut s.journal else {
+        let Some(journal) = &mut s.history.journal else {
             return true;
         };
         let before = journal.bytes();
@@ -172,7 +216,7 @@ impl Log {
     /// Asks the writer to make the session's journal durable so far (and
     /// the directory entry of a segment created since the last time).
     pub(super) fn sync_journal(&mut self, s: &mut Session) {
-        let Some(journal) = &mut s.journal else {
+        let Some(journal) = &mut s.history.journal else {
             return;
         };
         let fresh = journal.take_fresh_segment();
@@ -183,29 +227,29 @@ impl Log {
         match journal.sync_handle() {
             Some(Ok(file)) => {
                 self.writer.submit(Some(s.key), Job::SyncData(file));
-                s.resync = false;
+                s.history.resync = false;
             }
             Some(Err(e)) => {
                 log::error!("session {}: cannot sync its journal: {e}", s.id);
-                s.resync = true;
+                s.history.resync = true;
                 self.outstanding.push(s.key);
             }
-            None => s.resync = false,
+            None => s.history.resync = false,
         }
     }
 
     /// Puts an event in the session's ring and wakes its readers.
     pub(super) fn show(&mut self, s: &mut Session, event: Event) {
-        if !s.touched {
-            s.touched = true;
+        if !s.history.touched {
+            s.history.touched = true;
             self.touched.push(s.key);
         }
-        if s.first_seq == 0 {
-            s.first_seq = event.seq;
+        if s.history.first_seq == 0 {
+            s.history.first_seq = event.seq;
         }
-        let before = s.ring.bytes();
-        s.ring.push(event);
-        self.ring_bytes = self.ring_bytes + s.ring.bytes() - before;
+        let before = s.history.ring.bytes();
+        s.history.ring.push(event);
+        self.ring_bytes = self.ring_bytes + s.history.ring.bytes() - before;
     }
 
     /// Has the writer replace the session's `meta.json` (atomically and
@@ -269,10 +313,10 @@ impl Sessions {
             let Some(s) = self.list.get_mut(key) else {
                 continue;
             };
-            match s.unshown.take() {
+            match s.history.unshown.take() {
                 Some(u) if u.0 <= done => self.log.show(s, u.1),
                 Some(waiting) => {
-                    s.unshown = Some(waiting);
+                    s.history.unshown = Some(waiting);
                     self.awaiting_show.push(key);
                 }
                 None => {}
@@ -292,7 +336,7 @@ impl Sessions {
             };
             log::error!("session {}: a write the disk refused: {}", s.id, f.error);
             s.meta_dirty = true;
-            s.resync = true;
+            s.history.resync = true;
             self.log.outstanding.push(s.key);
         }
     }
@@ -337,11 +381,11 @@ impl Sessions {
             let Some(s) = self.list.get_mut(key) else {
                 continue;
             };
-            if let Some(payload) = s.pending_exit.clone() {
+            if let Some(payload) = s.history.pending_exit.clone() {
                 self.record_exit(key, payload);
             } else {
                 self.log.declare_gap(s);
-                if s.gap_events > 0 {
+                if s.history.gap_events > 0 {
                     self.log.outstanding.push(key);
                 }
             }
@@ -349,7 +393,7 @@ impl Sessions {
             if s.meta_dirty {
                 self.log.save_meta(&self.root, s);
             }
-            if s.resync {
+            if s.history.resync {
                 self.log.sync_journal(s);
             }
         }
@@ -390,14 +434,14 @@ impl Sessions {
     /// retried, and the session serves its true status from memory.
     pub(super) fn record_exit(&mut self, key: usize, payload: Box<[u8]>) {
         let s = &mut self.list[key];
-        if s.pending_exit.is_none() {
+        if s.history.pending_exit.is_none() {
             // First its reserved place, which a full disk does not refuse:
             // the status survives whatever happens to the journal.
             self.log.write_final(s, &payload);
         }
         match self.log.write_durable(s, Kind::Exit, &payload) {
             Some(event) => {
-                s.pending_exit = None;
+                s.history.pending_exit = None;
                 self.close_out(key);
                 // Shown once its record and the final metadata are durable.
                 let ticket = self.log.writer.submitted();
@@ -405,12 +449,12 @@ impl Sessions {
                 if self.log.writer.done() >= ticket {
                     self.log.show(s, event);
                 } else {
-                    s.unshown = Some(Box::new((ticket, event)));
+                    s.history.unshown = Some(Box::new((ticket, event)));
                     self.awaiting_show.push(key);
                 }
             }
             None => {
-                s.pending_exit = Some(payload);
+                s.history.pending_exit = Some(payload);
                 // Its status at least, if the disk takes that.
                 self.log.save_meta(&self.root, s);
                 self.log.outstanding.push(key);
@@ -424,10 +468,10 @@ impl Sessions {
         self.mark_finished(key);
         let s = &mut self.list[key];
         self.log.save_meta(&self.root, s);
-        if let Some(j) = &mut s.journal {
+        if let Some(j) = &mut s.history.journal {
             j.close();
-            if let Some(last) = s.ring.last_seq() {
-                self.log.ring_bytes -= s.ring.release_through(last);
+            if let Some(last) = s.history.ring.last_seq() {
+                self.log.ring_bytes -= s.history.ring.release_through(last);
             }
         }
         self.write_entry(key);
@@ -475,7 +519,7 @@ impl Sessions {
         let touched = std::mem::take(&mut self.log.touched);
         for &key in &touched {
             if let Some(s) = self.list.get_mut(key) {
-                s.touched = false;
+                s.history.touched = false;
             }
         }
         touched
@@ -493,7 +537,7 @@ impl Sessions {
         max_bytes: usize,
         mut f: impl FnMut(&str, &Event) -> bool,
     ) -> bool {
-        let floor = self.list[key].ring.dropped_through();
+        let floor = self.list[key].history.ring.dropped_through();
         let mut n = 0;
         if after < floor {
             let disk = self.read_journal(key, after, floor + 1, limit.saturating_add(1), max_bytes);
@@ -510,7 +554,7 @@ impl Sessions {
             }
         }
         let s = &self.list[key];
-        for e in s.ring.after(after.max(floor)) {
+        for e in s.history.ring.after(after.max(floor)) {
             if n == limit || !f(&s.id, e) {
                 return true;
             }
@@ -529,7 +573,7 @@ impl Sessions {
         max_bytes: usize,
     ) -> Vec<Event> {
         let s = &mut self.list[key];
-        let Some(journal) = &mut s.journal else {
+        let Some(journal) = &mut s.history.journal else {
             return Vec::new();
         };
         journal
@@ -544,26 +588,26 @@ impl Sessions {
     /// retention removed it).
     pub fn owns(&mut self, key: usize, seq: u64) -> bool {
         let s = &mut self.list[key];
-        if s.ring.get(seq).is_some() {
+        if s.history.ring.get(seq).is_some() {
             return true;
         }
         // An event retention (or a memory-only ring) dropped: its position
         // is still a valid cursor.
         if s.history_cut()
-            && s.first_seq != 0
-            && s.first_seq <= seq
+            && s.history.first_seq != 0
+            && s.history.first_seq <= seq
             && s.first_available().is_none_or(|f| seq < f)
         {
             return true;
         }
-        s.journal.as_mut().is_some_and(|j| j.contains(seq))
+        s.history.journal.as_mut().is_some_and(|j| j.contains(seq))
     }
 
     /// Drops a session's oldest journal segment (never a live session's
     /// current one); returns the bytes freed, 0 if nothing was dropped.
     pub(super) fn trim_oldest(&mut self, key: usize) -> u64 {
         let s = &mut self.list[key];
-        let Some(j) = &mut s.journal else {
+        let Some(j) = &mut s.history.journal else {
             return 0;
         };
         match j.drop_oldest() {
@@ -571,7 +615,7 @@ impl Sessions {
                 // The file goes off the loop; it is no longer read.
                 self.log.writer.submit(Some(key), Job::Remove(path));
                 self.log.journal_bytes -= n;
-                s.history_cut |= n > 0;
+                s.history.history_cut |= n > 0;
                 n
             }
             None => 0,

@@ -17,7 +17,7 @@ pub mod store;
 
 pub use clock::stamp_str;
 use clock::Clock;
-use eventlog::Log;
+use eventlog::{History, Log};
 use launch::Launch;
 pub use launch::{LaunchError, LaunchSpec, Resolution};
 pub use process::{complete_utf8_len, Refusal};
@@ -120,22 +120,10 @@ pub struct Session {
     finished_secs: u64,
     /// Its entry's position in the session index, once known.
     idx_pos: Option<u64>,
-    /// Events the journal refused since the last `output_truncated`, and
-    /// their PTY or input bytes.
-    gap_events: u64,
-    gap_bytes: u64,
-    /// The `exit` event's payload, while the journal refuses it: the
-    /// session is over (its status says so) but not yet closed out.
-    pending_exit: Option<Box<[u8]>>,
     /// Its `meta.json` is behind what is in memory (a refused write).
     meta_dirty: bool,
     /// The writer's ticket for its latest `meta.json`.
     meta_ticket: u64,
-    /// Its journal's lifecycle records need syncing again (a refused sync).
-    resync: bool,
-    /// The `exit` event, written but waiting for the writer's ticket to be
-    /// durable before anyone is shown it.
-    unshown: Option<Box<(u64, Event)>>,
     /// Project root, cwd, harness id and title.
     texts: Texts,
     pub status: Status,
@@ -144,19 +132,12 @@ pub struct Session {
     pub updated_at: [u8; 20],
     /// The deadline this session has in the timer set.
     armed: Option<Instant>,
-    /// Seq of this session's first event.
-    pub first_seq: u64,
-    pub ring: Ring,
     /// Its harness and terminal, while it has them.
     pub proc: Process,
-    /// Where its events are durable (None: memory only).
-    journal: Option<Journal>,
-    /// Retention removed the oldest part of its history.
-    history_cut: bool,
+    /// Its events: the ring, the journal, what the disk refused.
+    pub history: History,
     /// Its slab key (for the touched list; never shown to clients).
     key: usize,
-    /// It has new events since the reactor last looked.
-    touched: bool,
 }
 
 impl Session {
@@ -169,26 +150,17 @@ impl Session {
             archived_at: None,
             finished_secs: 0,
             idx_pos: None,
-            gap_events: 0,
-            gap_bytes: 0,
-            pending_exit: None,
             meta_dirty: false,
             meta_ticket: 0,
-            resync: false,
-            unshown: None,
             texts: Texts::default(),
             status: Status::Running,
             exit_code: None,
             created_at: [0; 20],
             updated_at: [0; 20],
             armed: None,
-            first_seq: 0,
-            ring,
             proc: Process::default(),
-            journal,
-            history_cut: false,
+            history: History::new(ring, journal),
             key,
-            touched: false,
         }
     }
 
@@ -201,7 +173,7 @@ impl Session {
     /// `exit` event is neither waiting for the disk nor for the writer.
     /// Until then, readers of its events wait for more.
     pub fn is_over(&self) -> bool {
-        !self.is_live() && self.unshown.is_none() && self.pending_exit.is_none()
+        !self.is_live() && self.history.unshown.is_none() && self.history.pending_exit.is_none()
     }
 
     /// A live restart's carried state (`handover::Live`), on a session
@@ -252,15 +224,15 @@ impl Session {
                 drain_in_ms: ms(ending.and_then(|e| e.drain_until)),
             }
         });
-        let unsaved = self.gap_events > 0 || self.meta_dirty || self.resync;
+        let unsaved = self.history.gap_events > 0 || self.meta_dirty || self.history.resync;
         (live.is_some() || unsaved).then(|| crate::handover::Carried {
             id: self.id.to_string(),
             live,
-            gap_events: self.gap_events,
-            gap_bytes: self.gap_bytes,
+            gap_events: self.history.gap_events,
+            gap_bytes: self.history.gap_bytes,
             meta_dirty: self.meta_dirty,
-            resync: self.resync,
-            history_cut: self.history_cut,
+            resync: self.history.resync,
+            history_cut: self.history.history_cut,
         })
     }
 
@@ -306,42 +278,52 @@ impl Session {
 
     /// The oldest event still readable.
     pub fn first_available(&self) -> Option<u64> {
-        self.journal
+        self.history
+            .journal
             .as_ref()
             .and_then(Journal::first_seq)
-            .or_else(|| self.ring.first_seq())
+            .or_else(|| self.history.ring.first_seq())
     }
 
     /// Whether part of its history is gone (retention, or a memory-only
     /// ring that dropped events).
     pub fn history_cut(&self) -> bool {
-        self.history_cut || (self.journal.is_none() && self.ring.dropped_through() > 0)
+        self.history.history_cut
+            || (self.history.journal.is_none() && self.history.ring.dropped_through() > 0)
     }
 
     pub fn journal_bytes(&self) -> u64 {
-        self.journal.as_ref().map_or(0, Journal::bytes)
+        self.history.journal.as_ref().map_or(0, Journal::bytes)
     }
 
     /// Where reading must start to cover about its newest `bytes` of
     /// history (`Journal::tail_start`).
     pub fn tail_start(&self, bytes: u64) -> u64 {
-        self.journal.as_ref().map_or(0, |j| j.tail_start(bytes))
+        self.history
+            .journal
+            .as_ref()
+            .map_or(0, |j| j.tail_start(bytes))
     }
 
     /// Its directory on disk (None: memory only).
     pub fn dir(&self) -> Option<&std::path::Path> {
-        self.journal.as_ref().map(Journal::dir)
+        self.history.journal.as_ref().map(Journal::dir)
     }
 
     /// Seq of its newest event (0 if it has none), shown or not yet.
     pub fn last_seq(&self) -> u64 {
-        let shown = self.ring.last_seq().unwrap_or(self.ring.dropped_through());
+        let shown = self
+            .history
+            .ring
+            .last_seq()
+            .unwrap_or(self.history.ring.dropped_through());
         let written = self
+            .history
             .journal
             .as_ref()
             .and_then(Journal::last_seq)
             .unwrap_or(0);
-        let unshown = self.unshown.as_ref().map_or(0, |u| u.1.seq);
+        let unshown = self.history.unshown.as_ref().map_or(0, |u| u.1.seq);
         shown.max(written).max(unshown)
     }
 
@@ -357,7 +339,7 @@ impl Session {
             created_at: self.created_at().to_owned(),
             updated_at: self.updated_at().to_owned(),
             archived_at: self.archived_at.as_ref().map(|t| stamp_str(t).to_owned()),
-            history_cut: self.history_cut,
+            history_cut: self.history.history_cut,
             last_seq: self.last_seq(),
         }
     }
@@ -641,11 +623,11 @@ impl Sessions {
                 continue;
             };
             let s = &mut self.list[key];
-            s.gap_events = c.gap_events;
-            s.gap_bytes = c.gap_bytes;
+            s.history.gap_events = c.gap_events;
+            s.history.gap_bytes = c.gap_bytes;
             s.meta_dirty |= c.meta_dirty;
-            s.resync |= c.resync;
-            s.history_cut |= c.history_cut;
+            s.history.resync |= c.resync;
+            s.history.history_cut |= c.history_cut;
             if c.gap_events > 0 || c.meta_dirty || c.resync {
                 self.log.outstanding.push(key);
             }

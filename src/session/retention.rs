@@ -166,6 +166,7 @@ impl Sessions {
             }
             // A long history goes a segment per step.
             if self.list[key]
+                .history
                 .journal
                 .as_ref()
                 .is_some_and(|j| j.segment_count() > 1)
@@ -224,6 +225,7 @@ impl Sessions {
         for key in over {
             while self.list[key].journal_bytes() > per_session
                 && self.list[key]
+                    .history
                     .journal
                     .as_ref()
                     .is_some_and(|j| j.segment_count() > 1)
@@ -244,7 +246,11 @@ impl Sessions {
                 self.list
                     .iter()
                     .filter(|(_, s)| {
-                        s.is_live() && s.journal.as_ref().is_some_and(|j| j.segment_count() > 1)
+                        s.is_live()
+                            && s.history
+                                .journal
+                                .as_ref()
+                                .is_some_and(|j| j.segment_count() > 1)
                     })
                     .min_by_key(|(_, s)| (s.created_at, &s.id))
                     .map(|(k, _)| k)

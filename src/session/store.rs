@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::HashMap;
 
+use super::eventlog::History;
 use super::process::Process;
 use super::record;
 use super::{stamp_str, valid_session_id, Session, Sessions, Status};
@@ -248,6 +249,7 @@ impl Sessions {
         let stamp = self.log.clock.stamp();
         let s = &mut self.list[key];
         let in_journal = s
+            .history
             .journal
             .as_mut()
             .and_then(|j| {
@@ -283,10 +285,10 @@ impl Sessions {
                         .first()
                         .and_then(|g| record::truncated_of(&g.payload))
                     {
-                        s.gap_events = events;
-                        s.gap_bytes = bytes;
+                        s.history.gap_events = events;
+                        s.history.gap_bytes = bytes;
                     }
-                    s.pending_exit = Some(e.payload);
+                    s.history.pending_exit = Some(e.payload);
                     self.log.outstanding.push(key);
                 }
             }
@@ -409,14 +411,18 @@ impl Sessions {
             exit_code: meta.exit_code,
             created_at,
             updated_at,
-            first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
-            history_cut: meta.history_cut,
+
             // Loaded sessions have no process: nothing more will be read.
             proc: Process {
                 eof: true,
                 ..Process::default()
             },
-            ..Session::new(key, ring, journal)
+            history: History {
+                first_seq: journal.as_ref().and_then(Journal::first_seq).unwrap_or(0),
+                history_cut: meta.history_cut,
+                ..History::new(ring, journal)
+            },
+            ..Session::new(key, Ring::new(0), None)
         });
         self.register(key);
         Ok(key)
@@ -481,7 +487,7 @@ impl Sessions {
         self.recent.retain(|&(k, _)| k != key);
         let s = self.list.remove(key);
         self.by_id.remove(&s.id);
-        self.log.ring_bytes -= s.ring.bytes();
+        self.log.ring_bytes -= s.history.ring.bytes();
     }
 
     /// Lets finished sessions go that nothing uses any more: not live, no
@@ -507,13 +513,19 @@ impl Sessions {
                 continue;
             };
             let unsaved = s.meta_dirty
-                || s.pending_exit.is_some()
-                || s.gap_events > 0
-                || s.resync
-                || s.unshown.is_some()
+                || s.history.pending_exit.is_some()
+                || s.history.gap_events > 0
+                || s.history.resync
+                || s.history.unshown.is_some()
                 || s.meta_ticket > self.log.writer.done();
             let recent = self.recent.iter().any(|&(k, _)| k == key);
-            if s.is_live() || s.armed.is_some() || s.touched || unsaved || recent || held(key) {
+            if s.is_live()
+                || s.armed.is_some()
+                || s.history.touched
+                || unsaved
+                || recent
+                || held(key)
+            {
                 keep.push(key);
             } else {
                 self.unload(key);
