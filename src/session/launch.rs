@@ -58,6 +58,50 @@ pub enum LaunchError {
     Storage(String),
 }
 
+/// What starts harnesses and hears of their ends: the supervisor's link
+/// (`supervisor::link::Link`) in the daemon, a fake in the unit tests, so
+/// that a session's lifecycle is tested without a PTY or a process.
+pub trait Spawner {
+    /// Asks for a harness; the answer comes later, through `heard`.
+    fn spawn(&mut self, req: SpawnRequest) -> Result<(), String>;
+    /// A session is over and its output read: its terminal can go.
+    fn release(&mut self, pid: i32);
+    /// Harnesses started (or not) and ended since the last call.
+    fn heard(&mut self) -> Vec<Heard>;
+    /// Whether something was heard that `heard` has not given yet.
+    fn has_pending(&self) -> bool;
+    /// The spawner is gone: nothing more will start or be heard.
+    fn lost(&self) -> bool;
+    /// The descriptor the poller watches for what it says.
+    fn fd(&self) -> RawFd;
+    /// This server serves.
+    fn ready(&mut self);
+}
+
+impl Spawner for Link {
+    fn spawn(&mut self, req: SpawnRequest) -> Result<(), String> {
+        Link::spawn(self, req)
+    }
+    fn release(&mut self, pid: i32) {
+        Link::release(self, pid)
+    }
+    fn heard(&mut self) -> Vec<Heard> {
+        Link::heard(self)
+    }
+    fn has_pending(&self) -> bool {
+        Link::has_pending(self)
+    }
+    fn lost(&self) -> bool {
+        self.lost
+    }
+    fn fd(&self) -> RawFd {
+        Link::fd(self)
+    }
+    fn ready(&mut self) {
+        Link::ready(self)
+    }
+}
+
 impl Sessions {
     /// Asks the writer where a launch's paths lead (`Resolution`): path
     /// resolution waits on the disk, so it never runs on the loop. Returns
@@ -322,12 +366,12 @@ impl Sessions {
 
     /// The supervisor is gone: no exit status will come any more.
     pub fn supervisor_lost(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.lost)
+        self.link.as_ref().is_some_and(|l| l.lost())
     }
 
     /// The descriptor of the link to the supervisor, for the poller.
     pub fn link_fd(&self) -> Option<RawFd> {
-        self.link.as_ref().map(Link::fd)
+        self.link.as_ref().map(|l| l.fd())
     }
 
     /// Tells the supervisor that this server serves.
@@ -339,8 +383,8 @@ impl Sessions {
 
     /// From now on, harnesses are started by the supervisor at the other
     /// end of `link`.
-    pub fn attach_link(&mut self, link: Link) {
-        self.link = Some(link);
+    pub fn attach_link(&mut self, link: impl Spawner + 'static) {
+        self.link = Some(Box::new(link));
     }
 
     /// A new session id, `<unix ms, 13 digits>-<8 hex>`: sorting by id is

@@ -19,7 +19,7 @@ pub use clock::stamp_str;
 use clock::Clock;
 use eventlog::{History, Log};
 use launch::Launch;
-pub use launch::{LaunchError, LaunchSpec, Resolution};
+pub use launch::{LaunchError, LaunchSpec, Resolution, Spawner};
 pub use process::{complete_utf8_len, Refusal};
 use process::{Ending, InputQueue, Process};
 
@@ -443,7 +443,7 @@ pub struct Sessions {
     root: Option<PathBuf>,
     /// The supervisor, which starts harnesses and reaps them (None: no
     /// harness can be started).
-    link: Option<Link>,
+    link: Option<Box<dyn Spawner>>,
     /// `load` is taking up the sessions that had not finished (each is
     /// adopted or recovered there, not on being found).
     starting: bool,
@@ -577,7 +577,7 @@ impl Sessions {
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty() || self.link.as_ref().is_some_and(Link::has_pending)
+        !self.pending.is_empty() || self.link.as_ref().is_some_and(|l| l.has_pending())
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -663,6 +663,9 @@ mod tests {
         assert_eq!(complete_utf8_len(b"\x80\x80\x80"), 3);
     }
 }
+#[cfg(test)]
+mod lifecycle_tests;
+
 #[cfg(test)]
 mod footprint {
     /// Every live session holds one of these in the slab: keep it small

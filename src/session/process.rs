@@ -40,6 +40,9 @@ pub struct Process {
     /// A kill's escalation and the exit's drain deadline, while either is
     /// pending (boxed: a running session has neither).
     pub(super) ending: Option<Box<Ending>>,
+    /// The supervisor was told it may let go of the terminal (`release`):
+    /// once per session.
+    pub(super) released: bool,
 }
 
 /// Deadlines of a session that is ending.
@@ -180,6 +183,7 @@ impl Sessions {
                     // the master reports EOF once no other process holds
                     // the terminal. Read again.
                     s.proc.slave = None;
+                    s.proc.released = true;
                     if let Some(link) = &mut self.link {
                         link.release(s.proc.pgid);
                     }
@@ -236,10 +240,12 @@ impl Sessions {
         };
         s.exit_code = info.code();
         s.proc.master = None;
-        if s.proc.slave.take().is_some() || !pty::KEEP_SLAVE {
-            // Finished without the slave let go in `pump` (the drain ran
+        s.proc.slave = None;
+        if !s.proc.released {
+            // Finished without the terminal let go in `pump` (the drain ran
             // out, or no slave is kept here): the supervisor's copies go
             // now.
+            s.proc.released = true;
             if let Some(link) = &mut self.link {
                 link.release(s.proc.pgid);
             }
@@ -414,7 +420,7 @@ impl Sessions {
 
     /// Drives sessions that yielded.
     pub fn on_pending(&mut self, now: Instant) {
-        if self.link.as_ref().is_some_and(Link::has_pending) {
+        if self.link.as_ref().is_some_and(|l| l.has_pending()) {
             self.on_supervisor(now);
         }
         for key in self.take_pending() {

@@ -217,6 +217,10 @@ impl Sessions {
         s.proc.pid = Some(h.pid);
         s.proc.pgid = h.pid;
         s.proc.master = Some(h.master);
+        // Where a slave is kept, one no longer held was let go already
+        // (the supervisor was told): not twice, its pid may be another's
+        // by then.
+        s.proc.released = crate::sys::pty::KEEP_SLAVE && h.slave.is_none();
         s.proc.slave = h.slave;
         s.proc.eof = false;
         s.proc.readable = true;
