@@ -4,7 +4,10 @@
 //! and its idle memory. It writes no session index, so the first start
 //! builds one (the path an upgraded home takes); later starts read it.
 //!
-//!     cargo run --release --example gensessions -- <COVEN_HOME> <N>
+//!     cargo run --release --example gensessions -- <COVEN_HOME> <N> [OLD]
+//!
+//! The first OLD sessions (default none) finished on 2026-01-01, the rest
+//! on 2026-11-01: `retentionDays` between the two removes exactly those.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -25,6 +28,7 @@ fn main() {
         .mode(0o700)
         .create(&root)
         .unwrap();
+    let old: u64 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(0);
     let stamp = *b"2026-11-01T10:00:00.000Z";
     let base_ms: u64 = 1_790_000_000_000;
     let mut seq = 1u64;
@@ -42,7 +46,11 @@ fn main() {
             status: "completed".into(),
             exit_code: Some(0),
             created_at: "2026-11-01T10:00:00Z".into(),
-            updated_at: "2026-11-01T10:00:01Z".into(),
+            updated_at: if i < old {
+                "2026-01-01T10:00:01Z".into()
+            } else {
+                "2026-11-01T10:00:01Z".into()
+            },
             archived_at: None,
             history_cut: false,
             last_seq: seq + 1,

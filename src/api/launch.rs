@@ -1,6 +1,6 @@
 //! `POST /sessions`: a launch, in three steps, none of which waits on the
 //! loop. The request is checked as far as it can be without the disk, then
-//! held (`HoldKind::LongPoll` on `LAUNCH_TOPIC`) while the writer resolves
+//! held (`HoldKind::LongPoll` on `ANSWER_TOPIC`) while the writer resolves
 //! its paths and finds the harness's executable (`Sessions::resolve`);
 //! then the session is recorded and the supervisor asked to start the
 //! harness (`Sessions::launch`); its answer (`Sessions::launched`) gives
@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::sessions::record;
 use super::{wire, Api};
 use crate::http::{Hold, HoldKind, HoldState, Reply};
-use crate::session::{LaunchError, LaunchSpec, Resolution, LAUNCH_TOPIC};
+use crate::session::{LaunchError, LaunchSpec, Resolution, ANSWER_TOPIC};
 
 const MAX_DIMENSION: u64 = crate::journal::MAX_TERMINAL_SIDE as u64;
 
@@ -168,7 +168,7 @@ fn held(tag: usize, until: Instant) -> Reply {
     Reply {
         hold: Some(Hold {
             kind: HoldKind::LongPoll,
-            topic: LAUNCH_TOPIC,
+            topic: ANSWER_TOPIC,
             tag: 0,
             cursor: 0,
             state: HoldState::Slot(tag),

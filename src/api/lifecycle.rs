@@ -13,7 +13,10 @@ use super::error::ApiError;
 use super::meta::CONTRACT;
 use super::wire;
 use super::Api;
-use crate::http::Reply;
+use std::time::{Duration, Instant};
+
+use crate::http::{Hold, HoldKind, HoldState, Reply};
+use crate::session::ANSWER_TOPIC;
 
 /// The identity a shutdown request names.
 struct Named<'a> {
@@ -92,21 +95,71 @@ pub fn on_shutdown(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Repl
 
 /// A live restart: `202` once the binary at the daemon's path has said
 /// that it can take over; `409 restart_refused` (nothing changes) if not.
-pub fn on_restart(api: &mut Api, body: &[u8], out: &mut Vec<u8>) -> Result<Reply, ApiError> {
-    let me = named_daemon(api, body)?.clone();
-    let build = api.check_restart()?;
-    wire::write_json(
-        out,
-        &wire::RestartAccepted {
-            ok: true,
-            api_version: CONTRACT,
-            daemon: &me,
-            build: &build,
-        },
-    );
-    log::info!("restart requested over the API (into {build})");
-    api.restart_requested = true;
-    Ok(Reply::new(202))
+pub fn on_restart(api: &mut Api, body: &[u8], _out: &mut Vec<u8>) -> Result<Reply, ApiError> {
+    named_daemon(api, body)?;
+    let ticket = api.check_restart()?;
+    // Held until the check (which runs the new binary) has its answer.
+    Ok(Reply {
+        hold: Some(Hold {
+            kind: HoldKind::LongPoll,
+            topic: ANSWER_TOPIC,
+            tag: 0,
+            cursor: 0,
+            state: HoldState::Task(ticket),
+            until: Some(Instant::now() + CHECK_WAIT),
+        }),
+        ..Reply::new(202)
+    })
+}
+
+/// How long a restart request waits for its check: the check's own limit,
+/// and the writer's queue before it.
+const CHECK_WAIT: Duration = Duration::from_secs(30);
+
+/// A restart request held for its check: 202 and the restart begins, or
+/// 409 `restart_refused` and nothing changes.
+pub fn resume_restart(
+    api: &mut Api,
+    hold: &Hold,
+    ticket: u64,
+    expired: bool,
+    out: &mut Vec<u8>,
+) -> Reply {
+    out.clear();
+    let checked = match api.restart_checked(ticket) {
+        Some(checked) => checked,
+        None if !expired => {
+            return Reply {
+                hold: Some(*hold),
+                ..Reply::new(202)
+            }
+        }
+        None => {
+            api.sessions.forget_answer(ticket);
+            Err(super::restart_refused(
+                "the new program was not checked in time".into(),
+                None,
+            ))
+        }
+    };
+    match (checked, api.daemon.clone()) {
+        (Ok(build), Some(me)) => {
+            wire::write_json(
+                out,
+                &wire::RestartAccepted {
+                    ok: true,
+                    api_version: CONTRACT,
+                    daemon: &me,
+                    build: &build,
+                },
+            );
+            log::info!("restart requested over the API (into {build})");
+            api.restart_requested = true;
+            Reply::new(202)
+        }
+        (Ok(_), None) => ApiError::internal().write(out),
+        (Err(e), _) => e.write(out),
+    }
 }
 
 /// `POST /api/v1/internal/test/panic` `{"in": "handler" | "loop"}`: a panic

@@ -21,7 +21,7 @@ pub mod wire;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::http::{self, Hold, HoldKind, HoldState, Reply, Request, Service};
-use crate::session::{Sessions, DURABLE_TOPIC, LAUNCH_TOPIC};
+use crate::session::{Sessions, ANSWER_TOPIC, DURABLE_TOPIC};
 use error::ApiError;
 
 /// Counters reported under `stats` in health.
@@ -49,6 +49,8 @@ pub struct Api {
     /// A restart was asked (and the new program checked): the reactor
     /// begins it after the turn.
     pub restart_requested: bool,
+    /// SIGUSR2 asked for a restart: the ticket of its check.
+    pub restart_signalled: Option<u64>,
     /// The program a restart execs, and the supervisor's protocol (None:
     /// this daemon cannot restart itself, as in unit tests).
     pub program: Option<Program>,
@@ -123,6 +125,7 @@ impl Api {
             sessions,
             stop_requested: false,
             restart_requested: false,
+            restart_signalled: None,
             program: None,
             test_hooks: false,
             panic_in_loop: false,
@@ -190,25 +193,47 @@ impl Api {
 
 impl Api {
     /// Whether a live restart can go ahead: the binary at the daemon's
-    /// path is asked what it can take over. `Ok` names its build.
-    pub fn check_restart(&self) -> Result<String, ApiError> {
-        let refused = |reason: String, binary: Option<&std::path::Path>| {
-            ApiError::new(
-                409,
-                "restart_refused",
-                "The restart was refused; the daemon keeps running as it was.",
+    /// path is asked what it can take over (it is run, and its line read:
+    /// a writer task, off the loop). Returns the task's ticket, for
+    /// `restart_checked`.
+    pub fn check_restart(&mut self) -> Result<u64, ApiError> {
+        let Some(program) = self.program.clone() else {
+            return Err(restart_refused(
+                "this daemon cannot restart itself".into(),
+                None,
+            ));
+        };
+        Ok(self.sessions.submit_task(move || {
+            Box::new(
+                crate::handover::check(&program.exe, program.protocol)
+                    .map_err(|reason| (reason, program.exe)),
             )
-            .with_details(serde_json::json!({
-                "reason": reason,
-                "binary": binary.map(|b| b.display().to_string()),
-            }))
-        };
-        let Some(program) = &self.program else {
-            return Err(refused("this daemon cannot restart itself".into(), None));
-        };
-        crate::handover::check(&program.exe, program.protocol)
-            .map_err(|reason| refused(reason, Some(&program.exe)))
+        }))
     }
+
+    /// The answer of a restart's check (`check_restart`), once it came:
+    /// `Ok` names the new build.
+    pub fn restart_checked(&mut self, ticket: u64) -> Option<Result<String, ApiError>> {
+        let answer = self.sessions.take_answer(ticket)?;
+        let checked = answer
+            .downcast::<Result<String, (String, std::path::PathBuf)>>()
+            .map_err(|_| ApiError::internal())
+            .ok()?;
+        Some((*checked).map_err(|(reason, exe)| restart_refused(reason, Some(&exe))))
+    }
+}
+
+/// A restart that will not happen, and why.
+pub(crate) fn restart_refused(reason: String, binary: Option<&std::path::Path>) -> ApiError {
+    ApiError::new(
+        409,
+        "restart_refused",
+        "The restart was refused; the daemon keeps running as it was.",
+    )
+    .with_details(serde_json::json!({
+        "reason": reason,
+        "binary": binary.map(|b| b.display().to_string()),
+    }))
 }
 
 /// The slot of the service's own state a hold names (`HoldState::Slot`);
@@ -268,7 +293,10 @@ impl Api {
         if hold.topic == DURABLE_TOPIC {
             return self.resume_ack(hold, expired, body);
         }
-        if hold.topic == LAUNCH_TOPIC {
+        if hold.topic == ANSWER_TOPIC {
+            if let HoldState::Task(ticket) = hold.state {
+                return lifecycle::resume_restart(self, hold, ticket, expired, body);
+            }
             return launch::resume(self, hold, expired, body);
         }
         if hold.kind == HoldKind::Wait {
@@ -283,8 +311,11 @@ impl Api {
     fn release_hold(&mut self, hold: &Hold) {
         if hold.topic == DURABLE_TOPIC {
             self.acks.try_remove(slot_of(hold));
-        } else if hold.topic == LAUNCH_TOPIC {
-            launch::release(self, hold);
+        } else if hold.topic == ANSWER_TOPIC {
+            match hold.state {
+                HoldState::Task(ticket) => self.sessions.forget_answer(ticket),
+                _ => launch::release(self, hold),
+            }
         } else if hold.kind == HoldKind::Wait {
             wait::release(self, hold);
         } else if hold.kind == HoldKind::Cast {
@@ -299,7 +330,7 @@ impl Api {
     /// its cursor); a wait or a screen being built cannot be answered
     /// truly, and says so (503, `details.restarting`).
     fn interrupt_hold(&mut self, hold: &Hold, body: &mut Vec<u8>) -> Reply {
-        if hold.topic == DURABLE_TOPIC || hold.topic == LAUNCH_TOPIC {
+        if hold.topic == DURABLE_TOPIC || hold.topic == ANSWER_TOPIC {
             body.clear();
             return Reply {
                 hold: Some(*hold),

@@ -152,6 +152,8 @@ pub enum HoldState {
     /// State the service keeps in a slab of its own (a wait, a recording,
     /// a launch, an acknowledgement), at this slot.
     Slot(usize),
+    /// The answer of the service's background task with this ticket.
+    Task(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -48,6 +48,14 @@ impl Signals {
     }
 }
 
+fn log_refused(e: &crate::api::error::ApiError) {
+    log::error!(
+        "SIGUSR2: {} ({})",
+        e.message,
+        e.details.as_ref().map_or(String::new(), |d| d.to_string())
+    );
+}
+
 impl Reactor {
     pub(super) fn on_signals(&mut self, now: Instant) {
         self.signals.drain();
@@ -58,16 +66,30 @@ impl Reactor {
             self.begin_stop(now);
         }
         if self.signals.restart.swap(false, Ordering::SeqCst) {
+            // The new program is checked off the loop; the restart begins
+            // when the answer comes (`restart_if_checked`).
             match self.api.check_restart() {
-                Ok(build) => {
-                    log::info!("SIGUSR2: restarting (into {build})");
-                    self.api.restart_requested = true;
-                }
-                Err(e) => log::error!(
-                    "SIGUSR2: {} ({})",
-                    e.message,
-                    e.details.as_ref().map_or(String::new(), |d| d.to_string())
-                ),
+                Ok(ticket) => self.api.restart_signalled = Some(ticket),
+                Err(e) => log_refused(&e),
+            }
+        }
+    }
+
+    /// A restart SIGUSR2 asked for, once its check has answered.
+    pub(super) fn restart_if_checked(&mut self) {
+        let Some(ticket) = self.api.restart_signalled else {
+            return;
+        };
+        match self.api.restart_checked(ticket) {
+            None => {}
+            Some(Ok(build)) => {
+                log::info!("SIGUSR2: restarting (into {build})");
+                self.api.restart_signalled = None;
+                self.api.restart_requested = true;
+            }
+            Some(Err(e)) => {
+                self.api.restart_signalled = None;
+                log_refused(&e);
             }
         }
     }

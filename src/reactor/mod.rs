@@ -288,6 +288,7 @@ impl Reactor {
                     None => {}
                 }
             }
+            self.restart_if_checked();
             self.stop_if_requested(now);
             self.api.sessions.on_pending(now);
             self.api.sessions.on_timers(now);

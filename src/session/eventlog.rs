@@ -279,7 +279,7 @@ impl Sessions {
         self.show_durable();
         self.log.touched.push(DURABLE_TOPIC);
         if self.collect_answers() {
-            self.log.touched.push(LAUNCH_TOPIC);
+            self.log.touched.push(ANSWER_TOPIC);
         }
     }
 

@@ -323,7 +323,7 @@ impl Sessions {
         if let Some(Launch::Waiting { wanted: true }) = self.launches.remove(&key) {
             self.launches.insert(key, how);
         }
-        self.log.touched.push(LAUNCH_TOPIC);
+        self.log.touched.push(ANSWER_TOPIC);
     }
 
     /// A session whose harness could not be started is over, `failed`.

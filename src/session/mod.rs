@@ -43,9 +43,10 @@ use harness::Harness;
 /// The wake-list topic of requests waiting for the writer (`on_writer`
 /// touches it): never a session's slab key.
 pub const DURABLE_TOPIC: usize = usize::MAX;
-/// The wake-list topic of launches waiting for their paths to be resolved
-/// (a writer task) or their harness to be started (the supervisor).
-pub const LAUNCH_TOPIC: usize = usize::MAX - 1;
+/// The wake-list topic of requests waiting for an answer: a writer task's
+/// (a launch's paths, a restart's check) or the supervisor's (a launch's
+/// harness started).
+pub const ANSWER_TOPIC: usize = usize::MAX - 1;
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
 /// Reads per PTY per turn before other sources get a go.
