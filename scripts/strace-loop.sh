@@ -31,7 +31,7 @@ cat >"$home/config.json" <<JSON
 {"retentionDays": 100,
  "harnesses": [{"id": "sh", "label": "sh", "command": "/bin/sh", "args": ["-c", "{prompt}"]}]}
 JSON
-calls=fsync,fdatasync,unlink,unlinkat,rmdir,openat,readlink,readlinkat,rename,renameat,renameat2,mkdir,mkdirat,ftruncate
+calls=fsync,fdatasync,unlink,unlinkat,rmdir,openat,readlink,readlinkat,rename,renameat,renameat2,mkdir,mkdirat,ftruncate,epoll_wait,epoll_pwait
 COVEN_HOME=$home strace -f -qq -e trace=$calls -o "$dir/trace" "$bin" daemon serve 2>/dev/null &
 pid=$!
 spid=$(server_pid "$home")
@@ -57,20 +57,33 @@ for _ in $(seq 1 600); do
 done
 sleep 1
 writer=$(for t in /proc/"$spid"/task/*; do [ "$(cat "$t/comm")" = coven-writer ] && basename "$t"; done)
-kill -TERM $pid; wait $pid || true
+# Stop the daemon (its supervisor, the serving process's parent); strace
+# ends with it.
+kill -TERM "$(ps -o ppid= -p "$spid" | tr -d ' ')"; wait $pid || true
 python3 - "$dir/trace" "$spid" "${writer:-0}" <<'PY'
 import collections, re, sys
 path, loop, writer = sys.argv[1], sys.argv[2], sys.argv[3]
 counts = collections.defaultdict(collections.Counter)
-for line in open(path):
-    m = re.match(r'(\d+)\s+(\w+)\((.*)', line)
-    if not m:
+lines = [m.groups() for m in (re.match(r'(\d+)\s+(\w+)\((.*)', l) for l in open(path)) if m]
+# The loop runs from the main thread's first epoll_wait to its last:
+# before is start-up (which may wait on the disk), after is the stop.
+waits = [i for i, (tid, call, _) in enumerate(lines) if tid == loop and call.startswith('epoll')]
+first, last = (waits[0], waits[-1]) if waits else (0, len(lines))
+for i, (tid, call, rest) in enumerate(lines):
+    if call.startswith('epoll'):
         continue
-    tid, call, rest = m.groups()
     role = {loop: 'loop (server main thread)', writer: 'writer thread'}.get(tid, 'other (supervisor, harnesses)')
+    if tid == loop and not first < i < last:
+        role = 'server main thread, before or after the loop'
+    elif tid == loop:
+        role = 'server main thread, in the loop' 
     name = call
-    if call == 'openat' and 'screen.ckpt' in rest:
-        name = 'openat screen.ckpt'
+    if call == 'openat':
+        m = re.search(r'"([^"]*)"', rest)
+        target = m.group(1) if m else ''
+        kind = next((k for k in ('screen.ckpt', 'meta.json', '.log', 'sizes', 'exit', '.idx', '.tmp')
+                     if target.endswith(k)), 'directory' if 'O_DIRECTORY' in rest else 'other')
+        name = f'openat({kind})'
     counts[role][name] += 1
 for role in sorted(counts):
     print(f'{role}: ' + ', '.join(f'{k} {v}' for k, v in sorted(counts[role].items())))

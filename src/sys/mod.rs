@@ -2,10 +2,20 @@
 //! behaviour differs between the systems the daemon runs on (Linux, macOS,
 //! FreeBSD), behind small functions named for what they do.
 //!
-//! This is the only module that says `cfg(target_os)`. Everything else calls
-//! these functions and is the same code everywhere. What is left to `nix`,
-//! `libc` and `std` outside this module is POSIX that behaves alike on all
-//! of them (termios, `poll`, `flock`, `waitpid`, `kill`).
+//! This is the only module that says `cfg(target_os)` or calls `libc`.
+//! Everything else calls these functions and is the same code everywhere.
+//! What is left to `nix` and `std` outside this module is POSIX that
+//! behaves alike on all of them (termios, `poll` of sockets, `flock`,
+//! `kill`).
+//!
+//! Crates weighed: `rustix` would replace the few raw `libc` calls here
+//! (`TIOCSCTTY`, `TIOCGWINSZ`/`TIOCSWINSZ`, `madvise`, `sysctlbyname`,
+//! `fcntl` between fork and exec) with safe ones, but it duplicates `nix`,
+//! which the rest of this module uses: one crate for the system is kept,
+//! and the unsafe calls stay here, each with its reason. `signal-hook-mio`
+//! would register the signal pipe with mio for us; `signal_pipe` below is
+//! the same few lines over `signal-hook` (already a dependency), and the
+//! supervisor, which has no mio, uses it too.
 
 pub mod process;
 pub mod pty;
