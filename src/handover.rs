@@ -131,7 +131,7 @@ pub fn check(exe: &Path, protocol: u32) -> Result<String, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env_remove(crate::supervisor::SERVER_FDS_ENV)
+        .env_remove(SERVER_FDS_ENV)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     let mut out = Vec::new();
@@ -297,13 +297,17 @@ pub fn build() -> String {
     String::from_utf8_lossy(&tag[..end]).into_owned()
 }
 
+/// The environment variable that gives a serving process its descriptors:
+/// `<link>,<listener>,<lock>`.
+pub const SERVER_FDS_ENV: &str = "COVEN_SERVER_FDS";
+
 /// What `coven daemon _handover` prints: one line of JSON. `config` is
 /// what this build makes of the home's config.json (`ok`, or the error
 /// that would stop it at start).
-pub fn describe(config: Result<(), String>) -> String {
+pub fn describe(config: Result<(), String>, protocol: u32) -> String {
     serde_json::json!({
         "handover": version(),
-        "protocol": crate::supervisor::proto::PROTOCOL,
+        "protocol": protocol,
         "version": env!("CARGO_PKG_VERSION"),
         "build": build(),
         "config": config.err().unwrap_or_else(|| "ok".to_owned()),

@@ -12,6 +12,7 @@ pub mod http;
 pub mod index;
 pub mod journal;
 pub mod logger;
+pub mod on_loop;
 pub mod reactor;
 pub mod ring;
 pub mod session;

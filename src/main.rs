@@ -92,7 +92,10 @@ fn main() -> ExitCode {
             let config = coven_home()
                 .and_then(|home| Config::load(home).map_err(|e| e.to_string()))
                 .map(drop);
-            println!("{}", coven::handover::describe(config));
+            println!(
+                "{}",
+                coven::handover::describe(config, coven::supervisor::proto::PROTOCOL)
+            );
             ExitCode::SUCCESS
         }
         _ => {

@@ -17,7 +17,7 @@
 //!
 //! Before the loop runs (start-up, which may wait on the disk) and without
 //! a home on disk, jobs run inline. Once the loop runs, a job never runs on
-//! its thread: `assert_off_loop` (a debug assertion the tests run with)
+//! its thread: `on_loop::assert_off_loop` (a debug assertion the tests run with)
 //! fails if a sync, an atomic write or a removal is tried there, and a
 //! writer thread that is gone fails every job it is given (health's storage
 //! says `critical`, the log says why) instead of doing it on the loop.
@@ -26,7 +26,6 @@
 //! submits: a few jobs per session state change.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -78,34 +77,6 @@ impl std::fmt::Debug for Job {
             Job::RemoveTree(path) => write!(f, "RemoveTree({})", path.display()),
             Job::Task(_) => f.write_str("Task"),
         }
-    }
-}
-
-thread_local! {
-    /// This thread runs the event loop (`enter_loop`).
-    static ON_LOOP: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks this thread as the event loop's: from now on it must never wait on
-/// a disk (`assert_off_loop`).
-pub fn enter_loop() {
-    ON_LOOP.with(|l| l.set(true));
-}
-
-/// This thread no longer runs the loop (it stops, or is about to exec).
-pub fn leave_loop() {
-    ON_LOOP.with(|l| l.set(false));
-}
-
-/// A debug assertion: `what` (a sync, an atomic write, a removal, a path
-/// resolution) must not run on the loop's thread. The message goes to the
-/// log first, where the tests look for it (`tests/support`), since a panic
-/// on the loop becomes a live restart that a test would not otherwise see.
-#[inline]
-pub fn assert_off_loop(what: &str) {
-    if cfg!(debug_assertions) && ON_LOOP.with(Cell::get) {
-        log::error!("blocking work on the loop thread: {what}");
-        panic!("blocking work on the loop thread: {what}");
     }
 }
 
@@ -457,21 +428,5 @@ mod more_tests {
         assert!(!file.exists(), "not run inline");
         assert!(w.is_gone() && w.failing() && w.failed_in(t - 1, t));
         assert_eq!(w.take_failures()[0].key, Some(3));
-    }
-
-    #[test]
-    #[cfg(debug_assertions)]
-    fn a_sync_on_the_loop_thread_is_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let caught = std::thread::spawn(move || {
-            enter_loop();
-            std::panic::catch_unwind(|| {
-                crate::journal::write_atomic(dir.path(), "f", b"x", true).unwrap()
-            })
-            .is_err()
-        })
-        .join()
-        .unwrap();
-        assert!(caught);
     }
 }

@@ -123,7 +123,7 @@ pub fn read_sizes(dir: &Path) -> Vec<Size> {
 /// Replaces `<dir>/<name>` atomically (a 0600 temp file, then a rename);
 /// `sync` also makes it durable (file and directory fsynced).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
-    crate::writer::assert_off_loop("an atomic write");
+    crate::on_loop::assert_off_loop("an atomic write");
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)

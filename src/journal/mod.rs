@@ -442,7 +442,7 @@ impl Journal {
     /// on the loop: there the writer syncs). Returns the bytes added.
     pub fn append(&mut self, e: &Event, sync: bool) -> io::Result<u64> {
         if sync {
-            crate::writer::assert_off_loop("a journal append with sync");
+            crate::on_loop::assert_off_loop("a journal append with sync");
         }
         let roll = self.segments.last().is_none_or(|s| s.len >= SEGMENT_BYTES);
         if roll || self.file.is_none() {
@@ -506,7 +506,7 @@ impl Journal {
 
     /// Makes everything appended so far durable (never on the loop).
     pub fn sync(&mut self) -> io::Result<()> {
-        crate::writer::assert_off_loop("a journal sync");
+        crate::on_loop::assert_off_loop("a journal sync");
         match &self.file {
             Some(f) => f.sync_data(),
             None => Ok(()),

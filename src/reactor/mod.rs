@@ -217,14 +217,14 @@ impl Reactor {
     /// restart has set every connection aside.
     pub fn run(&mut self) -> io::Result<Outcome> {
         // From here until `run` returns (or unwinds), this thread must not
-        // wait on a disk (`writer::assert_off_loop`).
+        // wait on a disk (`on_loop::assert_off_loop`).
         struct OnLoop;
         impl Drop for OnLoop {
             fn drop(&mut self) {
-                crate::writer::leave_loop();
+                crate::on_loop::leave_loop();
             }
         }
-        crate::writer::enter_loop();
+        crate::on_loop::enter_loop();
         let _on_loop = OnLoop;
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut release = false;

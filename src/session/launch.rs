@@ -288,6 +288,9 @@ impl Sessions {
         let Some(&key) = self.by_id.get(id) else {
             log::warn!("session {id}: started, but no longer known; stopped");
             pty::signal_group(started.pid, Signal::SIGKILL);
+            if let Some(link) = &mut self.link {
+                link.release(started.pid);
+            }
             return;
         };
         let s = &mut self.list[key];

@@ -40,9 +40,7 @@ use proto::{Channel, Msg, SpawnRequest, PROTOCOL};
 
 use crate::sys::process::{reap_any, signal, ExitStatus};
 
-/// The environment variable that gives a serving process its descriptors:
-/// `<link>,<listener>,<lock>`.
-pub const SERVER_FDS_ENV: &str = "COVEN_SERVER_FDS";
+pub use crate::handover::SERVER_FDS_ENV;
 /// A server that dies before it is ready this many times in a row, with no
 /// session to keep, ends the supervisor.
 const MAX_FAILED_STARTS: u32 = 10;

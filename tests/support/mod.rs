@@ -205,7 +205,7 @@ impl Drop for Daemon {
         }
         // The daemon is a debug build here: it logs, then panics, if
         // anything waits on a disk on the loop's thread
-        // (`writer::assert_off_loop`). A panic there becomes a live restart
+        // (`on_loop::assert_off_loop`). A panic there becomes a live restart
         // the test would not see; its log line fails every test.
         let log = self.log();
         if !std::thread::panicking() {
