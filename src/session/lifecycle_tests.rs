@@ -235,6 +235,19 @@ fn a_kill_while_starting_reaches_the_harness_once_it_runs() {
     // reaches nothing else), as the supervisor would start it.
     let mut child = std::process::Command::new("sleep");
     std::os::unix::process::CommandExt::process_group(child.arg("30"), 0);
+    // With no signal blocked, as the supervisor starts a harness (a test
+    // thread may have some blocked: qemu-user's do).
+    // SAFETY: only sigprocmask, async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
     let mut child = child.spawn().unwrap();
     let (master, _harness) = pipe();
     hear(
