@@ -285,31 +285,54 @@ impl Sessions {
 
     /// The supervisor started a launch's harness.
     pub(super) fn on_spawned(&mut self, id: &str, started: Started) {
-        let Some(&key) = self.by_id.get(id) else {
-            log::warn!("session {id}: started, but no longer known; stopped");
+        // Only a launch this server is waiting for: a session it does not
+        // know, or knows only from disk (a restart came between the
+        // request and the answer), gets no harness behind its back.
+        let key = self
+            .by_id
+            .get(id)
+            .copied()
+            .filter(|k| self.launches.contains_key(k));
+        let Some(key) = key else {
+            log::warn!("session {id}: started, but no launch waits for it; stopped");
             pty::signal_group(started.pid, Signal::SIGKILL);
             if let Some(link) = &mut self.link {
                 link.release(started.pid);
             }
             return;
         };
+        let grace = self.limits.kill_grace;
         let s = &mut self.list[key];
         s.proc.pid = Some(started.pid);
         s.proc.pgid = started.pid;
         s.proc.master = Some(started.master);
         s.proc.slave = started.slave;
-        if s.status == Status::Killed {
-            // Killed while it was being started: its escalation is armed.
+        let killed = s.status == Status::Killed;
+        if killed {
+            // Killed while it was being started: TERM now, and KILL after
+            // the grace if nothing is set to escalate any more.
             pty::signal_group(started.pid, Signal::SIGTERM);
+            let now = std::time::Instant::now();
+            s.set_ending(|e| {
+                e.escalate_at.get_or_insert(now + grace);
+            });
         }
         self.by_pid.insert(started.pid, key);
         self.new_masters.push(key);
+        if killed {
+            self.arm(key);
+        }
         self.answered(key, Launch::Started);
     }
 
     /// The supervisor could not start a launch's harness.
     pub(super) fn on_spawn_failed(&mut self, id: &str, error: &str) {
-        let Some(&key) = self.by_id.get(id) else {
+        let key = self
+            .by_id
+            .get(id)
+            .copied()
+            .filter(|k| self.launches.contains_key(k));
+        let Some(key) = key else {
             return;
         };
         let message = format!(

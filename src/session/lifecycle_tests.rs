@@ -233,22 +233,7 @@ fn a_kill_while_starting_reaches_the_harness_once_it_runs() {
     assert_eq!(s.get(key).unwrap().status, Status::Killed);
     // The harness: a real process in a group of its own (so the signal
     // reaches nothing else), as the supervisor would start it.
-    let mut child = std::process::Command::new("sleep");
-    std::os::unix::process::CommandExt::process_group(child.arg("30"), 0);
-    // With no signal blocked, as the supervisor starts a harness (a test
-    // thread may have some blocked: qemu-user's do).
-    // SAFETY: only sigprocmask, async-signal-safe, between fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut child, || {
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&nix::sys::signal::SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = child.spawn().unwrap();
+    let mut child = stand_in();
     let (master, _harness) = pipe();
     hear(
         &mut s,
@@ -266,6 +251,52 @@ fn a_kill_while_starting_reaches_the_harness_once_it_runs() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "TERM once it runs");
     assert!(master_is(&s, key));
+}
+
+/// A stand-in harness: a real process in a group of its own (so a signal
+/// to its group reaches nothing else), with no signal blocked, as the
+/// supervisor starts one (a test thread may have some blocked: qemu-user's
+/// do).
+fn stand_in() -> std::process::Child {
+    let mut child = std::process::Command::new("sleep");
+    std::os::unix::process::CommandExt::process_group(child.arg("30"), 0);
+    // With no signal blocked, as the supervisor starts a harness (a test
+    // thread may have some blocked: qemu-user's do).
+    // SAFETY: only sigprocmask, async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    child.spawn().unwrap()
+}
+
+#[test]
+fn a_harness_no_launch_waits_for_is_stopped_and_let_go() {
+    let (mut s, said) = sessions();
+    let mut child = stand_in();
+    let (master, _harness) = pipe();
+    let pid = child.id() as i32;
+    hear(
+        &mut s,
+        &said,
+        Heard::Spawned {
+            id: "1790000000000-00000000".into(),
+            started: Started {
+                pid,
+                master,
+                slave: None,
+            },
+        },
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(said.borrow().released, vec![pid]);
 }
 
 fn master_is(s: &Sessions, key: usize) -> bool {
