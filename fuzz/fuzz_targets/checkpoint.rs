@@ -1,6 +1,7 @@
 //! Restoring a screen from a checkpoint file whatever it holds, fed in
 //! steps of any size: never a panic, never a grid larger than the API's
-//! bounds, and the same screen however the redraw is split.
+//! bounds, and, for a redraw the daemon could have written (text), the same
+//! screen however it is split.
 #![no_main]
 
 use coven::api::screen::{checkpoint_head, restored_from};
@@ -18,5 +19,12 @@ fuzz_target!(|data: &[u8]| {
     assert!(size_fits(head.cols, head.rows));
     let whole = restored_from(bytes.to_vec(), 1 << 20).expect("a head");
     let stepped = restored_from(bytes.to_vec(), usize::from(step) + 1).expect("a head");
-    assert_eq!(whole, stepped, "a checkpoint fed in steps draws the same");
+    // A redraw the daemon could have written is text (valid UTF-8): it
+    // draws the same however it is split. Bytes that are not (a damaged
+    // file) only have to do no harm: `vte` decodes a malformed sequence cut
+    // by a step differently than whole.
+    let at = bytes.iter().position(|&b| b == b'\n').expect("a head's line") + 1;
+    if std::str::from_utf8(&bytes[at..]).is_ok() {
+        assert_eq!(whole, stepped, "a checkpoint fed in steps draws the same");
+    }
 });
