@@ -283,16 +283,17 @@ impl Sessions {
         }
     }
 
+    /// The session `id` names, if a launch waits for its harness: a session
+    /// this server does not know, or knows only from disk (a restart came
+    /// between the request and the answer), gets no harness behind its back.
+    fn waiting_launch(&self, id: &str) -> Option<usize> {
+        let key = *self.by_id.get(id)?;
+        self.launches.contains_key(&key).then_some(key)
+    }
+
     /// The supervisor started a launch's harness.
     pub(super) fn on_spawned(&mut self, id: &str, started: Started) {
-        // Only a launch this server is waiting for: a session it does not
-        // know, or knows only from disk (a restart came between the
-        // request and the answer), gets no harness behind its back.
-        let key = self
-            .by_id
-            .get(id)
-            .copied()
-            .filter(|k| self.launches.contains_key(k));
+        let key = self.waiting_launch(id);
         let Some(key) = key else {
             log::warn!("session {id}: started, but no launch waits for it; stopped");
             pty::signal_group(started.pid, Signal::SIGKILL);
@@ -327,11 +328,7 @@ impl Sessions {
 
     /// The supervisor could not start a launch's harness.
     pub(super) fn on_spawn_failed(&mut self, id: &str, error: &str) {
-        let key = self
-            .by_id
-            .get(id)
-            .copied()
-            .filter(|k| self.launches.contains_key(k));
+        let key = self.waiting_launch(id);
         let Some(key) = key else {
             return;
         };

@@ -99,6 +99,18 @@ fn events(s: &mut Sessions, key: usize) -> Vec<(Kind, String)> {
     got
 }
 
+/// The supervisor's word that `id`'s harness runs as `pid` on `master`.
+fn spawned(id: &str, pid: i32, master: OwnedFd) -> Heard {
+    Heard::Spawned {
+        id: id.to_owned(),
+        started: Started {
+            pid,
+            master,
+            slave: None,
+        },
+    }
+}
+
 fn hear(s: &mut Sessions, said: &Rc<RefCell<Said>>, heard: Heard) {
     said.borrow_mut().to_hear.push(heard);
     s.on_supervisor(Instant::now());
@@ -114,18 +126,7 @@ fn a_launch_runs_prints_ends_and_lets_go() {
     assert_eq!(s.live(), 1, "counted live while it starts");
 
     let (master, mut harness) = pipe();
-    hear(
-        &mut s,
-        &said,
-        Heard::Spawned {
-            id: id.clone(),
-            started: Started {
-                pid: 4242,
-                master,
-                slave: None,
-            },
-        },
-    );
+    hear(&mut s, &said, spawned(&id, 4242, master));
     assert_eq!(s.launched(key), Some(Ok(())));
     assert_eq!(s.take_new_masters(), vec![key]);
     assert_eq!(s.get(key).unwrap().proc.pid, Some(4242));
@@ -201,18 +202,7 @@ fn an_answer_nobody_waits_for_is_dropped_and_the_session_goes_on() {
     let id = s.get(key).unwrap().id.to_string();
     s.forget_launch(key);
     let (master, _harness) = pipe();
-    hear(
-        &mut s,
-        &said,
-        Heard::Spawned {
-            id,
-            started: Started {
-                pid: 4243,
-                master,
-                slave: None,
-            },
-        },
-    );
+    hear(&mut s, &said, spawned(&id, 4243, master));
     assert_eq!(s.launched(key), None, "nothing kept for nobody");
     assert_eq!(s.get(key).unwrap().status, Status::Running);
 }
@@ -235,22 +225,14 @@ fn a_kill_while_starting_reaches_the_harness_once_it_runs() {
     // reaches nothing else), as the supervisor would start it.
     let mut child = stand_in();
     let (master, _harness) = pipe();
-    hear(
-        &mut s,
-        &said,
-        Heard::Spawned {
-            id,
-            started: Started {
-                pid: child.id() as i32,
-                master,
-                slave: None,
-            },
-        },
-    );
+    hear(&mut s, &said, spawned(&id, child.id() as i32, master));
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "TERM once it runs");
-    assert!(master_is(&s, key));
+    assert!(
+        s.next_deadline().is_some(),
+        "its escalation to KILL is armed"
+    );
 }
 
 /// A stand-in harness: a real process in a group of its own (so a signal
@@ -285,20 +267,9 @@ fn a_harness_no_launch_waits_for_is_stopped_and_let_go() {
     hear(
         &mut s,
         &said,
-        Heard::Spawned {
-            id: "1790000000000-00000000".into(),
-            started: Started {
-                pid,
-                master,
-                slave: None,
-            },
-        },
+        spawned("1790000000000-00000000", pid, master),
     );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     assert_eq!(said.borrow().released, vec![pid]);
-}
-
-fn master_is(s: &Sessions, key: usize) -> bool {
-    s.master_fd(key).is_some_and(|fd| fd.as_raw_fd() >= 0)
 }
