@@ -51,27 +51,51 @@ fn server() -> Result<(), String> {
     daemon::serve_server(&config).map_err(|e| e.to_string())
 }
 
+/// Writes a text to stdout; a closed pipe ends the process as SIGPIPE does.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let out = &mut std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            coven::sys::process::die_of_sigpipe()
+        }
+        Err(e) => {
+            eprintln!("coven: writing output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let inv = match cli::parse(std::env::args().skip(1)) {
         Ok(inv) => inv,
-        Err(e) if e.contains("usage:") => {
-            eprintln!("coven: {e}");
-            return ExitCode::from(2);
-        }
         Err(e) => {
-            eprintln!("coven: {e}\n(coven help lists the commands)");
+            if e.json {
+                let envelope = serde_json::json!({
+                    "error": { "code": "usage", "message": e.message }
+                });
+                print_out(&format!("{envelope}\n"));
+            }
+            eprintln!("coven: {e}");
             return ExitCode::from(2);
         }
     };
     match inv.command {
-        Command::Help(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("coven {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Command::Help(text) => print_out(&text),
+        Command::Version => print_out(&if inv.json {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "apiVersion": coven::api::meta::CONTRACT,
+                })
+            )
+        } else {
+            format!("coven {}\n", env!("CARGO_PKG_VERSION"))
+        }),
+        Command::Completions(shell) => print_out(&cli::docs::completions(shell)),
+        Command::Man => print_out(&cli::docs::man()),
         Command::Serve => match serve() {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -106,27 +130,45 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let client = coven::cli::client::Client::new(&home);
+            let client = cli::client::Client::new(&home);
             let out = &mut std::io::stdout().lock();
+            let exe = || {
+                std::env::current_exe().map_err(|e| {
+                    cli::client::ClientError::failed(
+                        "no_executable",
+                        format!("this program's path: {e}"),
+                    )
+                })
+            };
             let result = match &inv.command {
-                Command::Run(args) => coven::cli::attach::run(&client, args, inv.json, out),
-                Command::Wait { .. } => coven::cli::commands::wait(&client, &inv, out),
+                Command::Run(args) => cli::attach::run(&client, args, inv.json, out),
+                Command::Wait { .. } => cli::commands::wait(&client, &inv, out),
                 Command::Attach { id } => client
                     .resolve_id(id)
-                    .and_then(|id| coven::cli::attach::attach(&client, &id, answers_queries())),
+                    .and_then(|id| cli::attach::attach(&client, &id, answers_queries())),
                 Command::DaemonStart
                 | Command::DaemonStop
                 | Command::DaemonStatus
-                | Command::DaemonRestart => match std::env::current_exe() {
-                    Ok(exe) => cli::lifecycle(&client, &inv, &home, &exe, out).map(|()| 0),
-                    Err(e) => Err(coven::cli::client::ClientError::Unreachable(e)),
-                },
+                | Command::DaemonRestart => {
+                    exe().and_then(|exe| cli::lifecycle(&client, &inv, &home, &exe, out))
+                }
+                Command::DaemonInstall {
+                    manager,
+                    print,
+                    no_start,
+                } => exe().and_then(|exe| {
+                    cli::service::install(&client, *manager, *print, *no_start, &home, &exe, out)
+                        .map(|()| 0)
+                }),
+                Command::DaemonUninstall { manager } => {
+                    cli::service::uninstall(*manager, out).map(|()| 0)
+                }
                 _ => cli::run(&client, &inv, out).map(|()| 0),
             };
             match result {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
-                    eprintln!("coven: {e}");
+                    cli::report::report(&e, &client.socket, inv.json);
                     ExitCode::FAILURE
                 }
             }

@@ -1,5 +1,9 @@
-//! argv to an `Invocation` (with `lexopt`): the command, its arguments,
-//! and the help texts. No I/O here: `commands` and `attach` act on it.
+//! argv to an `Invocation` (with `lexopt`), checked against the one table
+//! (`table`): the command, its arguments, its options. Every mistake found
+//! here is a usage error (exit 2), named, with a "did you mean" where a
+//! known word is close and the command's own usage line. No I/O here.
+
+use super::table::{self, Cmd, Opt};
 
 /// What the user asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -13,12 +17,22 @@ pub enum Command {
     /// from a running daemon, asked before a live restart.
     Handover,
     /// Print this text and exit 0: the overview, or one command's help.
-    Help(&'static str),
+    Help(String),
     Version,
     DaemonStart,
     DaemonStop,
     DaemonStatus,
     DaemonRestart,
+    DaemonInstall {
+        manager: Option<Manager>,
+        /// Print the file instead.
+        print: bool,
+        /// Write the file only.
+        no_start: bool,
+    },
+    DaemonUninstall {
+        manager: Option<Manager>,
+    },
     Health,
     Harnesses,
     Sessions {
@@ -26,14 +40,16 @@ pub enum Command {
         all: bool,
         /// At most this many (all of them when `None`).
         limit: Option<u64>,
+        /// Only the ids.
+        ids: bool,
     },
     Archive {
-        id: String,
-        /// `unarchive`: bring it back to the default list.
+        ids: Vec<String>,
+        /// `unarchive`: bring them back to the default list.
         undo: bool,
     },
     Remove {
-        id: String,
+        ids: Vec<String>,
     },
     Show {
         id: String,
@@ -45,10 +61,11 @@ pub enum Command {
     },
     Input {
         id: String,
-        text: String,
+        /// What the arguments type: text and keys, joined.
+        data: String,
     },
     Kill {
-        id: String,
+        ids: Vec<String>,
         signal: Option<String>,
         grace_ms: Option<u64>,
     },
@@ -77,6 +94,23 @@ pub enum Command {
         /// `--idle-limit S`: pauses longer than S seconds count as S.
         idle_limit: Option<String>,
     },
+    Completions(Shell),
+    Man,
+}
+
+/// A service manager `daemon install` writes for.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Manager {
+    Systemd,
+    Launchd,
+}
+
+/// A shell `completions` writes for.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// What `coven wait` waits for.
@@ -108,451 +142,453 @@ pub struct Invocation {
     pub json: bool,
 }
 
-pub const USAGE: &str = "\
-usage: coven <command> [options]
+/// A usage error: what is wrong, and the usage of the command it concerns.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError {
+    pub message: String,
+    pub command: Option<&'static str>,
+    /// `--json` was given: the error goes to stdout as an envelope too.
+    pub json: bool,
+}
 
-commands:
-  daemon serve                      run the daemon in the foreground
-  daemon start | stop | status | restart
-                                    the daemon in the background
-  health                            the daemon's health
-  harnesses                         harnesses and whether each is installed
-  run <harness> [--] <prompt...>    start a session and attach to it
-  sessions [--all] [--limit N]      list sessions, newest first
-  show <id>                         one session
-  archive <id> | unarchive <id>     hide a session from the list, or show it again
-  rm <id>                           delete a finished session and its history
-  attach <id>                       a session's terminal (Ctrl-] detaches)
-  events <id>                       a session's output
-  input <id> <text>                 send text to a session's terminal
-  kill <id>                         end a session
-  resize <id> <cols> <rows>         set a session's terminal size
-  wait <id> --exit | --quiet MS | --match RE [--timeout MS]
-                                    until a session ends, goes quiet or prints RE
-  screen <id> [--ansi]              what a session's screen shows now
-  cast <id> [--idle-limit S]        a session as an asciicast recording (stdout)
-  help [command], version
-
-`coven help <command>` (or `coven <command> --help`) describes one command.
-<id> may be any unique prefix of a session id. --json prints the API's JSON.
-Exit status: 0 done, 1 failed, 2 usage; run and attach end with the session's.
-
-environment:
-  COVEN_HOME      the daemon's home (default: $HOME/.coven)
-  COVEN_LOG       error, warn, info (default) or debug (daemon serve)
-";
-
-/// Each command's `--help`: (first word, text).
-const HELP: &[(&str, &str)] = &[
-    (
-        "daemon",
-        "\
-usage: coven daemon serve | start | stop | status | restart [--json]
-
-  serve     run the daemon in the foreground, logging to stderr
-  start     start it in the background (log: <COVEN_HOME>/daemon.log) and wait
-            until it answers; says so and succeeds when one already runs
-  stop      send SIGTERM to the daemon (only to the pid that both health and
-            daemon.json name) and wait until it is gone; it kills its running
-            sessions first. Succeeds, saying \"not running\", when none runs
-  status    pid, uptime, socket and live sessions (--json: as one object);
-            exits 1 when none runs
-  restart   stop, then start
-",
-    ),
-    (
-        "health",
-        "usage: coven health [--json]\n\nThe daemon's version, pid, socket and counters.\n",
-    ),
-    (
-        "harnesses",
-        "\
-usage: coven harnesses [--json]
-
-The harnesses the daemon knows (built-in and declared in config.json), the
-executable each resolves to on the daemon's PATH, and how to install the
-built-in ones that are missing.
-",
-    ),
-    (
-        "run",
-        "\
-usage: coven run <harness> [--root DIR] [--cwd DIR] [--title T] [--detach] [--json] [--] <prompt...>
-
-Starts a session of <harness> with the prompt (the words after the harness,
-joined by spaces; put them after -- when one starts with a dash), then
-attaches to it as `coven attach` does, and ends with the session's exit
-status.
-
-  --root DIR    the project root (default: the current directory)
-  --cwd DIR     where the harness starts: absolute, or relative to the root
-                (default: the current directory when it is inside the root,
-                else the root)
-  --title T     the session's title (default: the prompt)
-  --detach      print the new session's id and return at once
-  --json        with --detach: print the session record
-",
-    ),
-    (
-        "attach",
-        "\
-usage: coven attach <id>
-
-Replays the session's output, then follows it live. What you type goes to the
-session's terminal (the local terminal is in raw mode); your terminal's size
-is sent on attach and whenever it changes. Ctrl-] detaches and leaves the
-session running. Ends when the session does, with its exit status (128+N for
-a session ended by signal N); 0 on detach; 1 when the daemon goes away. The
-terminal is restored on every way out.
-",
-    ),
-    (
-        "sessions",
-        "\
-usage: coven sessions [--all] [--limit N] [--json]
-
-Sessions, newest first, fetched a page at a time. Archived ones are left out
-unless --all is given.
-  --all         include archived sessions
-  --limit N     at most N sessions
-",
-    ),
-    (
-        "archive",
-        "usage: coven archive <id> [--json]\n\nHides a session from `coven sessions` (it keeps running if it runs).\n",
-    ),
-    (
-        "unarchive",
-        "usage: coven unarchive <id> [--json]\n\nBrings an archived session back to `coven sessions`.\n",
-    ),
-    (
-        "rm",
-        "usage: coven rm <id> [--json]\n\nDeletes a finished session: its record, its history and its files.\nA running session is refused (kill it first).\n",
-    ),
-    (
-        "show",
-        "usage: coven show <id> [--json]\n\nOne session's record.\n",
-    ),
-    (
-        "events",
-        "\
-usage: coven events <id> [--after SEQ] [--follow] [--json]
-
-The session's output as text, or (--json) its event records, one per line.
-  --after SEQ   only events after this sequence number
-  --follow, -f  keep following until the session ends
-",
-    ),
-    (
-        "input",
-        "usage: coven input <id> <text> [--json]\n\nSends text to the session's terminal as if typed (add \\n yourself).\n",
-    ),
-    (
-        "kill",
-        "\
-usage: coven kill <id> [--signal SIG] [--grace MS] [--json]
-
-Ends a session: SIG (TERM, INT, HUP or KILL; default TERM) goes to its
-process group, and KILL follows after MS milliseconds (default 3000) if it is
-still alive.
-",
-    ),
-    (
-        "wait",
-        "\
-usage: coven wait <id> --exit | --quiet MS | --match RE [--timeout MS] [--json]
-
-Waits until the session has ended (--exit), printed nothing for MS
-milliseconds (--quiet), or prints text matching the regular expression RE
-(--match; the text as shown on screen: escape sequences removed, lines
-joined across reads; output from now on). Prints what met the wait.
-  --timeout MS  give up after MS milliseconds (default and most: 10 minutes)
-Exit status: 0 met, 1 not met by the timeout (or an error).
-",
-    ),
-    (
-        "screen",
-        "\
-usage: coven screen <id> [--ansi] [--json]
-
-Prints what the session's terminal shows now, one line per row (--json:
-the API's snapshot with size, cursor and title; --ansi: bytes that redraw
-it, colours included, for a terminal of the session's size).
-",
-    ),
-    (
-        "cast",
-        "\
-usage: coven cast <id> [--idle-limit S] > session.cast
-
-Writes the session's output, input and resizes so far as an asciicast v2
-recording, which `asciinema play` and asciinema's web player read.
-  --idle-limit S  pauses longer than S seconds (a decimal) count as S
-",
-    ),
-    (
-        "resize",
-        "usage: coven resize <id> <cols> <rows> [--json]\n\nSets the session's terminal size (1..=1000 each).\n",
-    ),
-];
-
-/// The help text for a command word, or the overview.
-fn help_for(word: Option<&str>) -> Result<&'static str, String> {
-    match word {
-        None | Some("help") => Ok(USAGE),
-        Some(w) => HELP
-            .iter()
-            .find(|(name, _)| *name == w)
-            .map(|(_, text)| *text)
-            .ok_or_else(|| format!("no such command: {w}")),
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        match self.command.and_then(table::command) {
+            Some(cmd) if cmd.name.starts_with("daemon ") && !cmd.name.contains('_') => {
+                write!(f, "\n\n{}\n(coven help {} for more)", cmd.usage(), cmd.name)
+            }
+            Some(cmd) => write!(f, "\n\n{}\n(coven help {} for more)", cmd.usage(), cmd.name),
+            None if self.command == Some("daemon") => {
+                write!(f, "\n\n{}", super::docs::daemon_usage())
+            }
+            None => write!(f, "\n(coven help lists the commands)"),
+        }
     }
 }
 
-/// Which options each command takes (`--json` and `--help` go anywhere).
-fn allowed(command: &Command) -> &'static [&'static str] {
-    match command {
-        Command::Events { .. } => &["after", "follow"],
-        Command::Kill { .. } => &["signal", "grace"],
-        Command::Run(_) => &["root", "cwd", "title", "detach"],
-        Command::Sessions { .. } => &["all", "limit"],
-        Command::Wait { .. } => &["exit", "quiet", "match", "timeout"],
-        Command::Screen { .. } => &["ansi"],
-        Command::Cast { .. } => &["idle-limit"],
-        _ => &[],
+/// The closest of `candidates` to a mistyped `word`, if one is close.
+pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let most = (word.chars().count() / 3).max(1);
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= most || (c.starts_with(word) && word.len() >= 2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn suggestion(word: &str, candidates: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = candidates.collect();
+    match did_you_mean(word, all.iter().map(String::as_str)) {
+        Some(c) => format!("; did you mean {c:?}?"),
+        None => String::new(),
+    }
+}
+
+/// The top-level words: `daemon` and every other visible command.
+fn first_words() -> impl Iterator<Item = &'static str> {
+    table::visible().map(|c| c.name.split(' ').next().unwrap_or(c.name))
+}
+
+/// The daemon's subcommands a person runs.
+fn daemon_words() -> impl Iterator<Item = &'static str> {
+    table::visible().filter_map(|c| c.name.strip_prefix("daemon "))
+}
+
+/// The command `words` name, and the arguments after its name.
+fn find(words: &[String], json: bool) -> Result<Option<(&'static Cmd, &[String])>, UsageError> {
+    let usage = |message: String, command: Option<&'static str>| UsageError {
+        message,
+        command,
+        json,
+    };
+    let Some(first) = words.first() else {
+        return Ok(None);
+    };
+    if first == "daemon" {
+        let Some(sub) = words.get(1) else {
+            return Err(usage(
+                "daemon: which command? serve, start, stop, status, restart, install or uninstall"
+                    .into(),
+                Some("daemon"),
+            ));
+        };
+        let name = format!("daemon {sub}");
+        return match table::COMMANDS.iter().find(|c| c.name == name) {
+            Some(cmd) => Ok(Some((cmd, &words[2..]))),
+            None => Err(usage(
+                format!(
+                    "daemon: unknown command {sub:?}{}",
+                    suggestion(sub, daemon_words().map(String::from))
+                ),
+                Some("daemon"),
+            )),
+        };
+    }
+    match table::visible().find(|c| c.name == first && !c.name.contains(' ')) {
+        Some(cmd) => Ok(Some((cmd, &words[1..]))),
+        None => Err(usage(
+            format!(
+                "unknown command {first:?}{}",
+                suggestion(first, first_words().map(String::from))
+            ),
+            None,
+        )),
     }
 }
 
 /// An option's value, as UTF-8.
-fn text(parser: &mut lexopt::Parser) -> Result<String, String> {
+fn text(parser: &mut lexopt::Parser, o: &Opt) -> Result<String, String> {
     parser
         .value()
-        .map_err(|e| e.to_string())?
+        .map_err(|_| format!("--{} needs a value ({})", o.long, o.value.unwrap_or("")))?
         .into_string()
         .map_err(|_| "arguments must be UTF-8".to_string())
 }
 
-/// Parses the arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+/// What the parser gathered before it knows the command.
+struct Given {
+    words: Vec<String>,
+    /// Options in order, with their values.
+    opts: Vec<(&'static Opt, Option<String>)>,
+}
+
+impl Given {
+    fn has(&self, long: &str) -> bool {
+        self.opts.iter().any(|(o, _)| o.long == long)
+    }
+
+    fn value(&self, long: &str) -> Option<&str> {
+        self.opts
+            .iter()
+            .rev()
+            .find(|(o, _)| o.long == long)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// The options a mistyped one may have meant: the command's (as far as the
+/// words so far name one), else every option.
+fn option_names(words: &[String]) -> Vec<String> {
+    let cmd = find(words, false).ok().flatten().map(|(c, _)| c);
+    table::OPTS
+        .iter()
+        .filter(|o| cmd.is_none_or(|c| table::options_of(c).any(|p| p.long == o.long)))
+        .map(|o| o.long.to_owned())
+        .collect()
+}
+
+fn gather<I: IntoIterator<Item = String>>(args: I) -> Result<Given, (String, Vec<String>)> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
-    let mut words: Vec<String> = Vec::new();
-    let mut json = false;
-    let mut help = false;
-    let mut version = false;
-    let mut given: Vec<&'static str> = Vec::new();
-    let mut after = None;
-    let mut signal = None;
-    let mut grace_ms = None;
-    let mut follow = false;
-    let mut detach = false;
-    let mut all = false;
-    let mut limit = None;
-    let mut waits: Vec<WaitFor> = Vec::new();
-    let mut timeout_ms = None;
-    let mut ansi = false;
-    let mut idle_limit = None;
-    let (mut root, mut cwd, mut title) = (None, None, None);
-    let number = |v: String, what: &str| -> Result<u64, String> {
-        v.parse()
-            .map_err(|_| format!("{what} must be a non-negative integer"))
+    let mut given = Given {
+        words: Vec::new(),
+        opts: Vec::new(),
     };
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("json") => json = true,
-            Long("help") | Short('h') => help = true,
-            Long("version") | Short('V') => version = true,
-            Long("follow") | Short('f') => {
-                follow = true;
-                given.push("follow");
+    loop {
+        let arg = match parser.next() {
+            Ok(Some(arg)) => arg,
+            Ok(None) => return Ok(given),
+            Err(e) => return Err((e.to_string(), given.words)),
+        };
+        let o = match arg {
+            Value(v) => {
+                let v = v
+                    .into_string()
+                    .map_err(|_| ("arguments must be UTF-8".to_string(), given.words.clone()))?;
+                given.words.push(v);
+                continue;
             }
-            Long("detach") | Short('d') => {
-                detach = true;
-                given.push("detach");
-            }
-            Long("all") | Short('a') => {
-                all = true;
-                given.push("all");
-            }
-            Long("ansi") => {
-                ansi = true;
-                given.push("ansi");
-            }
-            Long("idle-limit") => {
-                idle_limit = Some(text(&mut parser)?);
-                given.push("idle-limit");
-            }
-            Long("exit") => {
-                waits.push(WaitFor::Exit);
-                given.push("exit");
-            }
-            Long("quiet") => {
-                waits.push(WaitFor::Quiet(number(text(&mut parser)?, "--quiet")?));
-                given.push("quiet");
-            }
-            Long("match") => {
-                waits.push(WaitFor::Match(text(&mut parser)?));
-                given.push("match");
-            }
-            Long("timeout") => {
-                timeout_ms = Some(number(text(&mut parser)?, "--timeout")?);
-                given.push("timeout");
-            }
-            Long("limit") => {
-                limit = Some(number(text(&mut parser)?, "--limit")?);
-                given.push("limit");
-            }
-            Long("after") => {
-                after = Some(number(text(&mut parser)?, "--after")?);
-                given.push("after");
-            }
-            Long("grace") => {
-                grace_ms = Some(number(text(&mut parser)?, "--grace")?);
-                given.push("grace");
-            }
-            Long("signal") => {
-                signal = Some(text(&mut parser)?);
-                given.push("signal");
-            }
-            Long("root") => {
-                root = Some(text(&mut parser)?);
-                given.push("root");
-            }
-            Long("cwd") => {
-                cwd = Some(text(&mut parser)?);
-                given.push("cwd");
-            }
-            Long("title") => {
-                title = Some(text(&mut parser)?);
-                given.push("title");
-            }
-            Value(v) => words.push(
-                v.into_string()
-                    .map_err(|_| "arguments must be UTF-8".to_string())?,
-            ),
-            other => return Err(other.unexpected().to_string()),
-        }
+            Long(name) => match table::opt(name) {
+                Some(o) => o,
+                None => {
+                    let name = name.to_owned();
+                    let hint = suggestion(&name, option_names(&given.words).into_iter())
+                        .replace('"', "")
+                        .replace("mean ", "mean --");
+                    return Err((format!("unknown option --{name}{hint}"), given.words));
+                }
+            },
+            Short(c) => match table::short(c) {
+                Some(o) => o,
+                None => return Err((format!("unknown option -{c}"), given.words)),
+            },
+        };
+        let value = match o.value {
+            Some(_) => Some(text(&mut parser, o).map_err(|e| (e, given.words.clone()))?),
+            None => None,
+        };
+        given.opts.push((o, value));
     }
-    let w: Vec<&str> = words.iter().map(String::as_str).collect();
-    if help {
-        let text = help_for(w.first().copied())?;
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, UsageError> {
+    let args: Vec<String> = args.into_iter().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let given = match gather(args) {
+        Ok(g) => g,
+        Err((message, words)) => {
+            let command = find(&words, json).ok().flatten().map(|(c, _)| c.name);
+            return Err(UsageError {
+                message,
+                command,
+                json,
+            });
+        }
+    };
+    let json = given.has("json");
+    if given.has("help") || given.words.first().is_some_and(|w| w == "help") {
+        let text = help_of(&given.words, json)?;
         return Ok(Invocation {
             command: Command::Help(text),
-            json,
+            json: false,
         });
     }
-    if version {
+    let Some((cmd, rest)) = find(&given.words, json)? else {
+        if given.has("version") {
+            return Ok(Invocation {
+                command: Command::Version,
+                json,
+            });
+        }
         return Ok(Invocation {
-            command: Command::Version,
-            json,
+            command: Command::Help(super::docs::overview()),
+            json: false,
         });
+    };
+    let err = |message: String| UsageError {
+        message,
+        command: Some(cmd.name),
+        json,
+    };
+    // Options that do not apply to this command.
+    for (o, _) in &given.opts {
+        let applies = o.long == "help"
+            || (o.long == "json" && cmd.json)
+            || (o.long == "version" && cmd.name == "version")
+            || cmd.opts.contains(&o.long);
+        if !applies {
+            return Err(err(format!("--{} does not apply to {}", o.long, cmd.name)));
+        }
     }
-    let id = |s: &str| s.to_owned();
-    let command = match w.as_slice() {
-        ["daemon", "serve"] => Command::Serve,
-        ["daemon", "_server"] => Command::Server,
-        ["daemon", "_handover"] => Command::Handover,
-        ["daemon", "start"] => Command::DaemonStart,
-        ["daemon", "stop"] => Command::DaemonStop,
-        ["daemon", "status"] => Command::DaemonStatus,
-        ["daemon", "restart"] => Command::DaemonRestart,
-        ["harnesses"] => Command::Harnesses,
-        [] => Command::Help(USAGE),
-        ["help"] => Command::Help(USAGE),
-        ["help", topic] => Command::Help(help_for(Some(topic))?),
-        ["version"] => Command::Version,
-        ["health"] => Command::Health,
-        ["sessions"] => Command::Sessions { all, limit },
-        ["archive", s] => Command::Archive {
-            id: id(s),
-            undo: false,
+    // The arguments' count.
+    let need = cmd.args.iter().filter(|a| !a.optional).count();
+    let open = cmd.args.iter().any(|a| a.many);
+    if rest.len() < need {
+        let missing = &cmd.args[rest.len().min(cmd.args.len() - 1)];
+        return Err(err(format!("{}: missing <{}>", cmd.name, missing.name)));
+    }
+    if !open && rest.len() > cmd.args.len() {
+        return Err(err(format!(
+            "{}: unexpected argument {:?}",
+            cmd.name,
+            rest[cmd.args.len()]
+        )));
+    }
+    let command = build(cmd, rest, &given).map_err(err)?;
+    Ok(Invocation { command, json })
+}
+
+/// `--help` or `help …`: the text for the words given.
+fn help_of(words: &[String], json: bool) -> Result<String, UsageError> {
+    let words: Vec<String> = match words.first().map(String::as_str) {
+        Some("help") => words[1..].to_vec(),
+        _ => words.to_vec(),
+    };
+    match words.as_slice() {
+        [] => Ok(super::docs::overview()),
+        [first, ..] if first == "help" => Ok(super::docs::help(
+            table::command("help").expect("help is in the table"),
+        )),
+        [d] if d == "daemon" => Ok(super::docs::daemon_usage()),
+        _ => match find(&words, json)? {
+            Some((cmd, _)) => Ok(super::docs::help(cmd)),
+            None => Ok(super::docs::overview()),
         },
-        ["unarchive", s] => Command::Archive {
-            id: id(s),
-            undo: true,
+    }
+}
+
+/// A non-negative number, or the error that names the option.
+fn number(given: &Given, long: &str) -> Result<Option<u64>, String> {
+    given
+        .value(long)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("--{long} must be a non-negative integer, not {v:?}"))
+        })
+        .transpose()
+}
+
+fn build(cmd: &Cmd, rest: &[String], given: &Given) -> Result<Command, String> {
+    let id = || rest[0].clone();
+    let ids = || rest.to_vec();
+    let manager = || -> Result<Option<Manager>, String> {
+        match given.value("manager") {
+            None => Ok(None),
+            Some("systemd") => Ok(Some(Manager::Systemd)),
+            Some("launchd") => Ok(Some(Manager::Launchd)),
+            Some(m) => Err(format!(
+                "--manager must be systemd or launchd, not {m:?}{}",
+                suggestion(m, ["systemd", "launchd"].into_iter().map(String::from))
+            )),
+        }
+    };
+    Ok(match cmd.name {
+        "daemon serve" => Command::Serve,
+        "daemon _server" => Command::Server,
+        "daemon _handover" => Command::Handover,
+        "daemon start" => Command::DaemonStart,
+        "daemon stop" => Command::DaemonStop,
+        "daemon status" => Command::DaemonStatus,
+        "daemon restart" => Command::DaemonRestart,
+        "daemon install" => Command::DaemonInstall {
+            manager: manager()?,
+            print: given.has("print"),
+            no_start: given.has("no-start"),
         },
-        ["rm", s] => Command::Remove { id: id(s) },
-        ["show", s] => Command::Show { id: id(s) },
-        ["attach", s] => Command::Attach { id: id(s) },
-        ["screen", s] => Command::Screen { id: id(s), ansi },
-        ["cast", s] => Command::Cast {
-            id: id(s),
-            idle_limit: idle_limit.take(),
+        "daemon uninstall" => Command::DaemonUninstall {
+            manager: manager()?,
         },
-        ["wait", s] => {
-            if waits.len() != 1 {
+        "health" => Command::Health,
+        "harnesses" => Command::Harnesses,
+        "version" => Command::Version,
+        "man" => Command::Man,
+        "completions" => Command::Completions(match rest[0].as_str() {
+            "bash" => Shell::Bash,
+            "zsh" => Shell::Zsh,
+            "fish" => Shell::Fish,
+            s => {
+                return Err(format!(
+                    "completions: no shell {s:?} (bash, zsh or fish){}",
+                    suggestion(s, ["bash", "zsh", "fish"].into_iter().map(String::from))
+                ))
+            }
+        }),
+        "sessions" => {
+            let limit = number(given, "limit")?;
+            if limit == Some(0) {
+                return Err("--limit must be at least 1".into());
+            }
+            Command::Sessions {
+                all: given.has("all"),
+                limit,
+                ids: given.has("ids"),
+            }
+        }
+        "show" => Command::Show { id: id() },
+        "attach" => Command::Attach { id: id() },
+        "archive" | "unarchive" => Command::Archive {
+            ids: ids(),
+            undo: cmd.name == "unarchive",
+        },
+        "rm" => Command::Remove { ids: ids() },
+        "screen" => {
+            if given.has("ansi") && given.has("json") {
+                return Err("--ansi and --json do not go together: choose one".into());
+            }
+            Command::Screen {
+                id: id(),
+                ansi: given.has("ansi"),
+            }
+        }
+        "cast" => Command::Cast {
+            id: id(),
+            idle_limit: given.value("idle-limit").map(str::to_owned),
+        },
+        "events" => Command::Events {
+            id: id(),
+            after: number(given, "after")?.unwrap_or(0),
+            follow: given.has("follow"),
+        },
+        "input" => Command::Input {
+            id: id(),
+            data: if given.has("literal") {
+                rest[1..].concat()
+            } else {
+                super::keys::typed(&rest[1..])
+            },
+        },
+        "kill" => Command::Kill {
+            ids: ids(),
+            signal: given.value("signal").map(str::to_owned),
+            grace_ms: number(given, "grace")?,
+        },
+        "resize" => {
+            let side = |what: &str, v: &str| -> Result<u16, String> {
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        format!("resize: {what} must be a number from 1 to 1000, not {v:?}")
+                    })
+            };
+            Command::Resize {
+                id: id(),
+                cols: side("cols", &rest[1])?,
+                rows: side("rows", &rest[2])?,
+            }
+        }
+        "wait" => {
+            let mut what = Vec::new();
+            if given.has("exit") {
+                what.push(WaitFor::Exit);
+            }
+            if let Some(ms) = number(given, "quiet")? {
+                if ms == 0 {
+                    return Err("--quiet must be at least 1 (milliseconds)".into());
+                }
+                what.push(WaitFor::Quiet(ms));
+            }
+            if let Some(re) = given.value("match") {
+                what.push(WaitFor::Match(re.to_owned()));
+            }
+            if what.len() != 1 {
                 return Err("wait: give one of --exit, --quiet MS, --match RE".into());
             }
             Command::Wait {
-                id: id(s),
-                what: waits.remove(0),
-                timeout_ms,
+                id: id(),
+                what: what.remove(0),
+                timeout_ms: number(given, "timeout")?,
             }
         }
-        ["events", s] => Command::Events {
-            id: id(s),
-            after: after.unwrap_or(0),
-            follow,
-        },
-        ["input", s, text] => Command::Input {
-            id: id(s),
-            text: (*text).to_owned(),
-        },
-        ["kill", s] => Command::Kill {
-            id: id(s),
-            signal,
-            grace_ms,
-        },
-        ["resize", s, cols, rows] => Command::Resize {
-            id: id(s),
-            cols: cols
-                .parse()
-                .map_err(|_| "cols must be a number".to_string())?,
-            rows: rows
-                .parse()
-                .map_err(|_| "rows must be a number".to_string())?,
-        },
-        ["run"] => return Err("run: which harness? (coven harnesses lists them)".into()),
-        ["run", _] => return Err("run: a prompt is required after the harness".into()),
-        ["run", harness, prompt @ ..] => Command::Run(RunArgs {
-            harness: (*harness).to_owned(),
-            prompt: prompt.join(" "),
-            root,
-            cwd,
-            title,
-            detach,
-        }),
-        [first, ..] if help_for(Some(first)).is_ok() => {
-            return Err(format!(
-                "wrong arguments for {first}\n\n{}",
-                help_for(Some(first))?
-            ))
+        "run" => {
+            if given.has("json") && !given.has("detach") {
+                return Err("--json applies to run only with --detach".into());
+            }
+            Command::Run(RunArgs {
+                harness: rest[0].clone(),
+                prompt: rest[1..].join(" "),
+                root: given.value("root").map(str::to_owned),
+                cwd: given.value("cwd").map(str::to_owned),
+                title: given.value("title").map(str::to_owned),
+                detach: given.has("detach"),
+            })
         }
-        _ => return Err(format!("unknown command: {}\n\n{USAGE}", w.join(" "))),
-    };
-    let allowed = allowed(&command);
-    if let Some(stray) = given.iter().find(|o| !allowed.contains(o)) {
-        return Err(format!(
-            "--{stray} does not apply to {}",
-            w.first().copied().unwrap_or("")
-        ));
-    }
-    Ok(Invocation { command, json })
+        other => unreachable!("{other} is in the table but not built"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Result<Invocation, String> {
+    fn p(s: &str) -> Result<Invocation, UsageError> {
         parse(s.split_whitespace().map(String::from))
+    }
+
+    fn message(s: &str) -> String {
+        p(s).unwrap_err().message
     }
 
     #[test]
     fn commands() {
         assert_eq!(p("daemon serve").unwrap().command, Command::Serve);
-        assert_eq!(p("--help").unwrap().command, Command::Help(USAGE));
-        assert_eq!(p("").unwrap().command, Command::Help(USAGE));
+        assert!(matches!(p("--help").unwrap().command, Command::Help(_)));
+        assert!(matches!(p("").unwrap().command, Command::Help(_)));
         assert_eq!(p("--version").unwrap().command, Command::Version);
+        let v = p("version --json").unwrap();
+        assert!(v.json && v.command == Command::Version);
         assert!(p("daemon").is_err());
         assert!(p("daemon serve extra").is_err());
         let inv = p("events abc --after 7 --json").unwrap();
@@ -566,9 +602,9 @@ mod tests {
             }
         );
         assert_eq!(
-            p("kill abc --signal INT --grace 500").unwrap().command,
+            p("kill abc def --signal INT --grace 500").unwrap().command,
             Command::Kill {
-                id: "abc".into(),
+                ids: vec!["abc".into(), "def".into()],
                 signal: Some("INT".into()),
                 grace_ms: Some(500)
             }
@@ -581,9 +617,59 @@ mod tests {
                 rows: 40
             }
         );
-        assert!(p("resize abc x 40").is_err());
-        assert!(p("events abc --after -1").is_err());
-        assert!(p("show").is_err());
+        assert_eq!(
+            p("input abc ls Enter C-c").unwrap().command,
+            Command::Input {
+                id: "abc".into(),
+                data: "ls\r\x03".into()
+            }
+        );
+        assert_eq!(
+            p("input abc -l ls Enter").unwrap().command,
+            Command::Input {
+                id: "abc".into(),
+                data: "lsEnter".into()
+            }
+        );
+        assert_eq!(
+            p("rm a b c").unwrap().command,
+            Command::Remove {
+                ids: vec!["a".into(), "b".into(), "c".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(message("sesions").contains("did you mean \"sessions\""));
+        assert!(message("daemon bogus").contains("\"bogus\""));
+        assert!(
+            message("daemon stat").contains("did you mean \"start\"")
+                || message("daemon stat").contains("did you mean \"status\"")
+        );
+        assert!(message("sessions --limt 3").contains("did you mean --limit"));
+        assert!(message("resize abc x 40").contains("\"x\""));
+        assert!(message("resize abc 0 40").contains("1 to 1000"));
+        assert!(message("sessions --limit 0").contains("at least 1"));
+        assert!(message("screen x --json --ansi").contains("--ansi"));
+        assert!(message("cast x --json").contains("--json does not apply to cast"));
+        assert!(message("run sh --json hi").contains("--detach"));
+        assert!(message("events abc --after -1").contains("--after"));
+        assert!(message("show").contains("missing <id>"));
+        assert!(message("health --after 3").contains("does not apply"));
+        let e = p("run").unwrap_err();
+        assert_eq!(e.command, Some("run"));
+        assert!(e.to_string().contains("usage: coven run <harness>"));
         assert!(p("bogus --nope").is_err());
+        assert!(p("wait x").is_err());
+        assert!(p("wait x --exit --quiet 5").is_err());
+    }
+
+    #[test]
+    fn did_you_mean_is_for_near_words_only() {
+        let words = ["sessions", "show", "screen"];
+        assert_eq!(did_you_mean("sesions", words.into_iter()), Some("sessions"));
+        assert_eq!(did_you_mean("scren", words.into_iter()), Some("screen"));
+        assert_eq!(did_you_mean("xyzzy", words.into_iter()), None);
     }
 }

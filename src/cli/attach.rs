@@ -109,7 +109,8 @@ pub fn run(
     json: bool,
     out: &mut impl Write,
 ) -> Result<u8, ClientError> {
-    let io = |what: &str, e: io::Error| ClientError::Protocol(format!("{what}: {e}"));
+    let io =
+        |what: &str, e: io::Error| ClientError::failed("client_failed", format!("{what}: {e}"));
     let here = std::env::current_dir().map_err(|e| io("the current directory", e))?;
     let root = match &args.root {
         Some(r) => here.join(r),
@@ -140,7 +141,7 @@ pub fn run(
         } else {
             writeln!(out, "{id}")
         };
-        written.map_err(|e| io("writing output", e))?;
+        written.map_err(ClientError::Output)?;
         return Ok(0);
     }
     // A new session's queries (cursor position and the like) are live and
@@ -164,7 +165,8 @@ fn default_cwd(root: &std::path::Path, here: &std::path::Path) -> Option<PathBuf
 /// queries (cursor position, colours); the local terminal answers them,
 /// and those answers must not reach the live harness as typed input.
 pub fn attach(client: &Client, id: &str, drop_replies: bool) -> Result<u8, ClientError> {
-    let signals = SignalPipe::install().map_err(ClientError::Unreachable)?;
+    let signals = SignalPipe::install()
+        .map_err(|e| ClientError::failed("client_failed", format!("signal handlers: {e}")))?;
     let raw = RawMode::enter();
     let mut screen = Screen::default();
     let result = follow(
@@ -312,7 +314,12 @@ fn follow(
             let n = match stdin.lock().read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ClientError::Protocol(format!("reading input: {e}"))),
+                Err(e) => {
+                    return Err(ClientError::failed(
+                        "client_failed",
+                        format!("reading input: {e}"),
+                    ))
+                }
             };
             if n == 0 {
                 // Input from a file or pipe ran out: keep following output.
@@ -502,15 +509,11 @@ impl Screen {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))
+        self.out.write_all(bytes).map_err(ClientError::Output)
     }
 
     fn flush(&mut self) -> Result<(), ClientError> {
-        self.out
-            .flush()
-            .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))
+        self.out.flush().map_err(ClientError::Output)
     }
 
     /// Undoes the modes a harness may have left the terminal in: the

@@ -13,19 +13,41 @@ pub struct Client {
     pub socket: PathBuf,
 }
 
-/// A failed call: the daemon's envelope, or why it could not be reached.
+/// A failed command: the daemon's envelope, or why it could not be asked.
 #[derive(Debug)]
 pub enum ClientError {
-    /// No daemon answers on the socket.
+    /// The daemon could not be reached, or the connection broke.
     Unreachable(io::Error),
     /// The daemon answered with an error envelope.
     Api {
         status: u16,
         code: String,
         message: String,
+        /// The envelope's `details` (`Null` when it has none).
+        details: Value,
     },
     /// The answer was not HTTP/JSON as expected.
     Protocol(String),
+    /// Writing our own output failed (a closed pipe: see `report`).
+    Output(io::Error),
+    /// A failure on this side, with a code for `--json`'s envelope.
+    Failed {
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
+    /// Several things were asked; this many failed, each already reported.
+    Some(usize),
+}
+
+impl ClientError {
+    pub fn failed(code: &'static str, message: impl Into<String>) -> ClientError {
+        ClientError::Failed {
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
 }
 
 impl std::fmt::Display for ClientError {
@@ -34,6 +56,9 @@ impl std::fmt::Display for ClientError {
             ClientError::Unreachable(e) => write!(f, "no daemon answers ({e})"),
             ClientError::Api { code, message, .. } => write!(f, "{message} ({code})"),
             ClientError::Protocol(m) => write!(f, "unexpected answer: {m}"),
+            ClientError::Output(e) => write!(f, "writing output: {e}"),
+            ClientError::Failed { message, .. } => write!(f, "{message}"),
+            ClientError::Some(n) => write!(f, "{n} failed"),
         }
     }
 }
@@ -148,8 +173,7 @@ impl Client {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             while let Some(record) = frames.next_record() {
-                on_event(&record?)
-                    .map_err(|e| ClientError::Protocol(format!("writing output: {e}")))?;
+                on_event(&record?).map_err(ClientError::Output)?;
             }
             let n = s.read(&mut buf).map_err(ClientError::Unreachable)?;
             if n == 0 {
@@ -230,23 +254,36 @@ impl Client {
             if let Some(id) = s["id"].as_str().filter(|id| id.starts_with(given)) {
                 matches.push(id.to_owned());
             }
-            matches.len() < 2
+            // Enough to show what an ambiguous prefix matches.
+            matches.len() <= AMBIGUOUS_SHOWN
         })?;
         match matches.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(ClientError::Api {
                 status: 404,
                 code: "session_not_found".into(),
-                message: format!("no session matches {given:?}"),
+                message: format!("No session matches {given:?}."),
+                details: serde_json::json!({ "sessionId": given }),
             }),
-            _ => Err(ClientError::Api {
-                status: 400,
-                code: "invalid_request".into(),
-                message: format!("{given:?} matches more than one session"),
-            }),
+            _ => {
+                let mut shown = matches.clone();
+                if shown.len() > AMBIGUOUS_SHOWN {
+                    shown.truncate(AMBIGUOUS_SHOWN);
+                    shown.push("…".into());
+                }
+                Err(ClientError::Api {
+                    status: 400,
+                    code: "invalid_request".into(),
+                    message: format!("{given:?} matches more than one session."),
+                    details: serde_json::json!({ "matches": shown }),
+                })
+            }
         }
     }
 }
+
+/// How many sessions an ambiguous prefix's error lists.
+const AMBIGUOUS_SHOWN: usize = 10;
 
 /// An event record's payload, decoded (`Null` if it is not JSON).
 pub fn payload(event: &Value) -> Value {
@@ -262,20 +299,16 @@ fn status_of(head: &str) -> Result<u16, ClientError> {
 
 /// The error an envelope carries (or a generic one if the body is not one).
 fn api_error(status: u16, body: &[u8]) -> ClientError {
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let err = &value["error"];
-    let mut message = err["message"]
-        .as_str()
-        .unwrap_or("request failed")
-        .to_owned();
-    // A reason the daemon gives (a refused restart's) belongs with it.
-    if let Some(reason) = err["details"]["reason"].as_str() {
-        message = format!("{message} {reason}");
-    }
+    let mut value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let err = value["error"].take();
     ClientError::Api {
         status,
         code: err["code"].as_str().unwrap_or("unknown").to_owned(),
-        message,
+        message: err["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned(),
+        details: err.get("details").cloned().unwrap_or(Value::Null),
     }
 }
 

@@ -16,7 +16,7 @@ fn print_json(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
 /// `coven wait`: 0 when met, 1 when the deadline came first.
 pub fn wait(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<u8, ClientError> {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    let io = |e: std::io::Error| ClientError::Protocol(format!("writing output: {e}"));
+    let io = ClientError::Output;
     let Command::Wait {
         id,
         what,
@@ -61,7 +61,7 @@ pub fn wait(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<u
 
 /// Runs a client command, writing its output to `out`.
 pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<(), ClientError> {
-    let io = |e: std::io::Error| ClientError::Protocol(format!("writing output: {e}"));
+    let io = ClientError::Output;
     match &inv.command {
         Command::Health => {
             let h = client.call("GET", "/api/v1/health", None)?;
@@ -82,7 +82,7 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             )
             .map_err(io)
         }
-        Command::Sessions { all, limit } => {
+        Command::Sessions { all, limit, ids } => {
             let mut list: Vec<Value> = Vec::new();
             let want = limit.map_or(usize::MAX, |n| n as usize);
             if want > 0 {
@@ -93,6 +93,12 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             }
             if inv.json {
                 return print_json(out, &Value::Array(list)).map_err(io);
+            }
+            if *ids {
+                for s in &list {
+                    writeln!(out, "{}", s["id"].as_str().unwrap_or("")).map_err(io)?;
+                }
+                return Ok(());
             }
             writeln!(
                 out,
@@ -120,23 +126,17 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             }
             Ok(())
         }
-        Command::Archive { id, undo } => {
-            let id = client.resolve_id(id)?;
+        Command::Archive { ids, undo } => {
             let verb = if *undo { "unarchive" } else { "archive" };
-            let r = client.call("POST", &format!("/api/v1/sessions/{id}/{verb}"), None)?;
-            if inv.json {
-                return print_json(out, &r).map_err(io);
-            }
-            writeln!(out, "{verb}d {id}").map_err(io)
+            each(client, ids, inv.json, out, |id| {
+                let r = client.call("POST", &format!("/api/v1/sessions/{id}/{verb}"), None)?;
+                Ok((r, format!("{verb}d {id}")))
+            })
         }
-        Command::Remove { id } => {
-            let id = client.resolve_id(id)?;
+        Command::Remove { ids } => each(client, ids, inv.json, out, |id| {
             let r = client.call("DELETE", &format!("/api/v1/sessions/{id}"), None)?;
-            if inv.json {
-                return print_json(out, &r).map_err(io);
-            }
-            writeln!(out, "deleted {id}").map_err(io)
-        }
+            Ok((r, format!("deleted {id}")))
+        }),
         Command::Show { id } => {
             let id = client.resolve_id(id)?;
             let s = client.call("GET", &format!("/api/v1/sessions/{id}"), None)?;
@@ -212,21 +212,22 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             })?;
             out.flush().map_err(io)
         }
-        Command::Input { id, text } => {
+        Command::Input { id, data } => {
             let id = client.resolve_id(id)?;
             let r = client.call(
                 "POST",
                 &format!("/api/v1/sessions/{id}/input"),
-                Some(&json!({ "data": text })),
+                Some(&json!({ "data": data })),
             )?;
-            accepted(out, inv.json, &r).map_err(io)
+            let n = data.len();
+            let said = format!("sent {n} byte{} to {id}", if n == 1 { "" } else { "s" });
+            print_answer(out, inv.json, &r, &said).map_err(io)
         }
         Command::Kill {
-            id,
+            ids,
             signal,
             grace_ms,
         } => {
-            let id = client.resolve_id(id)?;
             let mut body = json!({});
             if let Some(s) = signal {
                 body["signal"] = json!(s);
@@ -234,8 +235,20 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             if let Some(g) = grace_ms {
                 body["graceMs"] = json!(g);
             }
-            let r = client.call("POST", &format!("/api/v1/sessions/{id}/kill"), Some(&body))?;
-            accepted(out, inv.json, &r).map_err(io)
+            let sent = signal.as_deref().unwrap_or("TERM").to_ascii_uppercase();
+            let sent = sent.strip_prefix("SIG").unwrap_or(&sent).to_owned();
+            let then = match (sent.as_str(), grace_ms) {
+                ("KILL", _) => String::new(),
+                (_, Some(ms)) => format!("; KILL in {ms} ms if it still runs"),
+                (_, None) => "; KILL after the daemon's killGraceMs if it still runs".into(),
+            };
+            each(client, ids, inv.json, out, |id| {
+                let r = client.call("POST", &format!("/api/v1/sessions/{id}/kill"), Some(&body))?;
+                Ok((
+                    r,
+                    format!("killing {id}: sent {sent} to its process group{then}"),
+                ))
+            })
         }
         Command::Resize { id, cols, rows } => {
             let id = client.resolve_id(id)?;
@@ -244,7 +257,7 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
                 &format!("/api/v1/sessions/{id}/resize"),
                 Some(&json!({ "cols": cols, "rows": rows })),
             )?;
-            accepted(out, inv.json, &r).map_err(io)
+            print_answer(out, inv.json, &r, &format!("resized {id} to {cols}x{rows}")).map_err(io)
         }
         Command::Screen { id, ansi } => {
             let id = client.resolve_id(id)?;
@@ -262,8 +275,20 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             if inv.json {
                 return print_json(out, &r).map_err(io);
             }
-            for line in r["lines"].as_array().into_iter().flatten() {
-                writeln!(out, "{}", line.as_str().unwrap_or("")).map_err(io)?;
+            // The rows below the last text are left out, as `tmux
+            // capture-pane` leaves them out.
+            let lines: Vec<&str> = r["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| l.as_str().unwrap_or(""))
+                .collect();
+            let used = lines
+                .iter()
+                .rposition(|l| !l.trim_end().is_empty())
+                .map_or(0, |i| i + 1);
+            for line in &lines[..used] {
+                writeln!(out, "{line}").map_err(io)?;
             }
             Ok(())
         }
@@ -280,11 +305,24 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
             // Streamed through: a recording of any size costs a buffer.
             let (mut stream, body) = client.open_stream(&path)?;
             out.write_all(&body).map_err(io)?;
-            std::io::copy(&mut stream, out)
-                .map(|_| ())
-                .map_err(|e| ClientError::Protocol(format!("reading the recording: {e}")))
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match std::io::Read::read(&mut stream, &mut buf) {
+                    Ok(0) => return out.flush().map_err(io),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(ClientError::Unreachable(e)),
+                };
+                out.write_all(&buf[..n]).map_err(io)?;
+            }
         }
-        Command::Run(_) | Command::Attach { .. } | Command::Wait { .. } => Ok(()),
+        Command::Run(_)
+        | Command::Attach { .. }
+        | Command::Wait { .. }
+        | Command::DaemonInstall { .. }
+        | Command::DaemonUninstall { .. }
+        | Command::Completions(_)
+        | Command::Man => Ok(()),
         Command::Serve
         | Command::Server
         | Command::Handover
@@ -319,93 +357,173 @@ fn install_hint(id: &str) -> &'static str {
 }
 
 /// How long `daemon start` waits for health, and `stop` for the exit.
-const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `daemon start | stop | status | restart`.
+/// The last line the daemon logged after `from`: why it would not start.
+fn cause_in_log(log: &std::path::Path, from: u64) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    // The tail is enough: the cause is the last thing it said.
+    let from = from.max(len.saturating_sub(64 * 1024));
+    f.seek(std::io::SeekFrom::Start(from)).ok()?;
+    let mut text = String::new();
+    f.take(64 * 1024).read_to_string(&mut text).ok()?;
+    // What a process said as it gave up ("coven: …"), else its last error,
+    // else its last line.
+    let lines = || text.lines().rev().filter(|l| !l.trim().is_empty());
+    let line = lines()
+        .find_map(|l| l.strip_prefix("coven: "))
+        .or_else(|| lines().find(|l| l.contains(" ERROR ")))
+        .or_else(|| lines().next())?;
+    Some(line.to_owned())
+}
+
+/// Whether the daemon is installed as a service, in words and for JSON.
+fn service_status() -> (String, Value) {
+    match super::service::native() {
+        None => ("no service manager".into(), Value::Null),
+        Some(m) => match super::service::installed(m) {
+            Some(f) => (
+                format!("installed as a service ({})", f.display()),
+                json!({ "installed": true, "file": f }),
+            ),
+            None => (
+                "not installed as a service (coven daemon install)".into(),
+                json!({ "installed": false }),
+            ),
+        },
+    }
+}
+
+/// `daemon start | stop | status | restart`: the exit status.
 pub fn lifecycle(
     client: &Client,
     inv: &Invocation,
     home: &std::path::Path,
     exe: &std::path::Path,
     out: &mut impl Write,
-) -> Result<(), ClientError> {
-    let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
+) -> Result<u8, ClientError> {
+    let io = ClientError::Output;
+    let failed = |code: &'static str, what: &str, e: std::io::Error| {
+        ClientError::failed(code, format!("{what}: {e}"))
+    };
     let running = || client.call("GET", "/api/v1/health", None).ok();
+    let say = |out: &mut dyn Write, v: Value, text: String| -> Result<u8, ClientError> {
+        if inv.json {
+            writeln!(out, "{v}").map_err(io)?;
+        } else {
+            writeln!(out, "{text}").map_err(io)?;
+        }
+        Ok(0)
+    };
     match &inv.command {
-        Command::DaemonStatus => match running() {
-            Some(h) => {
-                let d = &h["daemon"];
-                let up = d["startedAt"]
-                    .as_str()
-                    .and_then(|t| humantime::parse_rfc3339(t).ok())
-                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-                    .map_or(0, |d| d.as_secs());
-                if inv.json {
-                    let status = json!({
-                        "running": true,
-                        "pid": d["pid"],
-                        "startedAt": d["startedAt"],
-                        "uptimeSeconds": up,
-                        "socket": d["socket"],
-                        "liveSessions": h["stats"]["liveSessions"],
-                    });
-                    return print_json(out, &status).map_err(io);
-                }
-                writeln!(
+        Command::DaemonStatus => {
+            let (service, service_json) = service_status();
+            let Some(h) = running() else {
+                let socket = client.socket.display();
+                say(
                     out,
-                    "running  pid {}  up {}s  socket {}  live sessions {}",
+                    json!({ "running": false, "socket": client.socket, "service": service_json }),
+                    format!("not running (no daemon answers on {socket}); {service}"),
+                )?;
+                return Ok(1);
+            };
+            let d = &h["daemon"];
+            let up = d["startedAt"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                .map_or(0, |d| d.as_secs());
+            say(
+                out,
+                json!({
+                    "running": true,
+                    "pid": d["pid"],
+                    "startedAt": d["startedAt"],
+                    "uptimeSeconds": up,
+                    "socket": d["socket"],
+                    "liveSessions": h["stats"]["liveSessions"],
+                    "service": service_json,
+                }),
+                format!(
+                    "running  pid {}  up {}s  socket {}  live sessions {}\n{service}",
                     d["pid"],
                     up,
                     d["socket"].as_str().unwrap_or("?"),
                     h["stats"]["liveSessions"]
-                )
-                .map_err(io)
-            }
-            None => Err(ClientError::Unreachable(std::io::Error::other(
-                "not running",
-            ))),
-        },
+                ),
+            )
+        }
         Command::DaemonStart => {
             if let Some(h) = running() {
-                return writeln!(out, "already running (pid {})", h["daemon"]["pid"]).map_err(io);
+                let pid = &h["daemon"]["pid"];
+                return say(
+                    out,
+                    json!({ "running": true, "started": false, "pid": pid }),
+                    format!("already running (pid {pid})"),
+                );
             }
-            crate::home::prepare(home).map_err(io)?;
+            crate::home::prepare(home).map_err(|e| failed("daemon_start_failed", "the home", e))?;
+            let log_path = home.join("daemon.log");
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(home.join("daemon.log"))
-                .map_err(io)?;
+                .open(&log_path)
+                .map_err(|e| failed("daemon_start_failed", "the log", e))?;
+            let from = log.metadata().map_or(0, |m| m.len());
             let mut cmd = std::process::Command::new(exe);
             cmd.args(["daemon", "serve"])
                 .env("COVEN_HOME", home)
                 .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().map_err(io)?)
+                .stdout(
+                    log.try_clone()
+                        .map_err(|e| failed("daemon_start_failed", "the log", e))?,
+                )
                 .stderr(log);
             // Detached from our terminal: its signals are not the daemon's.
             crate::sys::process::new_session_on_exec(&mut cmd);
-            let mut child = cmd.spawn().map_err(io)?;
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| failed("daemon_start_failed", &exe.display().to_string(), e))?;
             let start = std::time::Instant::now();
             loop {
                 if let Some(h) = running() {
-                    return writeln!(out, "started (pid {})", h["daemon"]["pid"]).map_err(io);
+                    let pid = &h["daemon"]["pid"];
+                    return say(
+                        out,
+                        json!({ "running": true, "started": true, "pid": pid, "socket": h["daemon"]["socket"] }),
+                        format!("started (pid {pid}); log: {}", log_path.display()),
+                    );
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(ClientError::Protocol(format!(
-                        "the daemon exited at start ({status}); see {}",
-                        home.join("daemon.log").display()
-                    )));
+                    let cause = cause_in_log(&log_path, from);
+                    return Err(ClientError::Failed {
+                        code: "daemon_start_failed",
+                        message: format!(
+                            "the daemon exited at start ({status}){}",
+                            cause.as_deref().map_or(String::new(), |c| format!(": {c}"))
+                        ),
+                        details: json!({ "log": log_path }),
+                    });
                 }
                 if start.elapsed() > LIFECYCLE_WAIT {
-                    return Err(ClientError::Protocol(
-                        "the daemon did not answer in time".into(),
-                    ));
+                    return Err(ClientError::Failed {
+                        code: "daemon_start_failed",
+                        message: "the daemon did not answer in time".into(),
+                        details: json!({ "log": log_path }),
+                    });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
         Command::DaemonStop => {
             let Some(h) = running() else {
-                return writeln!(out, "not running").map_err(io);
+                return say(
+                    out,
+                    json!({ "running": false, "stopped": false }),
+                    "not running".into(),
+                );
             };
             // The daemon is asked by the identity health reported, so a
             // daemon that replaced it meanwhile is left alone (409).
@@ -424,15 +542,18 @@ pub fn lifecycle(
                 Err(ClientError::Api { status: 404, .. }) => {
                     let recorded = crate::home::read_info(home).map(|i| i.pid as i32);
                     if recorded != Some(pid) {
-                        return Err(ClientError::Protocol(format!(
-                            "health names pid {pid}, daemon.json {recorded:?}: not signalling"
-                        )));
+                        return Err(ClientError::failed(
+                            "daemon_stop_failed",
+                            format!(
+                                "health names pid {pid}, daemon.json {recorded:?}: not signalling"
+                            ),
+                        ));
                     }
                     nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
                         nix::sys::signal::Signal::SIGTERM,
                     )
-                    .map_err(|e| io(e.into()))?;
+                    .map_err(|e| failed("daemon_stop_failed", "signalling it", e.into()))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -444,18 +565,23 @@ pub fn lifecycle(
                 || home.join("daemon.json").exists()
             {
                 if start.elapsed() > LIFECYCLE_WAIT {
-                    return Err(ClientError::Protocol(format!(
-                        "pid {pid} did not stop in time"
-                    )));
+                    return Err(ClientError::failed(
+                        "daemon_stop_failed",
+                        format!("pid {pid} did not stop in time"),
+                    ));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            match live {
-                0 => writeln!(out, "stopped (pid {pid})"),
-                1 => writeln!(out, "stopped (pid {pid}); it ended 1 running session"),
-                n => writeln!(out, "stopped (pid {pid}); it ended {n} running sessions"),
-            }
-            .map_err(io)
+            let text = match live {
+                0 => format!("stopped (pid {pid})"),
+                1 => format!("stopped (pid {pid}); it ended 1 running session"),
+                n => format!("stopped (pid {pid}); it ended {n} running sessions"),
+            };
+            say(
+                out,
+                json!({ "running": false, "stopped": true, "pid": pid, "endedSessions": live }),
+                text,
+            )
         }
         Command::DaemonRestart => {
             let step = |command| Invocation {
@@ -473,14 +599,16 @@ pub fn lifecycle(
                     // Answered by the new program (the old one accepts no
                     // more): the restart is done.
                     let now = client.call("GET", "/api/v1/health", None)?;
-                    writeln!(
+                    let kept = &now["stats"]["liveSessions"];
+                    say(
                         out,
-                        "restarted (pid {}, {}); {} running session(s) kept",
-                        now["daemon"]["pid"],
-                        r["build"].as_str().unwrap_or("?"),
-                        now["stats"]["liveSessions"]
+                        json!({ "restarted": true, "pid": now["daemon"]["pid"], "build": r["build"], "keptSessions": kept }),
+                        format!(
+                            "restarted (pid {}, {}); {kept} running session(s) kept",
+                            now["daemon"]["pid"],
+                            r["build"].as_str().unwrap_or("?"),
+                        ),
                     )
-                    .map_err(io)
                 }
                 // A daemon that predates live restarts: stop, then start.
                 Err(ClientError::Api { status: 404, .. }) => {
@@ -490,14 +618,46 @@ pub fn lifecycle(
                 Err(e) => Err(e),
             }
         }
-        _ => Ok(()),
+        _ => Ok(0),
     }
 }
 
-fn accepted(out: &mut impl Write, json: bool, r: &Value) -> std::io::Result<()> {
+/// An answer: the API's JSON, or what it means in words.
+fn print_answer(out: &mut impl Write, json: bool, r: &Value, said: &str) -> std::io::Result<()> {
     if json {
         print_json(out, r)
     } else {
-        writeln!(out, "accepted")
+        writeln!(out, "{said}")
+    }
+}
+
+/// Does `one` for each id (a prefix, resolved first), as `docker rm A B`
+/// does: each answer printed as it comes, each failure reported and the
+/// rest still done; fails when any failed.
+fn each(
+    client: &Client,
+    ids: &[String],
+    json: bool,
+    out: &mut impl Write,
+    mut one: impl FnMut(&str) -> Result<(Value, String), ClientError>,
+) -> Result<(), ClientError> {
+    let mut failed = Vec::new();
+    for given in ids {
+        match client.resolve_id(given).and_then(|id| one(&id)) {
+            Ok((r, said)) => print_answer(out, json, &r, &said).map_err(ClientError::Output)?,
+            Err(ClientError::Unreachable(e)) => return Err(ClientError::Unreachable(e)),
+            Err(e) => failed.push(e),
+        }
+    }
+    out.flush().map_err(ClientError::Output)?;
+    match failed.len() {
+        0 => Ok(()),
+        1 if ids.len() == 1 => Err(failed.remove(0)),
+        n => {
+            for e in &failed {
+                super::report::report(e, &client.socket, json);
+            }
+            Err(ClientError::Some(n))
+        }
     }
 }

@@ -238,6 +238,22 @@ pub fn signal(pid: i32, signal: nix::sys::signal::Signal) {
     }
 }
 
+/// Ends this process as a write to a closed pipe does by default: killed
+/// by SIGPIPE (which Rust's runtime ignores, so that writes fail instead).
+/// A shell then sees status 141, as for `yes | head -1`, and prints nothing.
+pub fn die_of_sigpipe() -> ! {
+    use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+    // SAFETY: restoring a default disposition installs no handler.
+    unsafe {
+        let _ = signal::signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = signal::raise(Signal::SIGPIPE);
+    std::process::exit(128 + Signal::SIGPIPE as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
