@@ -53,7 +53,7 @@ fn commands_read_and_drive_sessions() {
     assert_eq!(s["id"], id.as_str());
 
     let o = coven(&d, &["input", &id, "typed\n"]);
-    assert_eq!(stdout(&o), "accepted\n");
+    assert_eq!(stdout(&o), format!("sent 6 bytes to {id}\n"));
     d.wait_output(&id, "got typed");
     let o = coven(&d, &["events", &id]);
     assert!(
@@ -97,30 +97,6 @@ fn errors_and_exit_codes() {
     let o = coven(&d, &["health"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no daemon answers"));
-}
-
-/// Kills whatever daemon a test started through the CLI, whatever happens.
-struct Reap(std::path::PathBuf);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        if let Ok(text) = std::fs::read_to_string(self.0.join("daemon.json")) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                // The server, and the supervisor that would start another.
-                let pid = v["pid"].as_i64().unwrap_or(0) as i32;
-                let parent = ps_field(pid, "ppid").parse().unwrap_or(0);
-                if parent > 1 {
-                    let _ = kill(Pid::from_raw(parent), Signal::SIGSTOP);
-                }
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                if parent > 1 {
-                    let _ = kill(Pid::from_raw(parent), Signal::SIGKILL);
-                }
-            }
-        }
-    }
 }
 
 #[test]
@@ -375,7 +351,8 @@ fn screen_and_cast_print_what_the_session_shows_and_did() {
     let o = d.command().args(["screen", &id[..8]]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(text.starts_with("now bold\n\n"), "{text:?}");
+    // The blank rows below the last text are left out.
+    assert_eq!(text, "now bold\n");
     assert!(!text.contains("gone"));
 
     let o = d
@@ -417,4 +394,488 @@ fn screen_and_cast_print_what_the_session_shows_and_did() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("idleLimit"));
+}
+
+/// A pipe whose reading end is already closed: every write to the other
+/// end fails at once, as `coven … | head -0` would find.
+fn closed_pipe() -> std::os::fd::OwnedFd {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    write
+}
+
+fn killed_by_sigpipe(o: &Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    o.status.signal() == Some(nix::sys::signal::Signal::SIGPIPE as i32)
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let d = Daemon::with_sessions("");
+    let id = id_of(&d.launch("sh", "seq 1 200000"));
+    d.wait_exit_event(&id);
+    for args in [
+        &["sessions"][..],
+        &["sessions", "--json"],
+        &["show", &id],
+        &["events", &id],
+        &["events", &id, "--follow"],
+        &["cast", &id],
+        &["screen", &id],
+        &["screen", &id, "--ansi"],
+        &["health"],
+        &["harnesses"],
+        &["daemon", "status"],
+        &["help"],
+        &["help", "run"],
+        &["version"],
+        &["completions", "bash"],
+        &["man"],
+        &["show", "no-such-session", "--json"],
+    ] {
+        let o = d
+            .command()
+            .args(args)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        assert!(killed_by_sigpipe(&o), "{args:?}: {:?}", o.status);
+        assert!(
+            o.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // `coven events ID | head -1`: a pipe closed after one line.
+    use std::io::BufRead;
+    let mut child = d
+        .command()
+        .args(["events", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert_eq!(first, "1\r\n");
+    drop(lines);
+    let o = child.wait_with_output().unwrap();
+    assert!(killed_by_sigpipe(&o), "{:?}", o.status);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn errors_say_what_the_daemon_said() {
+    let mut d = Daemon::with_sessions("");
+    // The harnesses the daemon knows.
+    let o = coven(&d, &["run", "nope", "--detach", "--", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("Unknown harness. (invalid_request)"), "{e}");
+    assert!(
+        e.contains("known harnesses: ") && e.contains("cat, sleep"),
+        "{e}"
+    );
+    let o = coven(&d, &["run", "nope", "--detach", "--json", "--", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let envelope: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(envelope["error"]["code"], "invalid_request");
+    assert!(envelope["error"]["details"]["knownHarnesses"]
+        .as_array()
+        .unwrap()
+        .contains(&"sh".into()));
+
+    // Why a spawn failed.
+    let o = coven(&d, &["run", "broken", "--detach", "--", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("(pty_spawn_failed)"), "{e}");
+    assert!(
+        e.contains("reason: ") && e.contains("/nonexistent/harness"),
+        "{e}"
+    );
+
+    // Paths that do not fit.
+    let root = d.dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let o = d
+        .command()
+        .args(["run", "sh", "--detach", "--cwd", "/", "--", "true"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("(project_root_violation)"), "{e}");
+    assert!(
+        e.contains("cwd: /") && e.contains(&format!("project root: {}", root.display())),
+        "{e}"
+    );
+
+    // An ambiguous prefix: what it matches.
+    let a = id_of(&d.launch("sh", "true"));
+    let b = id_of(&d.launch("sh", "true"));
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let o = coven(&d, &["show", &a[..common]]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("matches more than one session"), "{e}");
+    assert!(e.contains(&a) && e.contains(&b), "{e}");
+
+    // Not found, as the envelope with --json.
+    let o = coven(&d, &["show", "no-such-session", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let envelope: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(envelope["error"]["code"], "session_not_found");
+
+    // No daemon: where it was looked for, and how to start one.
+    d.stop();
+    let o = coven(&d, &["sessions"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains(&d.socket.display().to_string()), "{e}");
+    assert!(e.contains("coven daemon start"), "{e}");
+    let o = coven(&d, &["sessions", "--json"]);
+    let envelope: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(envelope["error"]["code"], "daemon_unreachable");
+    assert_eq!(
+        envelope["error"]["details"]["socket"],
+        d.socket.display().to_string()
+    );
+}
+
+#[test]
+fn a_daemon_that_will_not_start_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let _reap = Reap(home.clone());
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(
+        home.join("config.json"),
+        r#"{"harnesses": [{"id": "sh", "lable": "x", "command": "/bin/sh"}]}"#,
+    )
+    .unwrap();
+    let o = std::process::Command::new(coven_bin())
+        .args(["daemon", "start"])
+        .env("COVEN_HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("harnesses[0].lable: unknown field"), "{e}");
+    assert!(
+        e.contains(&home.join("daemon.log").display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn usage_errors_name_the_mistake_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let coven = |args: &[&str]| {
+        std::process::Command::new(coven_bin())
+            .args(args)
+            .env("COVEN_HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    for (args, said) in [
+        (&["sesions"][..], "did you mean \"sessions\""),
+        (&["daemon", "bogus"], "\"bogus\""),
+        (&["daemon", "strat"], "did you mean \"start\""),
+        (&["run"], "usage: coven run <harness>"),
+        (&["run", "sh"], "missing <prompt>"),
+        (&["sessions", "--limt", "3"], "did you mean --limit"),
+        (&["sessions", "--limit", "0"], "--limit must be at least 1"),
+        (&["resize", "x", "0", "10"], "1 to 1000"),
+        (&["resize", "x", "abc", "10"], "\"abc\""),
+        (&["screen", "x", "--json", "--ansi"], "--ansi and --json"),
+        (&["cast", "x", "--json"], "--json does not apply to cast"),
+        (
+            &["attach", "x", "--json"],
+            "--json does not apply to attach",
+        ),
+        (&["run", "sh", "--json", "--", "hi"], "--detach"),
+        (&["wait", "x", "--quiet", "0"], "--quiet"),
+        (&["show", "a", "b"], "unexpected argument \"b\""),
+        (&["completions", "tcsh"], "\"tcsh\""),
+        (&["daemon", "install", "--manager", "runit"], "\"runit\""),
+        (&["help", "bogus"], "\"bogus\""),
+    ] {
+        let o = coven(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = stderr(&o);
+        assert!(e.contains(said), "{args:?}: {e}");
+        // With --json the envelope goes to stdout (below), else nothing.
+        assert_eq!(o.stdout.is_empty(), !args.contains(&"--json"), "{args:?}");
+    }
+    // The command's own usage, not the overview.
+    let e = stderr(&coven(&["resize", "x", "0", "10"]));
+    assert!(e.contains("usage: coven resize <id> <cols> <rows>"), "{e}");
+    assert!(!e.contains("commands:"), "{e}");
+    // With --json, the envelope too.
+    let o = coven(&["sessions", "--limit", "0", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let envelope: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(envelope["error"]["code"], "usage");
+    // Commands that print honour --json without a daemon too.
+    let o = coven(&["version", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["apiVersion"], "coven.daemon.v1");
+}
+
+#[test]
+fn input_key_names_reach_the_session_byte_for_byte() {
+    let d = Daemon::with_sessions("");
+    // A raw terminal (no echo, no signals, no CR to LF): the harness reads
+    // exactly the bytes typed, and prints them in hex.
+    let id = id_of(&d.launch(
+        "sh",
+        "stty raw -echo; echo ready; head -c 16 | od -An -tx1 -v",
+    ));
+    d.wait_output(&id, "ready");
+    let o = coven(
+        &d,
+        &[
+            "input", &id, "a b", "Tab", "C-c", "Up", "Enter", "C-d", "M-x", "Escape", "BSpace",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("sent 14 bytes to {id}\n"));
+    // --literal: the names are text.
+    let o = coven(&d, &["input", &id, "--literal", "Up"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    d.wait_exit_event(&id);
+    let text = output_of(&d.events(&id));
+    let hex: Vec<&str> = text
+        .split("ready")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        hex.join(" "),
+        "61 20 62 09 03 1b 5b 41 0d 04 1b 78 1b 7f 55 70",
+        "{text:?}"
+    );
+}
+
+#[test]
+fn several_ids_at_once() {
+    let d = Daemon::with_sessions("");
+    let a = id_of(&d.launch("sleep", "30"));
+    let b = id_of(&d.launch("sleep", "30"));
+    let o = coven(&d, &["kill", &a, &b, "--signal", "KILL"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("killing {a}: sent KILL")), "{out}");
+    assert!(out.contains(&format!("killing {b}: sent KILL")), "{out}");
+    d.wait_exit_event(&a);
+    d.wait_exit_event(&b);
+    let o = coven(&d, &["archive", &a, &b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("archived {a}\narchived {b}\n"));
+    // One that fails does not stop the others; the exit says one failed.
+    let o = coven(&d, &["rm", &a, "no-such-session", &b]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), format!("deleted {a}\ndeleted {b}\n"));
+    assert!(stderr(&o).contains("no-such-session"), "{}", stderr(&o));
+    assert_eq!(d.get(&format!("/api/v1/sessions/{a}")).status, 404);
+    assert_eq!(d.get(&format!("/api/v1/sessions/{b}")).status, 404);
+}
+
+#[test]
+fn completions_and_the_man_page_name_every_command() {
+    let d = Daemon::with_sessions("");
+    let id = id_of(&d.launch("sh", "true"));
+    let text = |args: &[&str]| {
+        let o = coven(&d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let help = text(&["help"]);
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| *l != "commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        // A command's row, not a summary's continuation.
+        .filter(|l| !l.starts_with("   "))
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            match w.next() {
+                Some("daemon") => format!("daemon {}", w.next().unwrap()),
+                first => first.unwrap().to_owned(),
+            }
+        })
+        .collect();
+    assert!(commands.len() > 20, "{commands:?}");
+    let bash = text(&["completions", "bash"]);
+    let zsh = text(&["completions", "zsh"]);
+    let fish = text(&["completions", "fish"]);
+    let man = text(&["man"]).replace("\\-", "-");
+    for c in &commands {
+        // `daemon serve` as `serve` where the script nests it.
+        let last = c.rsplit(' ').next().unwrap();
+        for (what, t) in [
+            ("bash", &bash),
+            ("zsh", &zsh),
+            ("fish", &fish),
+            ("man", &man),
+        ] {
+            assert!(t.contains(last), "{what} lacks {c}");
+        }
+        assert!(man.contains(&format!("coven {c}")), "man lacks {c}");
+        // Every option of every command, from its own help.
+        let words: Vec<&str> = c.split(' ').collect();
+        let mut args = words.clone();
+        args.push("--help");
+        let own = text(&args);
+        let options = own
+            .lines()
+            .skip_while(|l| *l != "options:")
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")));
+        for opt in options {
+            for (what, t) in [
+                ("bash", &bash),
+                ("zsh", &zsh),
+                ("fish", &fish),
+                ("man", &man),
+            ] {
+                let name = opt.trim_start_matches('-');
+                assert!(t.contains(name), "{what} lacks {opt} (of {c})");
+            }
+        }
+    }
+
+    // bash completes with it: a command, an option, a session id.
+    let dir = std::path::Path::new(coven_bin()).parent().unwrap();
+    let complete = |line: &str| {
+        let script = format!(
+            "{bash}\nCOMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _coven; echo \"${{COMPREPLY[*]}}\""
+        );
+        let o = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("COVEN_HOME", &d.home)
+            .env(
+                "PATH",
+                format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .expect("bash");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_owned()
+    };
+    assert_eq!(complete("coven sess"), "sessions");
+    assert_eq!(complete("coven kill --sig"), "--signal");
+    assert_eq!(complete("coven daemon inst"), "install");
+    assert_eq!(complete(&format!("coven show {}", &id[..id.len() - 2])), id);
+
+    // fish completes with it too.
+    let script = d.dir.path().join("coven.fish");
+    std::fs::write(&script, &fish).unwrap();
+    let o = std::process::Command::new("fish")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -C 'coven sess'; complete -C 'coven kill --si'; complete -C 'coven daemon ins'",
+            script.display()
+        ))
+        .output()
+        .expect("fish, to check its completions");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let firsts: Vec<&str> = std::str::from_utf8(&o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(firsts, ["sessions", "--signal", "install"]);
+    // zsh reads it (syntax), and loads it under compinit.
+    let script = d.dir.path().join("_coven");
+    std::fs::write(&script, &zsh).unwrap();
+    let o = std::process::Command::new("zsh")
+        .arg("-c")
+        .arg(format!(
+            "zsh -n {0} && autoload -U compinit && compinit -u -d {1}/zcompdump && source {0} && echo loaded",
+            script.display(),
+            d.dir.path().display()
+        ))
+        .output()
+        .expect("zsh, to check its completions");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "loaded\n", "{}", stderr(&o));
+
+    // The man page renders without a warning.
+    let mut child = std::process::Command::new("man")
+        .args(["--warnings", "-l", "-"])
+        .env("MANWIDTH", "80")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("man (Debian's man-db), to render the man page");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text(&["man"]).as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("coven daemon install"));
+}
+
+#[test]
+fn readme_quick_start_works_on_a_fresh_machine() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let steps: Vec<&str> = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .expect("README has a quick start")
+        .lines()
+        .skip_while(|l| !l.starts_with("    "))
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.trim_start())
+        .collect();
+    assert!(steps[0].starts_with("cargo install --path . --locked"));
+    // The rest, as a newcomer runs it: `coven` on PATH, a fresh HOME,
+    // COVEN_HOME unset.
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().join(".coven"));
+    let bin = std::path::Path::new(coven_bin()).parent().unwrap();
+    let o = std::process::Command::new("bash")
+        .args(["-ec", &steps[1..].join("\n")])
+        .env_remove("COVEN_HOME")
+        .env("HOME", dir.path())
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("started (pid "), "{out}");
+    assert!(out.contains("hello from a session"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" completed ") && l.contains("shell")),
+        "{out}"
+    );
+    // The curl line names the socket wherever the home is.
+    assert!(readme.contains(r#"curl --unix-socket "${COVEN_HOME:-$HOME/.coven}/coven.sock""#));
 }

@@ -154,22 +154,25 @@ pub fn completions(shell: Shell) -> String {
 
 fn bash() -> String {
     let mut s = String::from(
-        "# bash completion for coven (coven completions bash)\n_coven() {\n    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} words\n    if [ \"$cmd\" = daemon ] && [ \"$COMP_CWORD\" -gt 1 ]; then cmd=\"daemon ${COMP_WORDS[2]}\"; fi\n    if [ \"$COMP_CWORD\" -eq 1 ]; then\n",
+        "# bash completion for coven (coven completions bash)\n_coven() {\n    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} words ids\n    if [ \"$COMP_CWORD\" -eq 1 ]; then\n",
     );
     let _ = writeln!(
         s,
         "        COMPREPLY=($(compgen -W '{}' -- \"$cur\")); return",
         top_words().join(" ")
     );
-    s.push_str("    fi\n    if [ \"$cmd\" = daemon ]; then\n");
+    s.push_str(
+        "    fi\n    if [ \"$cmd\" = daemon ]; then\n        if [ \"$COMP_CWORD\" -eq 2 ]; then\n",
+    );
     let subs: Vec<&str> = table::visible()
         .filter_map(|c| c.name.strip_prefix("daemon "))
         .collect();
     let _ = writeln!(
         s,
-        "        COMPREPLY=($(compgen -W '{}' -- \"$cur\")); return",
+        "            COMPREPLY=($(compgen -W '{}' -- \"$cur\")); return",
         subs.join(" ")
     );
+    s.push_str("        fi\n        cmd=\"daemon ${COMP_WORDS[2]}\"\n");
     s.push_str("    fi\n    case \"$cmd\" in\n");
     for c in table::visible() {
         let mut words = long_opts(c).join(" ");

@@ -611,3 +611,27 @@ pub fn parse_sse(text: &str) -> Vec<Sse> {
         })
         .collect()
 }
+
+/// Kills whatever daemon a test started through the CLI, whatever happens.
+pub struct Reap(pub PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if let Ok(text) = std::fs::read_to_string(self.0.join("daemon.json")) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                // The server, and the supervisor that would start another.
+                let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+                let parent = ps_field(pid, "ppid").parse().unwrap_or(0);
+                if parent > 1 {
+                    let _ = kill(Pid::from_raw(parent), Signal::SIGSTOP);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                if parent > 1 {
+                    let _ = kill(Pid::from_raw(parent), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
