@@ -154,15 +154,10 @@ pub struct UsageError {
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.message)?;
-        match self.command.and_then(table::command) {
-            Some(cmd) if cmd.name.starts_with("daemon ") && !cmd.name.contains('_') => {
-                write!(f, "\n\n{}\n(coven help {} for more)", cmd.usage(), cmd.name)
-            }
-            Some(cmd) => write!(f, "\n\n{}\n(coven help {} for more)", cmd.usage(), cmd.name),
-            None if self.command == Some("daemon") => {
-                write!(f, "\n\n{}", super::docs::daemon_usage())
-            }
-            None => write!(f, "\n(coven help lists the commands)"),
+        match (self.command, self.command.and_then(table::command)) {
+            (_, Some(cmd)) => write!(f, "\n\n{}\n(coven help {} for more)", cmd.usage(), cmd.name),
+            (Some("daemon"), None) => write!(f, "\n\n{}", super::docs::daemon_usage()),
+            _ => write!(f, "\n(coven help lists the commands)"),
         }
     }
 }
@@ -302,10 +297,11 @@ fn gather<I: IntoIterator<Item = String>>(args: I) -> Result<Given, (String, Vec
             Long(name) => match table::opt(name) {
                 Some(o) => o,
                 None => {
-                    let name = name.to_owned();
-                    let hint = suggestion(&name, option_names(&given.words).into_iter())
-                        .replace('"', "")
-                        .replace("mean ", "mean --");
+                    let names = option_names(&given.words);
+                    let hint = match did_you_mean(name, names.iter().map(String::as_str)) {
+                        Some(near) => format!("; did you mean --{near}?"),
+                        None => String::new(),
+                    };
                     return Err((format!("unknown option --{name}{hint}"), given.words));
                 }
             },

@@ -341,7 +341,7 @@ pub const COMMANDS: &[Cmd] = &[
         args: &[one("id"), many("text|key")],
         opts: &["literal"],
         summary: "type text and keys into a session's terminal",
-        about: "Sends the arguments to the session's terminal as if typed, one after\nanother with nothing between them (quote text that holds spaces). An\nargument that is a key name sends that key, as tmux's send-keys does:\n  Enter Tab BTab Escape Space BSpace Up Down Left Right Home End\n  PageUp PageDown Insert Delete F1..F12\n  C-a..C-z, C-@, C-[, C-\\, C-], C-^, C-_   control keys (C-c interrupts)\n  M-<key>                                   the key with Alt (Escape first)\nAnything else is sent as it is. With --literal, every argument is text.\nExample: coven input 7f3 'make test' Enter\n",
+        about: "Sends the arguments to the session's terminal as if typed, one after\nanother with nothing between them (quote text that holds spaces). An\nargument that is a key name sends that key, as tmux's send-keys does:\n  Enter Tab BTab Escape Space BSpace Up Down Left Right Home End\n  PageUp PageDown Insert Delete F1..F12\n  C-a..C-z, C-@, C-[, C-\\, C-], C-^, C-_   control keys (C-c interrupts)\n  M-<key>                                   the key with Alt (Escape first)\nAnything else is sent as it is; no escapes are read (type Enter, not \\n).\nWith --literal, every argument is text. After --, an argument that starts\nwith a dash is text too.\nExample: coven input 7f3 'make test' Enter\n",
         ..BASE
     },
     Cmd {
