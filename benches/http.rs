@@ -63,6 +63,10 @@ fn routing(c: &mut Criterion) {
                     path: path.as_bytes(),
                     query: b"",
                     last_event_id: None,
+                    host: None,
+                    cookie: None,
+                    origin: None,
+                    web: false,
                     body: b"",
                 };
                 api.call(&req, &mut body).status

@@ -132,6 +132,8 @@ pub struct Config {
     pub harnesses: Vec<Harness>,
     /// The daemon's `PATH`, where harness commands are looked up.
     pub path: std::ffi::OsString,
+    /// `web`: the loopback web view listens here from the start.
+    pub web: Option<std::net::SocketAddr>,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -178,6 +180,7 @@ impl Config {
             limits: Limits::default(),
             harnesses: Vec::new(),
             path: std::ffi::OsString::new(),
+            web: None,
         };
         if let Some(text) = text {
             let value: Value = serde_json::from_slice(&text)
@@ -197,6 +200,7 @@ impl Config {
                 "limits" => self.limits = parse_limits(path, value)?,
                 "harnesses" => self.harnesses = parse_harnesses(path, value)?,
                 "retentionDays" => retention = parse_retention(path, value)?,
+                "web" => self.web = Some(parse_web(path, value)?),
                 _ => return Err(error(path, key, "unknown field".into())),
             }
         }
@@ -211,6 +215,44 @@ fn error(path: &Path, field: &str, message: String) -> ConfigError {
         field: field.to_owned(),
         message,
     }
+}
+
+/// `web: { "address": "127.0.0.1", "port": 7373 }` (both optional):
+/// loopback addresses only.
+fn parse_web(path: &Path, value: &Value) -> Result<std::net::SocketAddr, ConfigError> {
+    let Some(obj) = value.as_object() else {
+        return Err(error(path, "web", "must be an object".into()));
+    };
+    let mut ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut port = crate::api::web::DEFAULT_PORT;
+    for (key, value) in obj {
+        let field = format!("web.{key}");
+        match key.as_str() {
+            "address" => {
+                ip = value
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| error(path, &field, "must be an IP address".into()))?;
+                if !ip.is_loopback() {
+                    return Err(error(
+                        path,
+                        &field,
+                        "must be a loopback address (127.0.0.0/8 or ::1): the web view is never served beyond this machine".into(),
+                    ));
+                }
+            }
+            "port" => {
+                port = value
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| {
+                        error(path, &field, "must be an integer from 0 to 65535".into())
+                    })?;
+            }
+            _ => return Err(error(path, &field, "unknown field".into())),
+        }
+    }
+    Ok(std::net::SocketAddr::new(ip, port))
 }
 
 fn parse_limits(path: &Path, value: &Value) -> Result<Limits, ConfigError> {

@@ -270,6 +270,7 @@ pub fn serve_server(config: &Config) -> Result<(), ServeError> {
         log::error!("writing daemon.json: {e}");
     }
     let mut api = Api::new(Some(info.clone()), sessions);
+    api.web = crate::api::web::Web::load(home.clone(), config.web);
     api.program = Some(program);
     api.test_hooks = std::env::var_os("COVEN_TEST_HOOKS").is_some();
     if let Some(doc) = &taken.doc {

@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         path: ROUTES[usize::from(r) % ROUTES.len()],
         query: b"",
         last_event_id: None,
+        host: None,
+        cookie: None,
+        origin: None,
+        web: false,
         body,
     };
     let mut reply = api.call(&req, &mut out);

@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
             path,
             query: data,
             last_event_id: None,
+            host: None,
+            cookie: None,
+            origin: None,
+            web: false,
             body: b"",
         };
         let reply = api.call(&req, &mut out);

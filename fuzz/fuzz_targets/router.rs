@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         path,
         query,
         last_event_id: None,
+        host: None,
+        cookie: None,
+        origin: None,
+        web: false,
         body,
     };
     let mut api = Api::standalone();

@@ -16,6 +16,7 @@ pub mod router;
 pub mod screen;
 pub mod sessions;
 pub mod wait;
+pub mod web;
 pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -73,6 +74,10 @@ pub struct Api {
     acks: slab::Slab<PendingAck>,
     /// Launches on their way (`launch.rs`), by their hold's `tag`.
     pub launches: slab::Slab<launch::Pending>,
+    /// The loopback web view (`web.rs`).
+    pub web: web::Web,
+    /// Screen streams' watch lists (`screen::stream`), by their hold's slot.
+    pub watches: slab::Slab<screen::Watch>,
 }
 
 /// What a live restart becomes.
@@ -131,6 +136,8 @@ impl Api {
             panic_in_loop: false,
             acks: slab::Slab::new(),
             launches: slab::Slab::new(),
+            web: web::Web::default(),
+            watches: slab::Slab::new(),
         }
     }
 }
@@ -320,6 +327,8 @@ impl Api {
             wait::release(self, hold);
         } else if hold.kind == HoldKind::Cast {
             cast::release(self, hold);
+        } else if hold.topic == crate::session::SCREENS_TOPIC {
+            self.watches.try_remove(slot_of(hold));
         }
     }
 
@@ -355,7 +364,14 @@ impl Service for Api {
     fn call(&mut self, req: &Request<'_>, body: &mut Vec<u8>) -> Reply {
         self.stats.requests += 1;
         let path = req.path.escape_ascii();
-        let reply = guarded(path, None, || Some(self.dispatch(req, body)));
+        let reply = guarded(path, None, || {
+            if req.web {
+                if let Some(answered) = web::gate(self, req, body) {
+                    return Some(answered);
+                }
+            }
+            Some(self.dispatch(req, body))
+        });
         reply.unwrap_or_else(|| {
             body.clear();
             ApiError::internal().write(body)
@@ -391,11 +407,17 @@ impl Service for Api {
         guarded("release", (), || self.release_hold(hold));
     }
 
+    fn take_head_extra(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.web.head_extra);
+    }
+
     fn stream(&mut self, hold: &mut http::Hold, out: &mut Vec<u8>, budget: usize) -> http::Fill {
         let before = out.len();
         let fill = guarded("stream", None, || {
             Some(if hold.kind == HoldKind::Cast {
                 cast::stream(self, hold, out, budget)
+            } else if hold.topic == crate::session::SCREENS_TOPIC {
+                screen::stream(self, hold, out, budget)
             } else {
                 events::stream(self, hold, out, budget)
             })
@@ -428,6 +450,7 @@ pub fn busy_response(max_connections: usize) -> Vec<u8> {
         encode::Persist::Close,
         None,
         None,
+        b"",
     );
     out.extend_from_slice(&body);
     out

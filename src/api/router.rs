@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::decode;
-use super::{actions, cast, events, launch, lifecycle, meta, screen, sessions, wait, Api};
+use super::{actions, cast, events, launch, lifecycle, meta, screen, sessions, wait, web, Api};
 use crate::http::{Method, Reply, Request};
 
 /// Path segments beyond this many match no route.
@@ -42,6 +42,10 @@ pub enum Route {
     SessionWait,
     SessionScreen,
     SessionCast,
+    /// The loopback web view's switch (Unix socket only).
+    Web,
+    /// Changed screens of several sessions, as a stream.
+    ScreensStream,
 }
 
 impl Route {
@@ -58,7 +62,9 @@ impl Route {
             | Route::SessionWait
             | Route::SessionScreen
             | Route::SessionCast
+            | Route::ScreensStream
             | Route::EventsStream => "GET, HEAD",
+            Route::Web => "GET, HEAD, POST, DELETE",
             Route::Sessions => "GET, HEAD, POST",
             Route::Session => "GET, HEAD, DELETE",
             Route::Actions
@@ -107,6 +113,8 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("sessions/:id/cast", Route::SessionCast),
     ("events", Route::Events),
     ("events/stream", Route::EventsStream),
+    ("screens/stream", Route::ScreensStream),
+    ("web", Route::Web),
     ("internal/lifecycle/shutdown", Route::Shutdown),
     ("internal/lifecycle/restart", Route::Restart),
     ("internal/test/panic", Route::TestPanic),
@@ -211,6 +219,8 @@ pub fn dispatch(api: &mut Api, req: &Request<'_>, body: &mut Vec<u8>) -> Result<
         Route::SessionWait => wait::on_wait(api, id, req.query, body)?,
         Route::SessionScreen => screen::on_screen(api, id, req.query, body)?,
         Route::SessionCast => cast::on_cast(api, id, req.query, body)?,
+        Route::ScreensStream => screen::on_stream(api, req.query)?,
+        Route::Web => web::on_web(api, req, body)?,
     })
 }
 

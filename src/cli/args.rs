@@ -96,6 +96,12 @@ pub enum Command {
     },
     Completions(Shell),
     Man,
+    Web {
+        port: Option<u16>,
+        address: Option<String>,
+        open: bool,
+        off: bool,
+    },
 }
 
 /// A service manager `daemon install` writes for.
@@ -470,6 +476,35 @@ fn build(cmd: &Cmd, rest: &[String], given: &Given) -> Result<Command, String> {
                 all: given.has("all"),
                 limit,
                 ids: given.has("ids"),
+            }
+        }
+        "web" => {
+            if given.has("off") && (given.has("port") || given.has("address") || given.has("open"))
+            {
+                return Err("--off goes alone".into());
+            }
+            let port =
+                match given.value("port") {
+                    None => None,
+                    Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                        format!("--port must be a number from 0 to 65535, not {p:?}")
+                    })?),
+                };
+            if let Some(a) = given.value("address") {
+                let ip: std::net::IpAddr = a
+                    .parse()
+                    .map_err(|_| format!("--address must be an IP address, not {a:?}"))?;
+                if !ip.is_loopback() {
+                    return Err(format!(
+                        "--address {a}: the web view listens on loopback addresses only (127.0.0.0/8, ::1)"
+                    ));
+                }
+            }
+            Command::Web {
+                port,
+                address: given.value("address").map(str::to_owned),
+                open: given.has("open"),
+                off: given.has("off"),
             }
         }
         "show" => Command::Show { id: id() },

@@ -323,6 +323,47 @@ pub fn run(client: &Client, inv: &Invocation, out: &mut impl Write) -> Result<()
         | Command::DaemonUninstall { .. }
         | Command::Completions(_)
         | Command::Man => Ok(()),
+        Command::Web {
+            port,
+            address,
+            open,
+            off,
+        } => {
+            if *off {
+                let r = client.call("DELETE", "/api/v1/web", None)?;
+                return print_answer(
+                    out,
+                    inv.json,
+                    &r,
+                    "web view off; every browser signed in is signed out",
+                )
+                .map_err(io);
+            }
+            let mut body = json!({});
+            if let Some(p) = port {
+                body["port"] = json!(p);
+            }
+            if let Some(a) = address {
+                body["address"] = json!(a);
+            }
+            let r = client.call("POST", "/api/v1/web", Some(&body))?;
+            let login = r["loginUrl"].as_str().unwrap_or("");
+            print_answer(
+                out,
+                inv.json,
+                &r,
+                &format!(
+                    "web view on {}  sign in (once, within a minute): {login}",
+                    r["url"].as_str().unwrap_or("?")
+                ),
+            )
+            .map_err(io)?;
+            if *open {
+                out.flush().map_err(io)?;
+                open_in_browser(login)?;
+            }
+            Ok(())
+        }
         Command::Serve
         | Command::Server
         | Command::Handover
@@ -620,6 +661,29 @@ pub fn lifecycle(
         }
         _ => Ok(0),
     }
+}
+
+/// Opens a link in the user's browser (`open` on macOS, `xdg-open`
+/// elsewhere), without waiting for the browser.
+fn open_in_browser(url: &str) -> Result<(), ClientError> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| {
+            ClientError::failed(
+                "open_failed",
+                format!("{opener} {url}: {e} (open the link yourself)"),
+            )
+        })
 }
 
 /// An answer: the API's JSON, or what it means in words.

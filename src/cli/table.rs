@@ -205,6 +205,30 @@ pub const OPTS: &[Opt] = &[
         help: "pauses longer than S seconds (a decimal) count as S",
     },
     Opt {
+        long: "port",
+        short: Some('p'),
+        value: Some("P"),
+        help: "the port (default 7373; 0: any free one)",
+    },
+    Opt {
+        long: "address",
+        short: None,
+        value: Some("A"),
+        help: "a loopback address to listen on (default 127.0.0.1)",
+    },
+    Opt {
+        long: "open",
+        short: Some('o'),
+        value: None,
+        help: "open the sign-in link in the browser",
+    },
+    Opt {
+        long: "off",
+        short: None,
+        value: None,
+        help: "stop the web view (every browser signed in is signed out)",
+    },
+    Opt {
         long: "manager",
         short: None,
         value: Some("M"),
@@ -405,6 +429,14 @@ pub const COMMANDS: &[Cmd] = &[
         args: &[many("id")],
         summary: "delete finished sessions and their history",
         about: "Deletes each finished session: its record, its history and its files.\nA running session is refused (kill it first).\n",
+        ..BASE
+    },
+    Cmd {
+        name: "web",
+        opts: &["port", "address", "open", "off"],
+        synopsis: Some("[--port P] [--address A] [--open] | --off"),
+        summary: "every session's screen in a browser (loopback only)",
+        about: "Asks the daemon to serve the web view on http://127.0.0.1:P/ (it stays on\nthrough restarts until --off) and prints a sign-in link: it works once,\nwithin a minute, and signs that browser in with a cookie. --open opens it.\nThe page shows every running session's screen live; a click opens one full\nsize, with the keyboard going to it. Only loopback addresses are allowed;\ndocs/SECURITY.md describes how the view is protected.\n",
         ..BASE
     },
     Cmd {

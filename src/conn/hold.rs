@@ -55,9 +55,18 @@ impl<T: Socket> Conn<T> {
                 self.answer_hold(cx, Ask::Expired);
                 self.on_ready(cx)
             }
-            State::Streaming { heartbeat_at, hold } => {
+            State::Streaming {
+                heartbeat_at,
+                hold,
+                refill_at,
+            } => {
                 if self.last_active + cx.limits.idle_timeout <= now {
                     return Step::Close;
+                }
+                if refill_at.is_some_and(|t| t <= now) {
+                    *refill_at = None;
+                    self.fill(cx);
+                    return self.on_ready(cx);
                 }
                 if *heartbeat_at <= now && hold.kind == HoldKind::Stream {
                     *heartbeat_at = now + HEARTBEAT;
@@ -122,11 +131,15 @@ impl<T: Socket> Conn<T> {
                 if let State::Streaming {
                     hold: h,
                     heartbeat_at,
+                    refill_at,
                 } = &mut self.state
                 {
                     *h = hold;
                     if wrote {
                         *heartbeat_at = cx.now + HEARTBEAT;
+                    }
+                    if let Fill::Later(t) = fill {
+                        *refill_at = Some(refill_at.map_or(t, |r| r.min(t)));
                     }
                 }
             }

@@ -32,6 +32,79 @@ impl Socket for mio::net::UnixStream {
     }
 }
 
+/// A client's socket: the Unix socket's, or the loopback web view's (TCP).
+pub enum Sock {
+    Unix(mio::net::UnixStream),
+    Tcp(mio::net::TcpStream),
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Unix(s) => s.read(buf),
+            Sock::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Unix(s) => s.write(buf),
+            Sock::Tcp(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sock::Unix(s) => s.write_vectored(bufs),
+            Sock::Tcp(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Socket for Sock {
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
+impl mio::event::Source for Sock {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Sock::Unix(s) => s.register(registry, token, interests),
+            Sock::Tcp(s) => s.register(registry, token, interests),
+        }
+    }
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Sock::Unix(s) => s.reregister(registry, token, interests),
+            Sock::Tcp(s) => s.reregister(registry, token, interests),
+        }
+    }
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Sock::Unix(s) => s.deregister(registry),
+            Sock::Tcp(s) => s.deregister(registry),
+        }
+    }
+}
+
 /// Limits a connection enforces (from `config::Limits`).
 #[derive(Clone, Copy, Debug)]
 pub struct ConnLimits {
@@ -81,7 +154,12 @@ enum State {
         head_only: bool,
     },
     /// A `text/event-stream` body being filled from the service.
-    Streaming { hold: Hold, heartbeat_at: Instant },
+    Streaming {
+        hold: Hold,
+        heartbeat_at: Instant,
+        /// The service asked to be filled again then (`Fill::Later`).
+        refill_at: Option<Instant>,
+    },
 }
 
 /// What the reactor should do with the connection after `on_ready`.
@@ -145,6 +223,9 @@ pub struct Conn<T> {
     /// until the process exits, so that its EOF tells the client that the
     /// daemon is gone (`Reply::until_exit`).
     pub keep_until_exit: bool,
+    /// It came through the loopback web view's listener: its requests say
+    /// so to the service, and every answer carries `WEB_HEADERS`.
+    pub web: bool,
 }
 
 /// What a connection's socket is registered with the poller for. A new
@@ -179,6 +260,18 @@ impl<T: Socket> Conn<T> {
             polled: Polled::No,
             client_closes: false,
             keep_until_exit: false,
+            web: false,
+        }
+    }
+
+    /// The head fields this connection's answers carry besides the usual
+    /// ones: on the web view, `WEB_HEADERS` and what the service adds to
+    /// this answer; none on the Unix socket.
+    fn head_extra<S: Service>(&self, cx: &mut Cx<'_, S>, extra: &mut Vec<u8>) {
+        extra.clear();
+        if self.web {
+            extra.extend_from_slice(encode::WEB_HEADERS);
+            cx.service.take_head_extra(extra);
         }
     }
 
@@ -203,8 +296,13 @@ impl<T: Socket> Conn<T> {
             State::Parked { hold, .. } => {
                 hold.until.unwrap_or(self.last_active + limits.idle_timeout)
             }
-            State::Streaming { heartbeat_at, .. } => {
-                heartbeat_at.min(self.last_active + limits.idle_timeout)
+            State::Streaming {
+                heartbeat_at,
+                refill_at,
+                ..
+            } => {
+                let t = heartbeat_at.min(self.last_active + limits.idle_timeout);
+                refill_at.map_or(t, |r| r.min(t))
             }
             _ => match self.head_started {
                 Some(t) => t + limits.head_timeout,
@@ -572,6 +670,10 @@ impl<T: Socket> Conn<T> {
             query: &buf[head.query.clone()],
             last_event_id: head.last_event_id.clone().map(|r| &buf[r]),
             body: &buf[body],
+            host: head.host.clone().map(|r| &buf[r]),
+            cookie: head.cookie.clone().map(|r| &buf[r]),
+            origin: head.origin.clone().map(|r| &buf[r]),
+            web: self.web,
         };
         cx.body.clear();
         let reply = cx.service.call(&req, cx.body);
@@ -602,7 +704,9 @@ impl<T: Socket> Conn<T> {
                 } else {
                     encode::SSE_HEAD
                 };
-                self.output_buf(cx.pools).extend_from_slice(head);
+                let mut extra = Vec::new();
+                self.head_extra(cx, &mut extra);
+                encode::canned_with(self.output_buf(cx.pools), head, &extra);
                 if head_only {
                     // No body: whatever the service keeps for it goes.
                     cx.service.release(&hold);
@@ -611,6 +715,7 @@ impl<T: Socket> Conn<T> {
                     self.state = State::Streaming {
                         hold,
                         heartbeat_at: cx.now + HEARTBEAT,
+                        refill_at: None,
                     };
                     self.fill(cx);
                 }
@@ -646,6 +751,8 @@ impl<T: Socket> Conn<T> {
             cx.body.clear();
             reply = cx.service.framing_error(crate::http::Error::BUSY, cx.body);
         }
+        let mut extra = Vec::new();
+        self.head_extra(cx, &mut extra);
         let out = self.output_buf(cx.pools);
         encode::head(
             out,
@@ -655,6 +762,7 @@ impl<T: Socket> Conn<T> {
             persist,
             reply.allow,
             reply.seq,
+            &extra,
         );
         if !head_only {
             out.extend_from_slice(cx.body);
@@ -670,6 +778,8 @@ impl<T: Socket> Conn<T> {
     fn fail<S: Service>(&mut self, cx: &mut Cx<'_, S>, err: crate::http::Error) {
         cx.body.clear();
         let reply = cx.service.framing_error(err, cx.body);
+        let mut extra = Vec::new();
+        self.head_extra(cx, &mut extra);
         let out = self.output_buf(cx.pools);
         encode::head(
             out,
@@ -679,6 +789,7 @@ impl<T: Socket> Conn<T> {
             Persist::Close,
             None,
             None,
+            &extra,
         );
         out.extend_from_slice(cx.body);
         self.input.clear();

@@ -84,6 +84,13 @@ pub struct Request<'a> {
     pub last_event_id: Option<&'a [u8]>,
     /// The whole body (de-chunked).
     pub body: &'a [u8],
+    /// The `Host`, `Cookie` and `Origin` headers' values, if sent.
+    pub host: Option<&'a [u8]>,
+    pub cookie: Option<&'a [u8]>,
+    pub origin: Option<&'a [u8]>,
+    /// It came through the loopback web view's listener (TCP), not the
+    /// Unix socket: the service checks who is asking before anything else.
+    pub web: bool,
 }
 
 /// What a service answers: status and extra head fields. The body was
@@ -145,9 +152,9 @@ pub enum HoldState {
     Page {
         limit: usize,
     },
-    /// A screen being built: the form of its answer.
+    /// A screen being built: the form of its answer (the service's number).
     Screen {
-        ansi: bool,
+        format: u8,
     },
     /// State the service keeps in a slab of its own (a wait, a recording,
     /// a launch, an acknowledgement), at this slot.
@@ -184,6 +191,9 @@ pub enum Fill {
     Full,
     /// The stream is over (its last event is written).
     End,
+    /// Fill again at this time, or when the topic changes if sooner (a
+    /// stream that paces itself: the web view's screens).
+    Later(std::time::Instant),
 }
 
 /// The application behind the HTTP layer. The connection calls it once per
@@ -209,6 +219,12 @@ pub trait Service {
     /// A held request's connection went away before it was answered.
     fn release(&mut self, hold: &Hold) {
         let _ = hold;
+    }
+    /// Head fields for the answer just given by `call` (the web view's
+    /// login sets a cookie), appended as `Name: value\r\n` lines; asked
+    /// only on the web view's connections.
+    fn take_head_extra(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
     }
     /// Appends stream frames after `hold.cursor` to `out`, at most about
     /// `budget` bytes, advancing the cursor.

@@ -40,6 +40,10 @@ pub struct Head {
     pub path: Range<usize>,
     pub query: Range<usize>,
     pub last_event_id: Option<Range<usize>>,
+    /// `Host`, `Cookie` and `Origin`: what the loopback web view checks.
+    pub host: Option<Range<usize>>,
+    pub cookie: Option<Range<usize>>,
+    pub origin: Option<Range<usize>>,
     /// `1` for HTTP/1.1, `0` for HTTP/1.0.
     pub minor: u8,
     pub framing: Framing,
@@ -142,6 +146,7 @@ fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     let mut keep_alive = false;
     let mut expect_continue = false;
     let mut last_event_id = None;
+    let (mut host, mut cookie, mut origin) = (None, None, None);
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
@@ -170,6 +175,16 @@ fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
             expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"last-event-id") {
             last_event_id = Some(offset(buf, h.value));
+        } else if name.eq_ignore_ascii_case(b"host") {
+            // RFC 9112 3.2: more than one Host is a bad request.
+            if host.is_some() {
+                return Err(Error::bad("Duplicate Host."));
+            }
+            host = Some(offset(buf, value));
+        } else if name.eq_ignore_ascii_case(b"cookie") {
+            cookie.get_or_insert_with(|| offset(buf, value));
+        } else if name.eq_ignore_ascii_case(b"origin") {
+            origin.get_or_insert_with(|| offset(buf, value));
         }
     }
     let framing = match (length, chunked) {
@@ -197,6 +212,9 @@ fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
         path,
         query,
         last_event_id,
+        host,
+        cookie,
+        origin,
         minor,
         framing,
         keep_alive,

@@ -142,6 +142,8 @@ impl Reactor {
             let _ = std::fs::remove_file(&self.socket_path);
         }
         self.accept_pending = false;
+        self.web = None;
+        self.web_accept_pending = false;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.run_conn(key, now, Turn::Shutdown);
@@ -163,7 +165,13 @@ impl Reactor {
         if let Some(listener) = &mut self.listener {
             let _ = self.poll.registry().deregister(listener);
         }
+        // The web view's listener closes at the exec (close-on-exec); the
+        // next program opens it again (`api::web::Web::load`).
+        if let Some(web) = &mut self.web {
+            let _ = self.poll.registry().deregister(web);
+        }
         self.accept_pending = false;
+        self.web_accept_pending = false;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.run_conn(key, now, Turn::Restart);
@@ -203,6 +211,12 @@ impl Reactor {
                 .registry()
                 .register(listener, LISTENER, Interest::READABLE)?;
         }
+        if let Some(web) = &mut self.web {
+            self.poll
+                .registry()
+                .register(web, WEB_LISTENER, Interest::READABLE)?;
+            self.web_accept_pending = true;
+        }
         self.accept_pending = true;
         self.adopt_conns(handed);
         Ok(())
@@ -213,7 +227,7 @@ impl Reactor {
     pub fn adopt_conns(&mut self, socks: Vec<UnixStream>) {
         let now = Instant::now();
         for sock in socks {
-            let mut conn = Conn::new(sock, now);
+            let mut conn = Conn::new(crate::conn::Sock::Unix(sock), now);
             conn.readable = true;
             conn.writable = true;
             let key = self.conns.insert(conn);
@@ -235,8 +249,13 @@ impl Reactor {
     /// Sets an idle connection aside for the next program.
     pub(super) fn hand_over(&mut self, key: usize) {
         let (sock, polled) = self.remove_conn(key);
-        let sock = self.unpolled(sock, polled);
-        self.handed.push(sock);
+        // The web view's connections are not handed over: its listener
+        // is opened again by the next program (`api::web`), and its page
+        // reconnects.
+        if let crate::conn::Sock::Unix(sock) = sock {
+            let sock = self.unpolled(sock, polled);
+            self.handed.push(sock);
+        }
     }
 
     /// Takes the socket out of the poller if it is in it.

@@ -17,7 +17,7 @@ use slab::Slab;
 
 use crate::api::Api;
 use crate::config::Limits;
-use crate::conn::{Conn, ConnLimits, Cx, Polled, Pools, Step};
+use crate::conn::{Conn, ConnLimits, Cx, Polled, Pools, Sock, Step};
 use crate::http::Service;
 
 mod lifecycle;
@@ -29,6 +29,8 @@ const SIGNALS: Token = Token(1);
 const WRITER: Token = Token(2);
 /// The supervisor's link (`Sessions::on_supervisor`).
 const SUPERVISOR: Token = Token(3);
+/// The loopback web view's listener, while it is on.
+const WEB_LISTENER: Token = Token(4);
 /// Slab-keyed sources carry a tag in the token's top bits.
 const TAG_SHIFT: u32 = usize::BITS - 4;
 const TAG_CONN: usize = 1;
@@ -51,6 +53,7 @@ pub enum Source {
     Signals,
     Writer,
     Supervisor,
+    WebListener,
     Conn(usize),
     Pty(usize),
 }
@@ -69,6 +72,7 @@ pub fn decode(token: Token) -> Option<Source> {
         SIGNALS => Some(Source::Signals),
         WRITER => Some(Source::Writer),
         SUPERVISOR => Some(Source::Supervisor),
+        WEB_LISTENER => Some(Source::WebListener),
         Token(t) => match t >> TAG_SHIFT {
             TAG_CONN => Some(Source::Conn(t & ((1 << TAG_SHIFT) - 1))),
             TAG_PTY => Some(Source::Pty(t & ((1 << TAG_SHIFT) - 1))),
@@ -82,7 +86,10 @@ pub struct Reactor {
     listener: Option<UnixListener>,
     socket_path: std::path::PathBuf,
     signals: Signals,
-    conns: Slab<Conn<UnixStream>>,
+    conns: Slab<Conn<Sock>>,
+    /// The loopback web view's listener, while it is on (`api::web`).
+    web: Option<mio::net::TcpListener>,
+    web_accept_pending: bool,
     /// `(deadline, connection key)`; each connection has at most one entry,
     /// recorded in `Conn::armed`.
     timers: BTreeSet<(Instant, usize)>,
@@ -186,6 +193,8 @@ impl Reactor {
             socket_path,
             signals,
             conns: Slab::new(),
+            web: None,
+            web_accept_pending: false,
             timers: BTreeSet::new(),
             ready: VecDeque::new(),
             accept_pending: false,
@@ -266,6 +275,7 @@ impl Reactor {
             for event in events.iter() {
                 match decode(event.token()) {
                     Some(Source::Listener) => self.accept_pending = true,
+                    Some(Source::WebListener) => self.web_accept_pending = true,
                     Some(Source::Signals) => self.on_signals(now),
                     Some(Source::Writer) => self.api.sessions.on_writer(),
                     Some(Source::Supervisor) => self.api.sessions.on_supervisor(now),
@@ -303,6 +313,10 @@ impl Reactor {
             self.stop_if_requested(now);
             if self.accept_pending {
                 self.accept(now);
+            }
+            self.web_switch();
+            if self.web_accept_pending {
+                self.accept_web(now);
             }
             self.fire_timers(now);
             self.register_masters();
@@ -345,6 +359,8 @@ impl Reactor {
     fn timeout(&self, now: Instant) -> Option<Duration> {
         if !self.ready.is_empty()
             || self.accept_pending
+            || self.web_accept_pending
+            || self.api.web.switch_pending()
             || self.api.sessions.has_pending()
             || self.api.stop_requested
             || self.api.restart_requested
@@ -379,7 +395,7 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream, now),
+                Ok((stream, _)) => self.admit(Sock::Unix(stream), now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.accept_pending = false;
                     return;
@@ -401,17 +417,81 @@ impl Reactor {
         }
     }
 
+    /// Takes up the web listener a handler bound (or closes it).
+    fn web_switch(&mut self) {
+        let crate::api::web::Switch::To(listener) = self.api.web.take_switch() else {
+            return;
+        };
+        // Closing the descriptor takes it out of the poller.
+        self.web = None;
+        self.web_accept_pending = false;
+        if let Some(mut listener) = listener {
+            match self
+                .poll
+                .registry()
+                .register(&mut listener, WEB_LISTENER, Interest::READABLE)
+            {
+                Ok(()) => {
+                    self.web = Some(listener);
+                    self.web_accept_pending = true;
+                }
+                Err(e) => log::error!("cannot watch the web view's listener: {e}"),
+            }
+        }
+    }
+
+    /// Accepts the web view's connections, as `accept` does the socket's.
+    fn accept_web(&mut self, now: Instant) {
+        if self.restarting.is_some() || self.stopping.is_some() {
+            self.web_accept_pending = false;
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.web else {
+                self.web_accept_pending = false;
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    // Small answers and stream frames: not held back.
+                    let _ = stream.set_nodelay(true);
+                    self.admit(Sock::Tcp(stream), now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.web_accept_pending = false;
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    log::warn!("web view accept failed: {e}");
+                    self.web_accept_pending = false;
+                    self.accept_deferred = true;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Checks the peer, then serves the connection at once, before it is
     /// registered: a client's request usually arrived with its connect, and
     /// a one-request client is then answered and closed without a single
     /// poller call. Only a connection with something left to wait for is
     /// registered (`run_conn`).
-    fn admit(&mut self, mut stream: UnixStream, now: Instant) {
-        match crate::sys::peer_uid(&stream) {
-            Ok(uid) if uid == self.uid => {}
-            _ => {
-                self.api.stats.refused_connections += 1;
-                return;
+    fn admit(&mut self, mut stream: Sock, now: Instant) {
+        // The web view's peers are anyone on the machine: its requests are
+        // checked one by one instead (`api::web`).
+        let web = matches!(stream, Sock::Tcp(_));
+        if let Sock::Unix(unix) = &stream {
+            match crate::sys::peer_uid(unix) {
+                Ok(uid) if uid == self.uid => {}
+                _ => {
+                    self.api.stats.refused_connections += 1;
+                    return;
+                }
             }
         }
         if self.conns.len() >= self.max_connections {
@@ -421,6 +501,7 @@ impl Reactor {
             return;
         }
         let mut conn = Conn::new(stream, now);
+        conn.web = web;
         // A fresh socket can be written; whether it can be read, only a
         // read tells (`WouldBlock` clears this).
         conn.readable = true;
@@ -546,7 +627,16 @@ impl Reactor {
 
     /// Wakes the connections held on sessions that have new events.
     fn wake_waiters(&mut self, now: Instant) {
-        for topic in self.api.sessions.take_touched() {
+        let touched = self.api.sessions.take_touched();
+        if !touched.is_empty() {
+            // Screen streams watch several sessions each: they look.
+            if let Some(keys) = self.waiters.get(&crate::session::SCREENS_TOPIC) {
+                for key in keys.clone() {
+                    self.run_conn(key, now, Turn::Wake);
+                }
+            }
+        }
+        for topic in touched {
             let Some(keys) = self.waiters.get(&topic) else {
                 continue;
             };
@@ -601,7 +691,7 @@ impl Reactor {
     fn close(&mut self, key: usize) {
         let keep = self.conns[key].keep_until_exit;
         let (sock, polled) = self.remove_conn(key);
-        if keep {
+        if let (true, Sock::Unix(sock)) = (keep, sock) {
             // Out of the poller (its close would wake us for nothing), open
             // until the process exits.
             let sock = self.unpolled(sock, polled);
@@ -616,7 +706,7 @@ impl Reactor {
 
     /// Forgets a connection (its timer, its place in the wake lists, its
     /// held request); returns its socket and how it was polled.
-    fn remove_conn(&mut self, key: usize) -> (UnixStream, Polled) {
+    fn remove_conn(&mut self, key: usize) -> (Sock, Polled) {
         let conn = self.conns.remove(key);
         self.buffered = self.buffered.saturating_sub(conn.bytes_over_free());
         if let Some(t) = conn.armed {
@@ -634,6 +724,7 @@ impl Reactor {
         if self.listener.is_some() && std::mem::take(&mut self.accept_deferred) {
             // A slot (and a descriptor) is free: retry the deferred accept.
             self.accept_pending = true;
+            self.web_accept_pending = self.web.is_some();
         }
         (sock, polled)
     }
@@ -663,6 +754,7 @@ mod tests {
         assert_eq!(decode(SIGNALS), Some(Source::Signals));
         assert_eq!(decode(WRITER), Some(Source::Writer));
         assert_eq!(decode(SUPERVISOR), Some(Source::Supervisor));
+        assert_eq!(decode(WEB_LISTENER), Some(Source::WebListener));
         for key in [0, 1, 4095, (1 << TAG_SHIFT) - 1] {
             assert_eq!(decode(conn_token(key)), Some(Source::Conn(key)));
             assert_eq!(decode(pty_token(key)), Some(Source::Pty(key)));

@@ -47,6 +47,9 @@ pub const DURABLE_TOPIC: usize = usize::MAX;
 /// (a launch's paths, a restart's check) or the supervisor's (a launch's
 /// harness started).
 pub const ANSWER_TOPIC: usize = usize::MAX - 1;
+/// The topic of the web view's screen streams: woken when any session has
+/// new events (each stream looks at the sessions it watches).
+pub const SCREENS_TOPIC: usize = usize::MAX - 2;
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
 /// Reads per PTY per turn before other sources get a go.

@@ -1,7 +1,7 @@
 //! One session's screen: a `vt100` grid fed its output (with the
 //! rewrites `vt100` needs), its first build from disk (sizes and a
 //! checkpoint read by the writer, the checkpoint's redraw fed in steps),
-//! its checkpoints, and its two answers (rows of text, redraw bytes).
+//! its checkpoints, and its answers (rows of text, redraw bytes, cells).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -61,7 +61,7 @@ pub struct Grid {
     pub(super) size_ms: u64,
     /// The JSON and redraw answers for the screen as it is, once written,
     /// with the seq they name.
-    pub(super) answers: [Option<(u64, Box<[u8]>)>; 2],
+    pub(super) answers: [Option<(u64, Box<[u8]>)>; 3],
     /// Where its first build from disk is.
     pub(super) loading: Loading,
 }
@@ -138,7 +138,7 @@ impl Grid {
             dir: None,
             fed: 0,
             size_ms: 0,
-            answers: [None, None],
+            answers: [None, None, None],
             loading: Loading::Ready,
         }
     }
@@ -159,7 +159,7 @@ impl Grid {
     /// each rewrite (it is a stream parser), and only an `ESC` or `ESC [`
     /// that ends an event is carried to the next (joined with it then).
     pub(super) fn feed(&mut self, data: &[u8]) {
-        self.answers = [None, None];
+        self.answers = [None, None, None];
         let joined;
         let input = if self.carry.is_empty() {
             data
@@ -196,7 +196,7 @@ impl Grid {
     }
 
     pub(super) fn apply(&mut self, size: Size) {
-        self.answers = [None, None];
+        self.answers = [None, None, None];
         let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
         self.term.set_size(nz(size.rows), nz(size.cols));
         self.size_ms = size.unix_ms;
@@ -400,6 +400,82 @@ pub(super) fn write_json(g: &Grid, out: &mut Vec<u8>) {
             "title": g.term.callbacks().0,
             "alternateScreen": screen.alternate_screen(),
             "lines": lines,
+            "seq": g.seq,
+        }),
+    );
+}
+
+/// A colour as the web view's cells carry it: -1 the terminal's default,
+/// 0..=255 a palette index, else `0x1000000 | rgb`.
+fn colour(c: vt100::Color) -> i64 {
+    match c {
+        vt100::Color::Default => -1,
+        vt100::Color::Idx(i) => i64::from(i),
+        vt100::Color::Rgb(r, g, b) => {
+            0x100_0000 | (i64::from(r) << 16) | (i64::from(g) << 8) | i64::from(b)
+        }
+    }
+}
+
+/// The screen as the web view draws it: the JSON snapshot, plus `cells`,
+/// each row as runs of text of one style, `[text, fg, bg, attrs]` (attrs:
+/// 1 bold, 2 dim, 4 italic, 8 underline, 16 inverse). A wide character's
+/// second cell is left out (the character covers it).
+pub(super) fn write_cells(g: &Grid, out: &mut Vec<u8>) {
+    let screen = g.term.screen();
+    let (rows, cols) = screen.size();
+    let (row, col) = screen.cursor_position();
+    let mut grid = Vec::with_capacity(usize::from(rows.get()));
+    for r in 0..rows.get() {
+        let mut runs: Vec<serde_json::Value> = Vec::new();
+        let mut text = String::new();
+        let mut style = (-1i64, -1i64, 0u8);
+        for c in 0..cols.get() {
+            let Some(cell) = screen.cell(r, c) else {
+                continue;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let attrs = u8::from(cell.bold())
+                | u8::from(cell.dim()) << 1
+                | u8::from(cell.italic()) << 2
+                | u8::from(cell.underline()) << 3
+                | u8::from(cell.inverse()) << 4;
+            let this = (colour(cell.fgcolor()), colour(cell.bgcolor()), attrs);
+            if this != style && !text.is_empty() {
+                runs.push(json!([
+                    std::mem::take(&mut text),
+                    style.0,
+                    style.1,
+                    style.2
+                ]));
+            }
+            style = this;
+            if cell.has_contents() {
+                text.push_str(cell.contents());
+            } else {
+                text.push(' ');
+            }
+        }
+        // Trailing blanks of the default style draw nothing.
+        if style == (-1, -1, 0) {
+            text.truncate(text.trim_end_matches(' ').len());
+        }
+        if !text.is_empty() {
+            runs.push(json!([text, style.0, style.1, style.2]));
+        }
+        grid.push(serde_json::Value::Array(runs));
+    }
+    crate::api::wire::write_json(
+        out,
+        &json!({
+            "cols": cols.get(),
+            "rows": rows.get(),
+            "cursor": { "row": row, "col": col, "visible": !screen.hide_cursor() },
+            "title": g.term.callbacks().0,
+            "alternateScreen": screen.alternate_screen(),
+            "cells": grid,
             "seq": g.seq,
         }),
     );

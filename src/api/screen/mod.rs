@@ -25,13 +25,13 @@ use super::error::ApiError;
 use super::query::{bad_query, query_param};
 use super::sessions::find;
 use super::Api;
-use crate::http::{Hold, HoldKind, HoldState, Reply};
+use crate::http::{Fill, Hold, HoldKind, HoldState, Reply};
 use crate::journal::Size;
 use crate::ring::Kind;
 use crate::session::Sessions;
 mod grid;
 pub use grid::{checkpoint_head, CheckpointHead, Title, CHECKPOINT_BYTES, CHECKPOINT_FILE};
-use grid::{parser, write_ansi, write_json, Grid, Loading};
+use grid::{parser, write_ansi, write_cells, write_json, Grid, Loading};
 
 /// Output replayed into grids per loop turn, at most: some 5 ms of CPU
 /// here, the longest a build keeps other clients waiting.
@@ -191,9 +191,29 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bo
     (!more, fed > 0)
 }
 
-/// The `format` a request asks for: JSON (0) or redraw bytes (1), kept in
-/// its hold's `limit`.
-const ANSI: usize = 1;
+/// The `format` a request asks for, kept in its hold's state: JSON rows
+/// of text, redraw bytes, or JSON with styled cells (the web view's).
+const JSON: u8 = 0;
+const ANSI: u8 = 1;
+const CELLS: u8 = 2;
+
+/// Writes the grid in a format, or copies what was written for it at the
+/// same event (a quiet screen asked again costs a copy).
+fn write_format(g: &mut Grid, format: u8, out: &mut Vec<u8>) {
+    let slot = usize::from(format);
+    match &g.answers[slot] {
+        Some((seq, kept)) if *seq == g.seq => out.extend_from_slice(kept),
+        _ => {
+            let start = out.len();
+            match format {
+                ANSI => write_ansi(g, out),
+                CELLS => write_cells(g, out),
+                _ => write_json(g, out),
+            }
+            g.answers[slot] = Some((g.seq, out[start..].into()));
+        }
+    }
+}
 
 pub fn on_screen(
     api: &mut Api,
@@ -202,13 +222,14 @@ pub fn on_screen(
     out: &mut Vec<u8>,
 ) -> Result<Reply, ApiError> {
     let format = match query_param(query, "format")?.as_deref() {
-        None | Some("json") => 0,
+        None | Some("json") => JSON,
         Some("ansi") => ANSI,
+        Some("cells") => CELLS,
         Some(other) => {
             return Err(bad_query(
                 "format",
                 other,
-                "`format` must be `json` or `ansi`.",
+                "`format` must be `json`, `ansi` or `cells`.",
             ))
         }
     };
@@ -220,9 +241,7 @@ pub fn on_screen(
         topic: key,
         tag: s.serial,
         cursor: 0,
-        state: HoldState::Screen {
-            ansi: format == ANSI,
-        },
+        state: HoldState::Screen { format },
         until: Some(now),
     };
     Ok(resume(api, &hold, out))
@@ -264,19 +283,12 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
         }
         // The answer is kept until the screen changes: a client polling a
         // quiet screen costs a copy, not a walk over every cell.
-        let format = usize::from(matches!(hold.state, HoldState::Screen { ansi: true }));
-        match &g.answers[format] {
-            Some((seq, kept)) if *seq == g.seq => out.extend_from_slice(kept),
-            _ => {
-                if format == 1 {
-                    write_ansi(g, out);
-                } else {
-                    write_json(g, out);
-                }
-                g.answers[format] = Some((g.seq, out.as_slice().into()));
-            }
-        }
-        if format == 1 {
+        let format = match hold.state {
+            HoldState::Screen { format } => format,
+            _ => JSON,
+        };
+        write_format(g, format, out);
+        if format == ANSI {
             return Some(Reply {
                 content_type: "application/octet-stream",
                 seq: Some(g.seq),
@@ -306,6 +318,141 @@ pub fn resume(api: &mut Api, hold: &Hold, out: &mut Vec<u8>) -> Reply {
             out.clear();
             ApiError::internal().write(out)
         }
+    }
+}
+
+/// The least time between two frames of one session's screen on a stream:
+/// at most 10 a second, whatever the session prints.
+pub const PACE: Duration = Duration::from_millis(100);
+/// Sessions one stream may watch.
+pub const MAX_WATCHED: usize = 256;
+
+/// What a screen stream watches: each session, and the frame it sent last.
+pub struct Watch {
+    items: Vec<Watched>,
+}
+
+struct Watched {
+    id: String,
+    key: usize,
+    serial: u64,
+    /// The seq of the screen sent last, and when.
+    sent: Option<(u64, Instant)>,
+    /// Gone (deleted), and said so.
+    gone: bool,
+}
+
+/// `GET /api/v1/screens/stream?ids=A,B,…`: an event stream of the screens
+/// (`format=cells`) of these sessions: each at once, then again whenever it
+/// changed, at most every `PACE`, nothing while it is still. An id that is
+/// not (or no longer) a session gets one `gone` frame.
+pub fn on_stream(api: &mut Api, query: &[u8]) -> Result<Reply, ApiError> {
+    let ids = query_param(query, "ids")?.unwrap_or_default();
+    let mut items = Vec::new();
+    for id in ids.split(',').filter(|s| !s.is_empty()) {
+        if items.len() == MAX_WATCHED {
+            return Err(bad_query("ids", &ids, "`ids` names at most 256 sessions."));
+        }
+        let found = find(&mut api.sessions, id).ok().map(|(k, s)| (k, s.serial));
+        items.push(Watched {
+            id: id.to_owned(),
+            key: found.map_or(usize::MAX, |f| f.0),
+            serial: found.map_or(0, |f| f.1),
+            sent: None,
+            gone: false,
+        });
+    }
+    let slot = api.watches.insert(Watch { items });
+    Ok(Reply {
+        hold: Some(Hold {
+            kind: HoldKind::Stream,
+            topic: crate::session::SCREENS_TOPIC,
+            tag: 0,
+            cursor: 0,
+            state: HoldState::Slot(slot),
+            until: None,
+        }),
+        ..Reply::new(200)
+    })
+}
+
+/// Fills a screen stream: a frame for each watched screen that changed
+/// and may be sent now; when one may only be sent later, asks to be
+/// filled again then.
+pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) -> Fill {
+    let Api {
+        screens,
+        sessions,
+        watches,
+        ..
+    } = api;
+    let Some(watch) = watches.get_mut(super::slot_of(hold)) else {
+        return Fill::End;
+    };
+    let now = Instant::now();
+    let start = out.len();
+    let mut later: Option<Instant> = None;
+    let mut soon = |t: Instant| later = Some(later.map_or(t, |l: Instant| l.min(t)));
+    for w in watch.items.iter_mut().filter(|w| !w.gone) {
+        let Some(last) = sessions
+            .get(w.key)
+            .filter(|s| s.serial == w.serial)
+            .map(|s| s.last_seq())
+        else {
+            w.gone = true;
+            out.extend_from_slice(b"event: gone\ndata: ");
+            super::wire::write_json(out, &serde_json::json!({ "id": w.id }));
+            out.extend_from_slice(b"\n\n");
+            continue;
+        };
+        if let Some((seq, at)) = w.sent {
+            if seq >= last {
+                continue;
+            }
+            if now < at + PACE {
+                soon(at + PACE);
+                continue;
+            }
+        }
+        let budget_step = if screens.stepped {
+            SHARED_STEP_BYTES
+        } else {
+            STEP_BYTES
+        };
+        let g = screens.grid(sessions, w.key, w.serial, now);
+        let key = w.key;
+        let mut fed = false;
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (done, any) = step(sessions, key, g, budget_step);
+            fed = any;
+            if done {
+                out.extend_from_slice(b"event: screen\ndata: {\"id\":");
+                super::wire::write_json(out, &w.id);
+                out.extend_from_slice(b",\"screen\":");
+                write_format(g, CELLS, out);
+                out.extend_from_slice(b"}\n\n");
+                w.sent = Some((g.seq, now));
+            }
+            done
+        }));
+        screens.stepped |= fed;
+        match built {
+            Ok(true) => {}
+            // Still being built: on with it next turn.
+            Ok(false) => soon(now),
+            Err(_) => {
+                log::error!("the terminal emulator panicked on session key {key}");
+                screens.grids.remove(&key);
+                w.gone = true;
+            }
+        }
+        if out.len() - start >= budget {
+            return Fill::Full;
+        }
+    }
+    match later {
+        Some(t) => Fill::Later(t),
+        None => Fill::Idle,
     }
 }
 
