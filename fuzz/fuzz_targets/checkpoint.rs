@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
     // draws the same however it is split. Bytes that are not (a damaged
     // file) only have to do no harm: `vte` decodes a malformed sequence cut
     // by a step differently than whole.
-    let at = bytes.iter().position(|&b| b == b'\n').expect("a head's line") + 1;
+    let at = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a head's line")
+        + 1;
     if std::str::from_utf8(&bytes[at..]).is_ok() {
         assert_eq!(whole, stepped, "a checkpoint fed in steps draws the same");
     }

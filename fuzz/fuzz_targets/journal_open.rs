@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         assert!(journal.bytes() <= on_disk);
-        let events = journal.read(0, u64::MAX, 100_000, usize::MAX).unwrap_or_default();
+        let events = journal
+            .read(0, u64::MAX, 100_000, usize::MAX)
+            .unwrap_or_default();
         for pair in events.windows(2) {
             assert!(pair[0].seq < pair[1].seq, "events out of order");
         }

@@ -30,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let reply = api.call(&req, &mut out);
         // No session exists: every query is a 400 or a 404.
-        assert!(reply.status == 400 || reply.status == 404, "{}", reply.status);
+        assert!(
+            reply.status == 400 || reply.status == 404,
+            "{}",
+            reply.status
+        );
     }
 });

@@ -6,7 +6,9 @@ use coven::api::Api;
 use coven::http::{Method, Request, Service};
 use libfuzzer_sys::fuzz_target;
 
-const METHODS: [&[u8]; 8] = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"X"];
+const METHODS: [&[u8]; 8] = [
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"X",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&m, rest)) = data.split_first() else {
@@ -31,11 +33,18 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let reply = api.call(&req, &mut out);
     assert!((200..600).contains(&reply.status));
-    assert!(serde_json_valid(&out), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        serde_json_valid(&out),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 });
 
 fn serde_json_valid(bytes: &[u8]) -> bool {
     // The fuzz crate has no serde_json of its own: an object's braces (or
     // the session list's brackets) catch an empty or truncated body.
-    matches!((bytes.first(), bytes.last()), (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')))
+    matches!(
+        (bytes.first(), bytes.last()),
+        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+    )
 }

@@ -421,6 +421,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
         };
         let g = screens.grid(sessions, w.key, w.serial, now);
         let key = w.key;
+        let waiting = matches!(g.loading, Loading::Reading { .. });
         let mut fed = false;
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let (done, any) = step(sessions, key, g, budget_step);
@@ -438,8 +439,9 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
         screens.stepped |= fed;
         match built {
             Ok(true) => {}
-            // Still being built: on with it next turn.
-            Ok(false) => soon(now),
+            // Still being built: on with it next turn (a little later
+            // while the writer reads its files).
+            Ok(false) => soon(if waiting { now + LOAD_POLL } else { now }),
             Err(_) => {
                 log::error!("the terminal emulator panicked on session key {key}");
                 screens.grids.remove(&key);
