@@ -217,6 +217,9 @@ fn error(path: &Path, field: &str, message: String) -> ConfigError {
     }
 }
 
+/// The port the loopback web view listens on when none is given.
+pub const WEB_DEFAULT_PORT: u16 = 7373;
+
 /// `web: { "address": "127.0.0.1", "port": 7373 }` (both optional):
 /// loopback addresses only.
 fn parse_web(path: &Path, value: &Value) -> Result<std::net::SocketAddr, ConfigError> {
@@ -224,7 +227,7 @@ fn parse_web(path: &Path, value: &Value) -> Result<std::net::SocketAddr, ConfigE
         return Err(error(path, "web", "must be an object".into()));
     };
     let mut ip = std::net::IpAddr::from([127, 0, 0, 1]);
-    let mut port = crate::api::web::DEFAULT_PORT;
+    let mut port = WEB_DEFAULT_PORT;
     for (key, value) in obj {
         let field = format!("web.{key}");
         match key.as_str() {

@@ -34,7 +34,7 @@ use crate::http::{Method, Reply, Request};
 use crate::writer::Job;
 
 /// The port `coven web` listens on when none is given.
-pub const DEFAULT_PORT: u16 = 7373;
+pub const DEFAULT_PORT: u16 = crate::config::WEB_DEFAULT_PORT;
 /// The cookie that carries the secret.
 pub const COOKIE: &str = "coven_web";
 /// The secret's file in the home.

@@ -165,7 +165,12 @@ impl Sessions {
                     s.proc.tail_len = (total - complete) as u8;
                     s.proc.tail[..total - complete].copy_from_slice(&buf[complete..total]);
                     if complete > 0 {
-                        let text = String::from_utf8_lossy(&buf[..complete]);
+                        // Valid UTF-8 is the rule: checked by the fast
+                        // validator; only invalid bytes take the lossy way.
+                        let text = match std::str::from_utf8(&buf[..complete]) {
+                            Ok(t) => std::borrow::Cow::Borrowed(t),
+                            Err(_) => String::from_utf8_lossy(&buf[..complete]),
+                        };
                         s.proc.last_output = Some(Instant::now());
                         self.log
                             .push(s, Kind::Output, record::data_payload(&text), text.len());

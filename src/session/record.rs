@@ -15,8 +15,83 @@ fn payload_literal<T: Serialize>(payload: &T) -> Box<[u8]> {
         .into_boxed_slice()
 }
 
-/// `{ data }`, for `output` and `input` events.
+/// `{ data }`, for `output` and `input` events: the bytes `payload_literal`
+/// makes of it, in one pass and one allocation. Written by hand because it
+/// runs on every read of every PTY: serde would escape the data, allocate
+/// the object's text, escape that again and allocate again.
 pub fn data_payload(data: &str) -> Box<[u8]> {
+    const HEAD: &[u8] = br#""{\"data\":\""#;
+    const TAIL: &[u8] = br#"\"}""#;
+    let bytes = data.as_bytes();
+    let mut out = Vec::with_capacity(HEAD.len() + bytes.len() + TAIL.len());
+    out.extend_from_slice(HEAD);
+    let mut run = 0;
+    let mut i = 0;
+    loop {
+        i += clean_len(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        i += 1;
+        run = i;
+        // The escape serde_json writes for the byte in the object's text,
+        // then that escape escaped again as a string's content.
+        match b {
+            b'"' => out.extend_from_slice(br#"\\\""#),
+            b'\\' => out.extend_from_slice(br#"\\\\"#),
+            b'\n' => out.extend_from_slice(br#"\\n"#),
+            b'\r' => out.extend_from_slice(br#"\\r"#),
+            b'\t' => out.extend_from_slice(br#"\\t"#),
+            0x08 => out.extend_from_slice(br#"\\b"#),
+            0x0c => out.extend_from_slice(br#"\\f"#),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(br#"\\u00"#);
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.extend_from_slice(TAIL);
+    out.into_boxed_slice()
+}
+
+/// How many bytes from the start need no escape: eight at a time while
+/// whole words are clean (terminal output mostly is), then one by one.
+fn clean_len(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    for w in bytes.chunks_exact(8) {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes[n..]
+        .iter()
+        .position(|&b| matches!(b, 0..=0x1f | b'"' | b'\\'))
+        .unwrap_or(bytes.len() - n)
+}
+
+/// Whether any of the eight bytes is a control character (< 0x20), `"` or
+/// `\\` (the bytes JSON escapes), by word arithmetic: a byte's top bit is
+/// set in `(x - 0x01…) & !x & 0x80…` exactly when that byte of `x` is zero
+/// (or, past a zero byte, possibly; which only sends the slow path a word
+/// that needed it anyway), and `x - 0x20…` borrows out of a byte below
+/// 0x20 the same way.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    below_space | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
+        != 0
+}
+
+/// `data_payload` as serde makes it: what the fast one must equal (fuzzed).
+#[doc(hidden)]
+pub fn data_payload_by_serde(data: &str) -> Box<[u8]> {
     #[derive(Serialize)]
     struct Data<'a> {
         data: &'a str,
@@ -136,4 +211,37 @@ pub fn encode_meta(meta: &SessionMeta) -> Vec<u8> {
 
 pub fn decode_meta(bytes: &[u8]) -> Result<SessionMeta, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `data_payload` makes must be what serde makes, byte for byte.
+    #[test]
+    fn data_payload_is_serdes() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "x".repeat(5000),
+            "quote \" back \\ slash".into(),
+            "\u{1b}[1;31mred\u{1b}[0m\r\n\ttab\u{7f}".into(),
+            "é ✓ 日本 🦀".into(),
+            "0123456\"89abcdef\\x\u{1f} \u{20}\u{21}\u{23}\u{5b}\u{5d}".into(),
+        ];
+        // Each special byte at each place in a word.
+        for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}", "\u{7f}", "\u{80}"] {
+            for at in 0..17 {
+                cases.push(format!(
+                    "{}{special}{}",
+                    "a".repeat(at),
+                    "b".repeat(17 - at)
+                ));
+            }
+        }
+        cases.push((0u8..=0x7f).map(char::from).collect());
+        for c in &cases {
+            assert_eq!(&*data_payload(c), &*data_payload_by_serde(c), "{c:?}");
+        }
+    }
 }
