@@ -504,7 +504,7 @@ fn megabyte_of_output_is_exact() {
     for e in events.iter().filter(|e| e["kind"] == "output") {
         let data = payload(e)["data"].as_str().unwrap().to_owned();
         assert!(
-            data.len() <= 8192,
+            data.len() <= 48 * 1024,
             "an output event carries {} bytes",
             data.len()
         );

@@ -51,7 +51,10 @@ pub const ANSWER_TOPIC: usize = usize::MAX - 1;
 /// new events (each stream looks at the sessions it watches).
 pub const SCREENS_TOPIC: usize = usize::MAX - 2;
 /// PTY bytes per `output` event at most (the contract's 8 KiB).
-pub const MAX_OUTPUT_BYTES: usize = 8 * 1024;
+pub const MAX_OUTPUT_BYTES: usize = 48 * 1024;
+/// An event's `payload_json` stays under this many bytes (Coven's clients
+/// refuse longer ones): output that escapes to more is split.
+pub const MAX_PAYLOAD_JSON_BYTES: usize = 64_000;
 /// Reads per PTY per turn before other sources get a go.
 const READS_PER_TURN: usize = 16;
 /// After the harness exits, how long to wait for its PTY to report EOF
@@ -417,6 +420,9 @@ pub struct Sessions {
     /// index per request. Let go once unused that long, or when the daemon
     /// falls quiet (`forget_recent`).
     recent: std::collections::VecDeque<(usize, Instant)>,
+    /// Where PTY output is read (`MAX_OUTPUT_BYTES`, made when first
+    /// needed, given back when the daemon is quiet: `forget_recent`).
+    read_buf: Vec<u8>,
     /// When retention by age next has work (the oldest finished session
     /// comes of age, or a step left work over).
     retention_at: Option<Instant>,
@@ -475,6 +481,7 @@ impl Sessions {
             last_id: Box::default(),
             evictable: Vec::new(),
             recent: std::collections::VecDeque::new(),
+            read_buf: Vec::new(),
             retention_at: None,
             age_pos: 0,
             age_min_due: None,

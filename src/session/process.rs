@@ -113,6 +113,27 @@ pub fn complete_utf8_len(buf: &[u8]) -> usize {
     n
 }
 
+/// The `output` events' payloads for `text`: one, unless it escapes to a
+/// `payload_json` of `MAX_PAYLOAD_JSON_BYTES` or more (much escaped output,
+/// control bytes above all), which is cut in halves at character
+/// boundaries until each piece fits. `f` gets each payload and the bytes
+/// of text it carries.
+pub(super) fn output_payloads(text: &str, f: &mut impl FnMut(Box<[u8]>, usize)) {
+    let payload = record::data_payload(text);
+    if payload.len() < super::MAX_PAYLOAD_JSON_BYTES || text.chars().nth(1).is_none() {
+        return f(payload, text.len());
+    }
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    if mid == 0 {
+        mid = text.chars().next().map_or(text.len(), char::len_utf8);
+    }
+    output_payloads(&text[..mid], f);
+    output_payloads(&text[mid..], f);
+}
+
 /// Why input or kill was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -145,43 +166,30 @@ impl Sessions {
         if s.proc.writable && s.proc.input.is_some() {
             write_input(s, fd);
         }
-        let mut buf = [0u8; MAX_OUTPUT_BYTES];
+        // Every read of this turn goes into one buffer and makes one event
+        // (at most `MAX_OUTPUT_BYTES`): one payload, one journal write and
+        // one ring entry for up to `READS_PER_TURN` reads.
+        let buf = &mut self.read_buf;
+        if buf.len() < MAX_OUTPUT_BYTES {
+            buf.resize(MAX_OUTPUT_BYTES, 0);
+        }
+        let carried = usize::from(s.proc.tail_len);
+        buf[..carried].copy_from_slice(&s.proc.tail[..carried]);
+        s.proc.tail_len = 0;
+        let mut filled = carried;
         let mut reads = 0;
+        let mut more = false;
         while s.proc.readable && !s.proc.eof {
-            if reads == READS_PER_TURN {
-                self.pending.push(key);
-                return;
+            if reads == READS_PER_TURN || filled == buf.len() {
+                more = true;
+                break;
             }
             reads += 1;
-            let carried = usize::from(s.proc.tail_len);
-            buf[..carried].copy_from_slice(&s.proc.tail[..carried]);
             // SAFETY: `fd` is the session's open master for this call.
             let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            match pty::read_master(bfd, &mut buf[carried..]) {
+            match pty::read_master(bfd, &mut buf[filled..]) {
                 pty::Got::End => s.proc.eof = true,
-                pty::Got::Data(n) => {
-                    let total = carried + n;
-                    let complete = complete_utf8_len(&buf[..total]);
-                    s.proc.tail_len = (total - complete) as u8;
-                    s.proc.tail[..total - complete].copy_from_slice(&buf[complete..total]);
-                    if complete > 0 {
-                        // Valid UTF-8 is the rule: checked by the fast
-                        // validator; only invalid bytes take the lossy way.
-                        let text = match std::str::from_utf8(&buf[..complete]) {
-                            Ok(t) => std::borrow::Cow::Borrowed(t),
-                            Err(_) => String::from_utf8_lossy(&buf[..complete]),
-                        };
-                        s.proc.last_output = Some(Instant::now());
-                        self.log
-                            .push(s, Kind::Output, record::data_payload(&text), text.len());
-                        if s.journal_bytes() > self.limits.journal_bytes_per_session
-                            || self.log.journal_bytes > self.limits.journal_bytes_total
-                        {
-                            self.enforce_retention();
-                            return self.pending.push(key);
-                        }
-                    }
-                }
+                pty::Got::Data(n) => filled += n,
                 pty::Got::WouldBlock if s.proc.exit.is_some() && s.proc.slave.is_some() => {
                     // The harness is gone and everything it wrote is read:
                     // let go of the slave (ours and the supervisor's), so
@@ -200,6 +208,32 @@ impl Sessions {
                     s.proc.eof = true;
                 }
             }
+        }
+        // A UTF-8 sequence cut by the last read waits for its end.
+        let complete = complete_utf8_len(&buf[..filled]);
+        s.proc.tail_len = (filled - complete) as u8;
+        s.proc.tail[..filled - complete].copy_from_slice(&buf[complete..filled]);
+        if complete > 0 {
+            // Valid UTF-8 is the rule: checked by the fast validator; only
+            // invalid bytes take the lossy way.
+            let text = match std::str::from_utf8(&buf[..complete]) {
+                Ok(t) => std::borrow::Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(&buf[..complete]),
+            };
+            s.proc.last_output = Some(Instant::now());
+            let log = &mut self.log;
+            output_payloads(&text, &mut |payload, len| {
+                log.push(s, Kind::Output, payload, len);
+            });
+            if s.journal_bytes() > self.limits.journal_bytes_per_session
+                || self.log.journal_bytes > self.limits.journal_bytes_total
+            {
+                self.enforce_retention();
+                return self.pending.push(key);
+            }
+        }
+        if more {
+            return self.pending.push(key);
         }
         if s.proc.eof && s.proc.exit.is_some() {
             self.finish(key);
@@ -445,6 +479,32 @@ impl Sessions {
         if let Some(t) = want {
             self.timers.insert((t, key));
             s.armed = Some(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_cut_where_its_payload_would_be_too_long() {
+        for text in [
+            "x".repeat(super::super::MAX_OUTPUT_BYTES),
+            "\u{1}".repeat(super::super::MAX_OUTPUT_BYTES),
+            "\u{1b}[31mé\u{1b}[0m\r\n".repeat(3000),
+        ] {
+            let mut pieces = String::new();
+            let mut events = 0;
+            output_payloads(&text, &mut |payload, len| {
+                assert!(payload.len() < super::super::MAX_PAYLOAD_JSON_BYTES);
+                let data = record::payload_data(&payload).unwrap();
+                assert_eq!(data.len(), len);
+                pieces.push_str(&data);
+                events += 1;
+            });
+            assert_eq!(pieces, text);
+            assert!(events <= 16, "{events}");
         }
     }
 }

@@ -484,6 +484,7 @@ impl Sessions {
     /// Lets the recently used finished sessions go at the next `evict`.
     pub fn forget_recent(&mut self) {
         self.recent = std::collections::VecDeque::new();
+        self.read_buf = Vec::new();
     }
 
     /// Takes a session out of memory (its files stay).
