@@ -427,3 +427,26 @@ fn the_page_in_a_real_browser() {
         std::fs::write(keep, png).unwrap();
     }
 }
+
+#[test]
+fn config_turns_it_on_at_start() {
+    let config = format!(r#"{{"harnesses": {HARNESSES}, "web": {{"port": 0}}}}"#);
+    let d = Daemon::start_with_config(Some(&config));
+    let status = d.get("/api/v1/web").json();
+    assert_eq!(status["on"], true, "{status}");
+    let port = status["port"].as_u64().unwrap();
+    assert!(port > 0);
+    assert_eq!(tcp_listeners(d.server_pid()), 1);
+    // Signing in works as with `coven web`.
+    let status = web_on(&d);
+    assert_eq!(status["port"].as_u64().unwrap(), port, "stays where it is");
+    let cookie = sign_in(&status);
+    let (code, _, _) = request(
+        port,
+        "GET",
+        "/api/v1/health",
+        &format!("Cookie: {cookie}\r\n"),
+        "",
+    );
+    assert_eq!(code, 200);
+}
