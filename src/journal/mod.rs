@@ -589,6 +589,10 @@ impl Journal {
     ) -> io::Result<Vec<Event>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        // The newest seq walked so far, across segments: a segment whose
+        // records overlap an earlier one's (damaged or crafted files) has
+        // those records skipped, so what is read is always in order.
+        let mut prev = 0;
         let start = self
             .segments
             .partition_point(|s| s.last_seq <= after && s.last_seq != 0);
@@ -609,13 +613,19 @@ impl Journal {
             let file = File::open(path)?;
             let len = self.segments[i].len;
             let mut done = false;
-            let mut prev = 0;
+            let mut walked = false;
             Self::walk(&file, len, from, |record, seq, _| {
-                if seq >= before || seq <= prev {
-                    // Past the range, or out of order (a damaged file): stop.
+                if seq >= before || (seq <= prev && walked) {
+                    // Past the range, or out of order within this segment
+                    // (a damaged file): stop.
                     done = true;
                     return false;
                 }
+                if seq <= prev {
+                    // Already read from an earlier segment.
+                    return true;
+                }
+                walked = true;
                 prev = seq;
                 if seq > after {
                     // Only what is returned is checked and copied.
