@@ -42,39 +42,54 @@ function colour(c) {
   return `rgb(${g},${g},${g})`;
 }
 
-// Draws a screen (cells, colours, cursor) into an element.
-function draw(el, s) {
-  const frag = document.createDocumentFragment();
-  for (const runs of s.cells) {
-    const row = document.createElement("div");
-    row.className = "row";
-    for (const [text, fg, bg, attrs] of runs) {
-      if (fg < 0 && bg < 0 && !attrs) {
-        row.append(text);
-        continue;
-      }
-      const span = document.createElement("span");
-      span.textContent = text;
-      let f = colour(fg), b = colour(bg);
-      if (attrs & 16) [f, b] = [b || "#0b0c10", f || "#d0d0d0"];
-      if (f) span.style.color = f;
-      if (b) span.style.backgroundColor = b;
-      if (attrs & 1) span.classList.add("b");
-      if (attrs & 2) span.classList.add("d");
-      if (attrs & 4) span.classList.add("i");
-      if (attrs & 8) span.classList.add("u");
-      row.append(span);
+// Draws a screen (cells, colours, cursor) into an element: only the rows
+// that changed since it was last drawn are made again.
+function row(runs) {
+  const div = document.createElement("div");
+  div.className = "row";
+  for (const [text, fg, bg, attrs] of runs) {
+    if (fg < 0 && bg < 0 && !attrs) {
+      div.append(text);
+      continue;
     }
-    frag.append(row);
+    const span = document.createElement("span");
+    span.textContent = text;
+    let f = colour(fg), b = colour(bg);
+    if (attrs & 16) [f, b] = [b || "#0b0c10", f || "#d0d0d0"];
+    if (f) span.style.color = f;
+    if (b) span.style.backgroundColor = b;
+    if (attrs & 1) span.classList.add("b");
+    if (attrs & 2) span.classList.add("d");
+    if (attrs & 4) span.classList.add("i");
+    if (attrs & 8) span.classList.add("u");
+    div.append(span);
   }
+  return div;
+}
+
+const drawn = new WeakMap(); // element -> the rows' JSON as last drawn
+function draw(el, s) {
+  const keys = s.cells.map((runs) => JSON.stringify(runs));
+  const before = drawn.get(el);
+  const rows = el.querySelectorAll(":scope > .row");
+  if (!before || before.length !== keys.length || rows.length !== keys.length) {
+    el.replaceChildren(...s.cells.map(row));
+  } else {
+    keys.forEach((k, i) => { if (k !== before[i]) rows[i].replaceWith(row(s.cells[i])); });
+  }
+  drawn.set(el, keys);
+  let c = el.querySelector(":scope > .cursor");
   if (s.cursor.visible) {
-    const c = document.createElement("div");
-    c.className = "cursor";
+    if (!c) {
+      c = document.createElement("div");
+      c.className = "cursor";
+      el.append(c);
+    }
     c.style.left = `calc(6px + ${s.cursor.col}ch)`;
     c.style.top = `calc(4px + ${s.cursor.row * 1.2}em)`;
-    frag.append(c);
+  } else if (c) {
+    c.remove();
   }
-  el.replaceChildren(frag);
   el.dataset.seq = s.seq;
   el.dataset.cols = s.cols;
   fit(el, s.cols);
@@ -213,6 +228,7 @@ async function open(id) {
   $("full").hidden = false;
   $("full-title").textContent = t ? t.record.title : id;
   $("full-screen").replaceChildren();
+  drawn.delete($("full-screen"));
   $("full-screen").focus();
   await size();
   streamIds = "";
