@@ -513,6 +513,14 @@ pub fn gate(api: &mut Api, req: &Request<'_>, out: &mut Vec<u8>) -> Option<Reply
     if !req.path.starts_with(b"/api/v1/") || unix_only(req.path) {
         return Some(ApiError::not_found().write(out));
     }
+    // The route as the router will see it (segments percent-decoded: an
+    // encoded `internal` must not slip past the check above).
+    use super::router::Route;
+    if let Ok((Route::Shutdown | Route::Restart | Route::TestPanic | Route::Web, _)) =
+        super::router::resolve(req.path)
+    {
+        return Some(ApiError::not_found().write(out));
+    }
     None
 }
 
@@ -541,5 +549,29 @@ mod tests {
         assert!(unix_only(b"/api/v1/internal/lifecycle/shutdown"));
         assert!(unix_only(b"/api/v1/web/login"));
         assert!(!unix_only(b"/api/v1/sessions"));
+        // Encoded, the router would still find them: `gate` resolves first.
+        let mut api = Api::standalone();
+        api.web = Web::pretend("127.0.0.1:7373".parse().unwrap(), &"ab".repeat(32));
+        let cookie = format!("{COOKIE}={}", "ab".repeat(32));
+        for path in [
+            &b"/api/v1/%69nternal/lifecycle/shutdown"[..],
+            b"/api/v1/internal/%6cifecycle/restart",
+            b"/api/v1/%77eb",
+        ] {
+            let req = Request {
+                method: Method::Post,
+                path,
+                query: b"",
+                last_event_id: None,
+                body: b"{}",
+                host: Some(b"127.0.0.1:7373"),
+                cookie: Some(cookie.as_bytes()),
+                origin: Some(b"http://127.0.0.1:7373"),
+                web: true,
+            };
+            let mut out = Vec::new();
+            let reply = gate(&mut api, &req, &mut out).expect("refused here");
+            assert_eq!(reply.status, 404, "{}", String::from_utf8_lossy(path));
+        }
     }
 }
