@@ -320,6 +320,9 @@ fn screens_stream_sends_changes_only() {
     );
     frames(&mut text, "\"second\"");
     assert_eq!(text.matches("event: gone").count(), 1);
+    // A frame per change (the first screen, perhaps the input's echo, the
+    // second line), not one per pace.
+    assert!(text.matches("event: screen").count() <= 3, "{text}");
 }
 
 #[test]

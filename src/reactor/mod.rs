@@ -385,36 +385,51 @@ impl Reactor {
     }
 
     fn accept(&mut self, now: Instant) {
-        if self.restarting.is_some() {
-            self.accept_pending = false;
-            return;
-        }
+        self.accept_pending = self.restarting.is_none() && self.accept_from(false, now);
+    }
+
+    /// Accepts the web view's connections, as `accept` does the socket's.
+    fn accept_web(&mut self, now: Instant) {
+        self.web_accept_pending =
+            self.restarting.is_none() && self.stopping.is_none() && self.accept_from(true, now);
+    }
+
+    /// Accepts up to `ACCEPTS_PER_TURN` clients of the socket's listener,
+    /// or of the web view's (`web`); whether more may be waiting.
+    fn accept_from(&mut self, web: bool, now: Instant) -> bool {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
-                self.accept_pending = false;
-                return;
+            let got = if web {
+                self.web.as_ref().map(|l| {
+                    l.accept().map(|(s, _)| {
+                        // Small answers and stream frames: not held back.
+                        let _ = s.set_nodelay(true);
+                        Sock::Tcp(s)
+                    })
+                })
+            } else {
+                self.listener
+                    .as_ref()
+                    .map(|l| l.accept().map(|(s, _)| Sock::Unix(s)))
             };
-            match listener.accept() {
-                Ok((stream, _)) => self.admit(Sock::Unix(stream), now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
-                }
-                Err(e)
+            match got {
+                None => return false,
+                Some(Ok(sock)) => self.admit(sock, now),
+                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => return false,
+                Some(Err(e))
                     if matches!(
                         e.kind(),
                         ErrorKind::Interrupted | ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) => {
+                Some(Err(e)) => {
                     // Out of descriptors or memory: leave the client in the
                     // backlog and retry when a connection closes.
                     log::warn!("accept failed: {e}");
-                    self.accept_pending = false;
                     self.accept_deferred = true;
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Takes up the web listener a handler bound (or closes it).
@@ -436,42 +451,6 @@ impl Reactor {
                     self.web_accept_pending = true;
                 }
                 Err(e) => log::error!("cannot watch the web view's listener: {e}"),
-            }
-        }
-    }
-
-    /// Accepts the web view's connections, as `accept` does the socket's.
-    fn accept_web(&mut self, now: Instant) {
-        if self.restarting.is_some() || self.stopping.is_some() {
-            self.web_accept_pending = false;
-            return;
-        }
-        for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.web else {
-                self.web_accept_pending = false;
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    // Small answers and stream frames: not held back.
-                    let _ = stream.set_nodelay(true);
-                    self.admit(Sock::Tcp(stream), now);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.web_accept_pending = false;
-                    return;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => {
-                    log::warn!("web view accept failed: {e}");
-                    self.web_accept_pending = false;
-                    self.accept_deferred = true;
-                    return;
-                }
             }
         }
     }

@@ -382,8 +382,7 @@ impl Grid {
 
 pub(super) fn write_json(g: &Grid, out: &mut Vec<u8>) {
     let screen = g.term.screen();
-    let (rows, cols) = screen.size();
-    let (row, col) = screen.cursor_position();
+    let (_, cols) = screen.size();
     let lines: Vec<String> = screen
         .rows(0, cols.get())
         .map(|mut line| {
@@ -391,18 +390,24 @@ pub(super) fn write_json(g: &Grid, out: &mut Vec<u8>) {
             line
         })
         .collect();
-    crate::api::wire::write_json(
-        out,
-        &json!({
-            "cols": cols.get(),
-            "rows": rows.get(),
-            "cursor": { "row": row, "col": col, "visible": !screen.hide_cursor() },
-            "title": g.term.callbacks().0,
-            "alternateScreen": screen.alternate_screen(),
-            "lines": lines,
-            "seq": g.seq,
-        }),
-    );
+    write_snapshot(g, "lines", json!(lines), out);
+}
+
+/// The snapshot's members around its rows (`lines` or `cells`).
+fn write_snapshot(g: &Grid, key: &str, rows_value: serde_json::Value, out: &mut Vec<u8>) {
+    let screen = g.term.screen();
+    let (rows, cols) = screen.size();
+    let (row, col) = screen.cursor_position();
+    let mut v = json!({
+        "cols": cols.get(),
+        "rows": rows.get(),
+        "cursor": { "row": row, "col": col, "visible": !screen.hide_cursor() },
+        "title": g.term.callbacks().0,
+        "alternateScreen": screen.alternate_screen(),
+        "seq": g.seq,
+    });
+    v[key] = rows_value;
+    crate::api::wire::write_json(out, &v);
 }
 
 /// A colour as the web view's cells carry it: -1 the terminal's default,
@@ -424,7 +429,6 @@ fn colour(c: vt100::Color) -> i64 {
 pub(super) fn write_cells(g: &Grid, out: &mut Vec<u8>) {
     let screen = g.term.screen();
     let (rows, cols) = screen.size();
-    let (row, col) = screen.cursor_position();
     let mut grid = Vec::with_capacity(usize::from(rows.get()));
     for r in 0..rows.get() {
         let mut runs: Vec<serde_json::Value> = Vec::new();
@@ -467,18 +471,7 @@ pub(super) fn write_cells(g: &Grid, out: &mut Vec<u8>) {
         }
         grid.push(serde_json::Value::Array(runs));
     }
-    crate::api::wire::write_json(
-        out,
-        &json!({
-            "cols": cols.get(),
-            "rows": rows.get(),
-            "cursor": { "row": row, "col": col, "visible": !screen.hide_cursor() },
-            "title": g.term.callbacks().0,
-            "alternateScreen": screen.alternate_screen(),
-            "cells": grid,
-            "seq": g.seq,
-        }),
-    );
+    write_snapshot(g, "cells", serde_json::Value::Array(grid), out);
 }
 
 /// Bytes that draw the screen on an empty terminal of its size: the
