@@ -62,7 +62,7 @@ fn page(c: &mut Criterion) {
     let mut out = Vec::with_capacity(1 << 20);
     let bytes: usize = {
         for e in &events {
-            write_event(&mut out, "1795767746031-eaac2e28", e);
+            write_event(&mut out, "1795767746031-eaac2e28", &e.view());
         }
         out.len()
     };
@@ -76,7 +76,7 @@ fn page(c: &mut Criterion) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_event(&mut out, "1795767746031-eaac2e28", e);
+                write_event(&mut out, "1795767746031-eaac2e28", &e.view());
             }
             out.extend_from_slice(b"],\"nextCursor\":{\"afterSeq\":500},\"hasMore\":false}");
             out.len()

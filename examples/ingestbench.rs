@@ -171,6 +171,7 @@ fn daemon(socket: &str, pid: u32, n: usize, bytes: u64) {
         let (status, answer) = c.call("POST", "/api/v1/sessions", &body);
         assert_eq!(status, 201, "{answer}");
     }
+    let launched = start.elapsed().as_secs_f64();
     // Every one finished: a cheap question every 5 ms on the same connection.
     loop {
         let (_, page) = c.call("GET", "/api/v1/sessions?status=running&limit=1", "");
@@ -183,7 +184,7 @@ fn daemon(socket: &str, pid: u32, n: usize, bytes: u64) {
     let (cpu, sup) = (cpu_secs(pid) - cpu0, cpu_secs(supervisor) - sup0);
     let mb = (n as u64 * bytes) as f64 / 1e6;
     println!(
-        "daemon: {n} x {bytes} B: {wall:.3} s, server cpu {cpu:.3} s ({:.2} ms/MB), supervisor cpu {sup:.3} s",
+        "daemon: {n} x {bytes} B: {wall:.3} s (launches {launched:.3} s), server cpu {cpu:.3} s ({:.2} ms/MB), supervisor cpu {sup:.3} s",
         cpu * 1000.0 / mb
     );
 }

@@ -51,12 +51,62 @@ impl Event {
         stamp_bytes(&self.created_at)
     }
 
+    /// The event seen through a view, as a page reads it.
+    pub fn view(&self) -> EventRef<'_> {
+        EventRef {
+            seq: self.seq,
+            kind: self.kind,
+            stamp: self.stamp(),
+            payload: &self.payload,
+        }
+    }
+
     pub fn charge(&self) -> usize {
         self.payload.len() + EVENT_OVERHEAD_BYTES
     }
 }
 
 /// The RFC 3339 text of a stored event time (20 or 24 bytes).
+/// An event borrowed from where it lies (the ring, or a journal record in
+/// a read buffer): what a page, a stream or a screen reads, with nothing
+/// copied until it is written out.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRef<'a> {
+    pub seq: u64,
+    pub kind: Kind,
+    stamp: &'a [u8],
+    /// `payload_json` as a JSON string literal, quotes included.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EventRef<'a> {
+    /// A view of parts already checked (`journal::decode_ref`).
+    pub fn new(seq: u64, kind: Kind, stamp: &'a [u8], payload: &'a [u8]) -> EventRef<'a> {
+        EventRef {
+            seq,
+            kind,
+            stamp,
+            payload,
+        }
+    }
+
+    /// `created_at` as served.
+    pub fn stamp(&self) -> &'a [u8] {
+        self.stamp
+    }
+
+    pub fn to_event(self) -> Event {
+        let mut created_at = [0u8; 24];
+        created_at[..self.stamp.len()].copy_from_slice(self.stamp);
+        Event {
+            seq: self.seq,
+            kind: self.kind,
+            created_at,
+            payload: self.payload.into(),
+        }
+    }
+}
+
 pub fn stamp_bytes(created_at: &[u8; 24]) -> &[u8] {
     if created_at[19] == b'Z' {
         &created_at[..20]

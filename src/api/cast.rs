@@ -208,7 +208,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
                 return true;
             }
         };
-        if let (Some(ms), Some(text)) = (stamp_ms(e.stamp()), super::wire::payload_data(&e.payload))
+        if let (Some(ms), Some(text)) = (stamp_ms(e.stamp()), super::wire::payload_data(e.payload))
         {
             cast.line(out, ms, code, &text);
         }

@@ -11,7 +11,7 @@ use super::Api;
 use std::time::{Duration, Instant};
 
 use crate::http::{Fill, Hold, HoldKind, HoldState, Reply};
-use crate::ring::Event;
+use crate::ring::EventRef;
 use crate::session::Sessions;
 
 pub const DEFAULT_LIMIT: u64 = 500;
@@ -207,7 +207,7 @@ pub fn stream(api: &mut Api, hold: &mut Hold, out: &mut Vec<u8>, budget: usize) 
 }
 
 /// Appends one event record.
-pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &Event) {
+pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &EventRef<'_>) {
     let mut digits = itoa::Buffer::new();
     let seq = digits.format(e.seq);
     out.extend_from_slice(b"{\"seq\":");
@@ -220,7 +220,7 @@ pub fn write_event(out: &mut Vec<u8>, session_id: &str, e: &Event) {
     out.extend_from_slice(b"\",\"kind\":\"");
     out.extend_from_slice(e.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"payload_json\":");
-    out.extend_from_slice(&e.payload);
+    out.extend_from_slice(e.payload);
     out.extend_from_slice(b",\"created_at\":\"");
     out.extend_from_slice(e.stamp());
     out.extend_from_slice(b"\"}");

@@ -27,7 +27,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ring::{Event, Kind};
+use crate::ring::{Event, EventRef, Kind};
 
 mod files;
 pub use files::{
@@ -91,6 +91,11 @@ pub fn encode(e: &Event, out: &mut Vec<u8>) {
 /// Decodes one record at the start of `buf`: the event and the record's
 /// size, `Ok(None)` if `buf` holds only part of it, `Err` if it is corrupt.
 pub fn decode(buf: &[u8]) -> Result<Option<(Event, usize)>, &'static str> {
+    Ok(decode_ref(buf)?.map(|(e, n)| (e.to_event(), n)))
+}
+
+/// `decode`, with the event borrowed from `buf` (nothing copied).
+pub fn decode_ref(buf: &[u8]) -> Result<Option<(EventRef<'_>, usize)>, &'static str> {
     if buf.len() < HEAD_BYTES {
         return Ok(None);
     }
@@ -112,20 +117,15 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Event, usize)>, &'static str> {
     if body.len() < 9 + stamp_len {
         return Err("bad record length");
     }
-    let mut created_at = [0u8; 24];
-    created_at[..stamp_len].copy_from_slice(&body[9..9 + stamp_len]);
+    let stamp = &body[9..9 + stamp_len];
     // A whole-seconds time ends at byte 19 and a millisecond one does not
     // (`ring::stamp_bytes` tells them apart that way).
-    if (created_at[19] == b'Z') != (stamp_len == 20) {
+    if (stamp[19] == b'Z') != (stamp_len == 20) {
         return Err("bad event time");
     }
+    let seq = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
     Ok(Some((
-        Event {
-            seq: u64::from_le_bytes(body[0..8].try_into().expect("8 bytes")),
-            kind,
-            created_at,
-            payload: body[9 + stamp_len..].into(),
-        },
+        EventRef::new(seq, kind, stamp, &body[9 + stamp_len..]),
         total,
     )))
 }
@@ -185,6 +185,30 @@ thread_local! {
     /// loop's), not one per journal, so that a session that printed once
     /// does not keep a buffer the size of its largest record while idle.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What reading journals keeps between reads, owned by their caller: the
+/// buffer records are read into, and the last segment file opened for
+/// reading (a page after a page of the same session opens nothing).
+#[derive(Default)]
+pub struct Reader {
+    buf: Vec<u8>,
+    /// The journal directory and segment (its first seq) `file` is.
+    open: Option<(PathBuf, u64, File)>,
+}
+
+impl Reader {
+    /// The segment `first_seq` of the journal in `dir`, opened (or kept).
+    fn segment(&mut self, dir: &Path, first_seq: u64) -> io::Result<(&File, &mut Vec<u8>)> {
+        let kept = matches!(&self.open, Some((d, seq, _)) if *seq == first_seq && d == dir);
+        if !kept {
+            self.open = None;
+            let file = File::open(dir.join(segment_name(first_seq)))?;
+            self.open = Some((dir.to_owned(), first_seq, file));
+        }
+        let (_, _, file) = self.open.as_ref().expect("opened");
+        Ok((file, &mut self.buf))
+    }
 }
 
 /// Things found wrong while opening, for the caller to log.
@@ -359,9 +383,24 @@ impl Journal {
         file: &File,
         len: u64,
         from: u64,
+        f: impl FnMut(&[u8], u64, u64) -> bool,
+    ) -> io::Result<()> {
+        Self::walk_in(&mut Vec::new(), file, len, from, f)
+    }
+
+    /// `walk`, reading into `buf` (a caller's buffer, kept between reads:
+    /// its contents are overwritten, its size only grows).
+    fn walk_in(
+        buf: &mut Vec<u8>,
+        file: &File,
+        len: u64,
+        from: u64,
         mut f: impl FnMut(&[u8], u64, u64) -> bool,
     ) -> io::Result<()> {
-        let mut buf = vec![0u8; SCAN_CHUNK_BYTES.min(len.saturating_sub(from) as usize)];
+        let first = SCAN_CHUNK_BYTES.min(len.saturating_sub(from) as usize);
+        if buf.len() < first {
+            buf.resize(first, 0);
+        }
         // `buf[head..end]` holds the file from offset `at` on.
         let (mut head, mut end) = (0usize, 0usize);
         let mut at = from;
@@ -390,7 +429,15 @@ impl Journal {
                             return Ok(());
                         }
                     }
-                    let want = (buf.len() - end).min((len - read_to) as usize);
+                    // A block at a time (a caller's buffer may be larger),
+                    // or the rest of a record larger than that.
+                    let partial = match buf[..end].first_chunk::<4>() {
+                        Some(l) => HEAD_BYTES + u32::from_le_bytes(*l) as usize + FOOT_BYTES,
+                        None => 0,
+                    };
+                    let want = (buf.len() - end)
+                        .min((len - read_to) as usize)
+                        .min(SCAN_CHUNK_BYTES.max(partial.saturating_sub(end)));
                     let n = file.read_at(&mut buf[end..end + want], read_to)?;
                     if n == 0 {
                         return Ok(());
@@ -589,15 +636,35 @@ impl Journal {
     ) -> io::Result<Vec<Event>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        self.visit(&mut Reader::default(), after, before, |e| {
+            bytes += e.payload.len();
+            out.push(e.to_event());
+            out.len() < limit && bytes < max_bytes
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each event with `after < seq < before`, oldest first,
+    /// borrowed from `reader`'s buffer, until it returns false. Only the records `f` is given are checked
+    /// and decoded; the ones before `after` in the same block are skipped
+    /// by their framing. Returns whether `f` stopped the walk.
+    pub fn visit(
+        &mut self,
+        reader: &mut Reader,
+        after: u64,
+        before: u64,
+        mut f: impl FnMut(EventRef<'_>) -> bool,
+    ) -> io::Result<bool> {
         // The newest seq walked so far, across segments: a segment whose
         // records overlap an earlier one's (damaged or crafted files) has
         // those records skipped, so what is read is always in order.
         let mut prev = 0;
+        let mut stopped = false;
         let start = self
             .segments
             .partition_point(|s| s.last_seq <= after && s.last_seq != 0);
         for i in start..self.segments.len() {
-            if self.segments[i].first_seq >= before || out.len() >= limit || bytes >= max_bytes {
+            if self.segments[i].first_seq >= before {
                 break;
             }
             let from = {
@@ -609,12 +676,11 @@ impl Journal {
                     index[at - 1].1
                 }
             };
-            let path = self.dir.join(segment_name(self.segments[i].first_seq));
-            let file = File::open(path)?;
+            let (file, buf) = reader.segment(&self.dir, self.segments[i].first_seq)?;
             let len = self.segments[i].len;
             let mut done = false;
             let mut walked = false;
-            Self::walk(&file, len, from, |record, seq, _| {
+            Self::walk_in(buf, file, len, from, |record, seq, _| {
                 if seq >= before || (seq <= prev && walked) {
                     // Past the range, or out of order within this segment
                     // (a damaged file): stop.
@@ -628,21 +694,22 @@ impl Journal {
                 walked = true;
                 prev = seq;
                 if seq > after {
-                    // Only what is returned is checked and copied.
-                    let Ok(Some((e, _))) = decode(record) else {
+                    let Ok(Some((e, _))) = decode_ref(record) else {
                         done = true;
                         return false;
                     };
-                    bytes += e.payload.len();
-                    out.push(e);
+                    if !f(e) {
+                        stopped = true;
+                        return false;
+                    }
                 }
-                out.len() < limit && bytes < max_bytes
+                true
             })?;
-            if done {
+            if done || stopped {
                 break;
             }
         }
-        Ok(out)
+        Ok(stopped)
     }
 
     /// Whether an event with this seq is in the journal.
@@ -853,6 +920,42 @@ mod tests {
         let (path, freed) = j.drop_oldest().unwrap();
         assert!(freed > 0 && path.exists());
         assert!(j.first_seq().unwrap() > 3);
+    }
+
+    /// One `Reader` across journals, as the daemon keeps it: a segment of
+    /// another journal with the same first seq is never read for this one,
+    /// and a buffer grown by a large record still reads small ones whole.
+    #[test]
+    fn a_kept_reader_reads_each_journal_as_a_fresh_one_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let sizes = [10, 70_000, 5, 16_000, 1, 40_000];
+        let payload =
+            |tag: &str, seq: u64| format!("\"{tag}{}\"", "z".repeat(sizes[seq as usize % 6]));
+        let mut journals = Vec::new();
+        for tag in ["a", "b"] {
+            let mut j = Journal::create(dir.path().join(tag)).unwrap();
+            for seq in 1..=30u64 {
+                j.append(&ev(seq, &payload(tag, seq)), false).unwrap();
+            }
+            journals.push((tag, j));
+        }
+        let mut reader = Reader::default();
+        for after in 0..30u64 {
+            for (tag, j) in &mut journals {
+                let mut got = Vec::new();
+                let stopped = j
+                    .visit(&mut reader, after, u64::MAX, |e| {
+                        got.push((e.seq, e.payload.to_vec()));
+                        got.len() < 4
+                    })
+                    .unwrap();
+                let want: Vec<(u64, Vec<u8>)> = (after + 1..=(after + 4).min(30))
+                    .map(|seq| (seq, payload(tag, seq).into_bytes()))
+                    .collect();
+                assert_eq!(got, want, "journal {tag} after {after}");
+                assert_eq!(stopped, after + 4 <= 30);
+            }
+        }
     }
 
     /// Reads from every index point and at every size: records smaller and

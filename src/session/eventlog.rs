@@ -527,61 +527,46 @@ impl Sessions {
 
     /// Visits a session's events after `after`, oldest first, from its
     /// journal and then its ring, until `f` says stop or `limit` events were
-    /// visited. `max_bytes` bounds what is read from disk at once. Returns
-    /// true if it stopped with events left (more may exist).
+    /// visited. `max_bytes` bounds the payload read from disk at once.
+    /// Returns true if it stopped with events left (more may exist). Events
+    /// from the journal are borrowed from a read buffer, never copied.
     pub fn visit(
         &mut self,
         key: usize,
         after: u64,
         limit: usize,
         max_bytes: usize,
-        mut f: impl FnMut(&str, &Event) -> bool,
+        mut f: impl FnMut(&str, &EventRef<'_>) -> bool,
     ) -> bool {
         let floor = self.list[key].history.ring.dropped_through();
         let mut n = 0;
+        let s = &mut self.list[key];
         if after < floor {
-            let disk = self.read_journal(key, after, floor + 1, limit.saturating_add(1), max_bytes);
-            let bytes: usize = disk.iter().map(|e| e.payload.len()).sum();
-            let s = &self.list[key];
-            for e in &disk {
-                if n == limit || !f(&s.id, e) {
-                    return true;
+            if let Some(journal) = &mut s.history.journal {
+                let id = &s.id;
+                let mut bytes = 0;
+                let walked = journal.visit(&mut self.reader, after, floor + 1, |e| {
+                    if n == limit || bytes >= max_bytes || !f(id, &e) {
+                        return false;
+                    }
+                    bytes += e.payload.len();
+                    n += 1;
+                    true
+                });
+                match walked {
+                    Ok(true) => return true,
+                    Ok(false) => {}
+                    Err(e) => log::warn!("session {}: reading its journal: {e}", s.id),
                 }
-                n += 1;
-            }
-            if disk.len() > limit || bytes >= max_bytes {
-                return true;
             }
         }
-        let s = &self.list[key];
         for e in s.history.ring.after(after.max(floor)) {
-            if n == limit || !f(&s.id, e) {
+            if n == limit || !f(&s.id, &e.view()) {
                 return true;
             }
             n += 1;
         }
         false
-    }
-
-    /// Events of a session's journal with `after < seq < before`.
-    pub fn read_journal(
-        &mut self,
-        key: usize,
-        after: u64,
-        before: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Vec<Event> {
-        let s = &mut self.list[key];
-        let Some(journal) = &mut s.history.journal else {
-            return Vec::new();
-        };
-        journal
-            .read(after, before, limit, max_bytes)
-            .unwrap_or_else(|e| {
-                log::warn!("session {}: reading its journal: {e}", s.id);
-                Vec::new()
-            })
     }
 
     /// Whether `seq` is one of this session's events (or was, before

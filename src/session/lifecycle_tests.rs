@@ -93,7 +93,7 @@ fn pipe() -> (OwnedFd, std::fs::File) {
 fn events(s: &mut Sessions, key: usize) -> Vec<(Kind, String)> {
     let mut got = Vec::new();
     s.visit(key, 0, 1000, usize::MAX, |_, e| {
-        got.push((e.kind, String::from_utf8_lossy(&e.payload).into_owned()));
+        got.push((e.kind, String::from_utf8_lossy(e.payload).into_owned()));
         true
     });
     got

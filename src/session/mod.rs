@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::journal::Journal;
-use crate::ring::{Event, Kind, Ring};
+use crate::ring::{Event, EventRef, Kind, Ring};
 use crate::supervisor::link::{Heard, Link, Started};
 use crate::supervisor::proto::SpawnRequest;
 use crate::sys::process::ExitStatus;
@@ -423,6 +423,9 @@ pub struct Sessions {
     /// Where PTY output is read (`MAX_OUTPUT_BYTES`, made when first
     /// needed, given back when the daemon is quiet: `forget_recent`).
     read_buf: Vec<u8>,
+    /// Where journal records are read for pages and streams, and the
+    /// segment last read (given back with `read_buf`).
+    reader: crate::journal::Reader,
     /// When retention by age next has work (the oldest finished session
     /// comes of age, or a step left work over).
     retention_at: Option<Instant>,
@@ -482,6 +485,7 @@ impl Sessions {
             evictable: Vec::new(),
             recent: std::collections::VecDeque::new(),
             read_buf: Vec::new(),
+            reader: crate::journal::Reader::default(),
             retention_at: None,
             age_pos: 0,
             age_min_due: None,

@@ -485,6 +485,7 @@ impl Sessions {
     pub fn forget_recent(&mut self) {
         self.recent = std::collections::VecDeque::new();
         self.read_buf = Vec::new();
+        self.reader = crate::journal::Reader::default();
     }
 
     /// Takes a session out of memory (its files stay).

@@ -176,7 +176,7 @@ fn step(sessions: &mut Sessions, key: usize, g: &mut Grid, budget: usize) -> (bo
         fed += e.payload.len();
         g.apply_sizes_before(e.seq);
         if e.kind == Kind::Output {
-            if let Some(data) = super::wire::payload_data(&e.payload) {
+            if let Some(data) = super::wire::payload_data(e.payload) {
                 g.fed += data.len() as u64;
                 g.feed(data.as_bytes());
             }
