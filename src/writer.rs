@@ -22,6 +22,10 @@
 //! writer thread that is gone fails every job it is given (health's storage
 //! says `critical`, the log says why) instead of doing it on the loop.
 //!
+//! Jobs are taken in batches of what queued meanwhile; a sync of a file or
+//! directory already synced in the same batch is skipped (group commit,
+//! `Synced`), so many launches or exits at once share their syncs.
+//!
 //! The queue is an unbounded channel, bounded in practice by what the loop
 //! submits: a few jobs per session state change.
 
@@ -57,7 +61,8 @@ pub enum Job {
     Remove(PathBuf),
     /// Removes a directory and everything in it; one already gone is fine.
     RemoveTree(PathBuf),
-    /// Work whose answer the loop takes back (`Writer::take_answers`).
+    /// Work whose answer the loop takes back (`Writer::take_answers`). A
+    /// task reads; it changes no file (a batch's syncs count on that).
     Task(Box<dyn FnOnce() -> Answer + Send>),
 }
 
@@ -103,7 +108,12 @@ struct Shared {
     /// The newest ticket that completed well, and the newest that failed.
     last_ok: AtomicU64,
     last_err: AtomicU64,
+    /// `SyncData` and `SyncDir` jobs that synced (not skipped).
+    syncs: AtomicU64,
 }
+
+/// The most jobs one batch takes (one wake-up of the loop each).
+const BATCH_JOBS: usize = 256;
 
 /// Failed tickets remembered for `Writer::failed_in`.
 const RECENT_FAILURES: usize = 1024;
@@ -116,28 +126,91 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What a batch has made durable so far (group commit). Every job of a
+/// batch was submitted before the batch's first job ran, so everything
+/// the loop wrote before submitting any of them was written before any
+/// sync of the batch began: a sync of a file or directory already synced
+/// in the same batch has nothing left to do, and is skipped. The writer's
+/// own changes to a directory (a removal, an atomic write that is not
+/// durable) forget every directory synced before them.
+#[derive(Default)]
+struct Synced {
+    /// Files by (device, inode): two handles of one file are one file.
+    files: Vec<(u64, u64)>,
+    dirs: Vec<PathBuf>,
+    /// Syncs actually made.
+    made: u64,
+}
+
+impl Synced {
+    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let id = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+        if id.is_some_and(|id| self.files.contains(&id)) {
+            return Ok(());
+        }
+        file.sync_data()?;
+        self.made += 1;
+        self.files.extend(id);
+        Ok(())
+    }
+
+    fn sync_dir(&mut self, dir: PathBuf) -> io::Result<()> {
+        if self.dirs.contains(&dir) {
+            return Ok(());
+        }
+        File::open(&dir)?.sync_all()?;
+        self.made += 1;
+        self.dirs.push(dir);
+        Ok(())
+    }
+}
+
 /// Runs one job; a task's answer is kept in `shared`.
 fn run(shared: &Shared, ticket: u64, job: Job) -> io::Result<()> {
+    let mut synced = Synced::default();
+    let result = run_in(shared, ticket, job, &mut synced);
+    shared.syncs.fetch_add(synced.made, Ordering::Relaxed);
+    result
+}
+
+/// Runs one job of a batch (`Synced`).
+fn run_in(shared: &Shared, ticket: u64, job: Job, synced: &mut Synced) -> io::Result<()> {
     let gone = |r: io::Result<()>| match r {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     };
     match job {
-        Job::SyncData(file) => file.sync_data(),
-        Job::SyncDir(dir) => File::open(dir)?.sync_all(),
+        Job::SyncData(file) => synced.sync_data(&file),
+        Job::SyncDir(dir) => synced.sync_dir(dir),
         Job::WriteAtomic {
             dir,
             name,
             bytes,
             durable,
-        } => crate::journal::write_atomic(&dir, name, &bytes, durable),
+        } => {
+            // Its rename changes the directory; a durable write syncs it
+            // after.
+            synced.dirs.retain(|d| durable && *d != dir);
+            crate::journal::write_atomic(&dir, name, &bytes, durable)?;
+            if durable {
+                synced.dirs.push(dir);
+            }
+            Ok(())
+        }
         Job::Truncate { path, len } => {
             let file = std::fs::OpenOptions::new().write(true).open(path)?;
             file.set_len(len)?;
             file.sync_all()
         }
-        Job::Remove(path) => gone(std::fs::remove_file(path)),
-        Job::RemoveTree(path) => gone(std::fs::remove_dir_all(path)),
+        Job::Remove(path) => {
+            synced.dirs.clear();
+            gone(std::fs::remove_file(path))
+        }
+        Job::RemoveTree(path) => {
+            synced.dirs.clear();
+            gone(std::fs::remove_dir_all(path))
+        }
         Job::Task(task) => {
             // A task that panics loses its answer; its submitter sees the
             // failure instead.
@@ -169,6 +242,7 @@ impl Writer {
                 gone: AtomicBool::new(false),
                 last_ok: AtomicU64::new(0),
                 last_err: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
             }),
             tx: None,
             thread: None,
@@ -235,6 +309,13 @@ impl Writer {
     /// Every job up to this ticket is complete.
     pub fn done(&self) -> u64 {
         self.shared.done.load(Ordering::Acquire)
+    }
+
+    /// How many `SyncData` and `SyncDir` jobs synced rather than being
+    /// covered by an earlier sync of their batch.
+    #[cfg(test)]
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
     }
 
     /// The highest ticket given out.
@@ -312,17 +393,26 @@ fn work(
     wake: &dyn Fn(),
     delay: Duration,
 ) {
+    let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // A batch: what queued meanwhile, then one wake-up.
-        while let Some((ticket, key, job)) = next {
+        // A batch: what queued meanwhile (at most `BATCH_JOBS`), then one
+        // wake-up.
+        batch.push(first);
+        while batch.len() < BATCH_JOBS {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut synced = Synced::default();
+        for (ticket, key, job) in batch.drain(..) {
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
-            let result = run(shared, ticket, job);
+            let result = run_in(shared, ticket, job, &mut synced);
             finish(shared, ticket, key, result);
-            next = rx.try_recv().ok();
         }
+        shared.syncs.fetch_add(synced.made, Ordering::Relaxed);
         wake();
     }
 }
@@ -387,6 +477,54 @@ mod tests {
 #[cfg(test)]
 mod more_tests {
     use super::*;
+
+    /// Syncs of one file or directory queued together are made once; a
+    /// removal between them, or a later batch, syncs again.
+    #[test]
+    fn a_batch_syncs_each_file_and_directory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let mut w = Writer::inline();
+        w.spawn(|| {}, Duration::ZERO).unwrap();
+        // Held up until every other job is queued: they are one batch.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        w.submit(
+            None,
+            Job::Task(Box::new(move || {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Box::new(())
+            })),
+        );
+        // Its batch is taken: what follows queues for the next one.
+        running.recv_timeout(Duration::from_secs(20)).unwrap();
+        let until = |w: &Writer, t: u64| {
+            let start = std::time::Instant::now();
+            while w.done() < t {
+                assert!(start.elapsed() < Duration::from_secs(20));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        for _ in 0..5 {
+            w.submit(None, Job::SyncData(file.try_clone().unwrap()));
+            w.submit(None, Job::SyncDir(dir.path().to_owned()));
+        }
+        w.submit(None, Job::Remove(dir.path().join("nothing")));
+        w.submit(None, Job::SyncData(file.try_clone().unwrap()));
+        let last = w.submit(None, Job::SyncDir(dir.path().to_owned()));
+        go.send(()).unwrap();
+        until(&w, last);
+        assert_eq!(
+            w.syncs(),
+            3,
+            "the file once, the directory before and after the removal"
+        );
+        let again = w.submit(None, Job::SyncData(file.try_clone().unwrap()));
+        until(&w, again);
+        assert_eq!(w.syncs(), 4, "a later batch syncs again");
+        assert!(w.take_failures().is_empty());
+    }
 
     #[test]
     fn tasks_answer_and_removals_of_what_is_gone_succeed() {
