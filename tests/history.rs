@@ -380,3 +380,30 @@ fn finished_sessions_leave_memory_and_the_index_is_rebuilt_when_lost() {
     let newer = id_of(&d.launch("sh", "true"));
     assert_eq!(page(&d, "limit=1")["sessions"][0]["id"], newer.as_str());
 }
+
+/// The segment a page of a finished session was read from stays open for
+/// the next page, and is let go when the session is deleted: its space is
+/// freed at once, not when the daemon next falls quiet.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deleted_session_leaves_no_segment_held_open() {
+    let d = Daemon::with_sessions("");
+    let id = id_of(&d.launch("sh", "echo old"));
+    d.wait_exit_event(&id);
+    let pid = d.server_pid();
+    // Only what this session's directory holds (the daemon lets the kept
+    // segment go by itself after 5 s without a request; this takes less).
+    let held = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| target.to_string_lossy().contains(id.as_str()))
+    };
+    let r = d.get(&format!("/api/v1/events?sessionId={id}"));
+    assert_eq!(r.status, 200);
+    assert!(!r.json()["events"].as_array().unwrap().is_empty());
+    assert!(held(), "the page's segment is kept open for the next page");
+    let r = d.request("DELETE", &format!("/api/v1/sessions/{id}"), None);
+    assert_eq!(r.status, 200);
+    assert!(!held(), "a deleted session's segment is let go with it");
+}

@@ -209,6 +209,12 @@ impl Reader {
         let (_, _, file) = self.open.as_ref().expect("opened");
         Ok((file, &mut self.buf))
     }
+
+    /// Lets go of the segment kept open: one about to be removed frees its
+    /// space only once no descriptor holds it.
+    pub fn close(&mut self) {
+        self.open = None;
+    }
 }
 
 /// Things found wrong while opening, for the caller to log.
@@ -635,6 +641,9 @@ impl Journal {
         max_bytes: usize,
     ) -> io::Result<Vec<Event>> {
         let mut out = Vec::new();
+        if limit == 0 || max_bytes == 0 {
+            return Ok(out);
+        }
         let mut bytes = 0usize;
         self.visit(&mut Reader::default(), after, before, |e| {
             bytes += e.payload.len();
@@ -645,9 +654,10 @@ impl Journal {
     }
 
     /// Calls `f` with each event with `after < seq < before`, oldest first,
-    /// borrowed from `reader`'s buffer, until it returns false. Only the records `f` is given are checked
-    /// and decoded; the ones before `after` in the same block are skipped
-    /// by their framing. Returns whether `f` stopped the walk.
+    /// borrowed from `reader`'s buffer, until it returns false. Only the
+    /// records `f` is given are checked and decoded; the ones before
+    /// `after` in the same block are skipped by their framing. Returns
+    /// whether `f` stopped the walk.
     pub fn visit(
         &mut self,
         reader: &mut Reader,

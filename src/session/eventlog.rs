@@ -598,6 +598,7 @@ impl Sessions {
         match j.drop_oldest() {
             Some((path, n)) => {
                 // The file goes off the loop; it is no longer read.
+                self.reader.close();
                 self.log.writer.submit(Some(key), Job::Remove(path));
                 self.log.journal_bytes -= n;
                 s.history.history_cut |= n > 0;

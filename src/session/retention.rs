@@ -63,6 +63,7 @@ impl Sessions {
             let gone = deleted_dir(root).join(&*s.id);
             match std::fs::rename(&dir, &gone) {
                 Ok(()) => {
+                    self.reader.close();
                     self.log
                         .writer
                         .submit(None, crate::writer::Job::RemoveTree(gone));
