@@ -33,7 +33,6 @@ COVEN_HOME=$home COVEN_LOG=warn "$bin" daemon serve 2>/dev/null & sup=$!
 pid=$(server_pid "$home")
 curl -sf --unix-socket "$home/coven.sock" "http://c$path" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["events"]) == 100, d'
 load() { target/release/examples/loadgen --socket "$home/coven.sock" --pid "$pid" --conns "$conns" --secs "$secs" --path "$1"; }
-[ -n "${PAGES_HOLD:-}" ] && { echo "$pid $path"; sleep "$PAGES_HOLD"; }
 for r in $(seq "$rounds"); do
   h=$(load /api/v1/health | tr "\n" " ")
   p=$(load "$path" | tr "\n" " ")

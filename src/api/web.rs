@@ -68,11 +68,6 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// The bytes of the embedded page, compressed, as served.
-pub fn page_bytes() -> usize {
-    ASSETS.iter().map(|(_, _, b)| b.len()).sum()
-}
-
 /// The web view's state.
 #[derive(Default)]
 pub struct Web {
@@ -123,14 +118,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// Whether `addr` is one the web view may listen on: loopback only.
-pub fn loopback(addr: &IpAddr) -> bool {
-    addr.is_loopback()
-}
-
-/// The `Host` a browser sends for `addr` (`127.0.0.1:7373`, `[::1]:7373`).
-fn host_of(addr: &SocketAddr) -> String {
-    addr.to_string()
+/// The `Host` a browser sends for `addr` (`127.0.0.1:7373`, `[::1]:7373`),
+/// written into `buf` (no allocation per request): at most 47 bytes.
+fn host_in(addr: &SocketAddr, buf: &mut [u8; 64]) -> usize {
+    use std::io::Write;
+    let mut at = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(at, "{addr}");
+    at.position() as usize
 }
 
 impl Web {
@@ -151,7 +145,7 @@ impl Web {
                 let port = u16::try_from(v["port"].as_u64()?).ok()?;
                 Some(SocketAddr::new(ip, port))
             })
-            .filter(|a| loopback(&a.ip()));
+            .filter(|a| a.ip().is_loopback());
         let mut web = Web {
             home: Some(home),
             secret,
@@ -319,7 +313,7 @@ pub fn on_web(api: &mut Api, req: &Request<'_>, out: &mut Vec<u8>) -> Result<Rep
                         .with_details(json!({ "field": "address", "address": a }))
                 })?,
             };
-            if !loopback(&ip) {
+            if !ip.is_loopback() {
                 return Err(ApiError::invalid(
                     "The web view listens on a loopback address only (127.0.0.0/8 or ::1).",
                 )
@@ -370,7 +364,7 @@ fn write_status(api: &Api, code: Option<&str>, out: &mut Vec<u8>) {
     let v = match api.web.addr {
         None => json!({ "on": false }),
         Some(addr) => {
-            let url = format!("http://{}/", host_of(&addr));
+            let url = format!("http://{addr}/");
             let mut v = json!({
                 "on": true,
                 "address": addr.ip().to_string(),
@@ -417,16 +411,18 @@ pub fn gate(api: &mut Api, req: &Request<'_>, out: &mut Vec<u8>) -> Option<Reply
         // Closed while this connection was open.
         return Some(ApiError::new(403, "forbidden", "The web view is off.").write(out));
     };
-    let host = host_of(&addr);
+    let mut buf = [0u8; 64];
+    let len = host_in(&addr, &mut buf);
+    let host = &buf[..len];
     // DNS rebinding: a name that resolves here carries its own Host.
-    if req.host != Some(host.as_bytes()) {
+    if req.host != Some(host) {
         return Some(
             ApiError::new(
                 421,
                 "misdirected_request",
                 "The Host header must be the web view's own address and port.",
             )
-            .with_details(json!({ "expected": host }))
+            .with_details(json!({ "expected": String::from_utf8_lossy(host) }))
             .write(out),
         );
     }
@@ -483,18 +479,15 @@ pub fn gate(api: &mut Api, req: &Request<'_>, out: &mut Vec<u8>) -> Option<Reply
     }
     // Cross-site request forgery: a page elsewhere can make the browser
     // send the cookie, but not this Origin.
-    if !safe {
-        let own = format!("http://{host}");
-        if req.origin != Some(own.as_bytes()) {
-            return Some(
-                ApiError::new(
-                    403,
-                    "forbidden",
-                    "A request that changes something must come from the web view's own page.",
-                )
-                .write(out),
-            );
-        }
+    if !safe && req.origin.and_then(|o| o.strip_prefix(b"http://")) != Some(host) {
+        return Some(
+            ApiError::new(
+                403,
+                "forbidden",
+                "A request that changes something must come from the web view's own page.",
+            )
+            .write(out),
+        );
     }
     if let Some((_, content_type, bytes)) = ASSETS.iter().find(|(p, _, _)| p.as_bytes() == req.path)
     {
