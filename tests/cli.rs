@@ -11,6 +11,15 @@ fn coven(d: &Daemon, args: &[&str]) -> Output {
     d.command().args(args).output().unwrap()
 }
 
+/// `coven` run with `COVEN_HOME=home`, with or without a daemon there.
+fn coven_at(home: &std::path::Path, args: &[&str]) -> Output {
+    std::process::Command::new(coven_bin())
+        .args(args)
+        .env("COVEN_HOME", home)
+        .output()
+        .unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -104,13 +113,7 @@ fn daemon_lifecycle_commands() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let _reap = Reap(home.clone());
-    let coven = |args: &[&str]| {
-        std::process::Command::new(coven_bin())
-            .args(args)
-            .env("COVEN_HOME", &home)
-            .output()
-            .unwrap()
-    };
+    let coven = |args: &[&str]| coven_at(&home, args);
     std::fs::create_dir(&home).unwrap();
     std::fs::write(
         home.join("config.json"),
@@ -211,13 +214,7 @@ fn follow_and_harnesses() {
 #[test]
 fn help_for_every_command() {
     let dir = tempfile::tempdir().unwrap();
-    let coven = |args: &[&str]| {
-        std::process::Command::new(coven_bin())
-            .args(args)
-            .env("COVEN_HOME", dir.path())
-            .output()
-            .unwrap()
-    };
+    let coven = |args: &[&str]| coven_at(dir.path(), args);
     for cmd in [
         "daemon",
         "health",
@@ -565,11 +562,7 @@ fn a_daemon_that_will_not_start_says_why() {
         r#"{"harnesses": [{"id": "sh", "lable": "x", "command": "/bin/sh"}]}"#,
     )
     .unwrap();
-    let o = std::process::Command::new(coven_bin())
-        .args(["daemon", "start"])
-        .env("COVEN_HOME", &home)
-        .output()
-        .unwrap();
+    let o = coven_at(&home, &["daemon", "start"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("harnesses[0].lable: unknown field"), "{e}");
@@ -582,13 +575,7 @@ fn a_daemon_that_will_not_start_says_why() {
 #[test]
 fn usage_errors_name_the_mistake_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let coven = |args: &[&str]| {
-        std::process::Command::new(coven_bin())
-            .args(args)
-            .env("COVEN_HOME", dir.path())
-            .output()
-            .unwrap()
-    };
+    let coven = |args: &[&str]| coven_at(dir.path(), args);
     for (args, said) in [
         (&["sesions"][..], "did you mean \"sessions\""),
         (&["daemon", "bogus"], "\"bogus\""),

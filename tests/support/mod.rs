@@ -156,7 +156,12 @@ impl Daemon {
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Response {
         let mut s = self.connect();
         send_opts(&mut s, method, path, body, true);
-        read_response(&mut s).expect("a response")
+        read_response(&mut s).unwrap_or_else(|| {
+            panic!(
+                "no response to {method} {path}; the daemon's log:\n{}",
+                self.log()
+            )
+        })
     }
 
     pub fn get(&self, path: &str) -> Response {
