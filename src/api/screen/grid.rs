@@ -114,6 +114,25 @@ impl vt100::Callbacks for Title {
     }
 }
 
+/// How many bytes at the end of `bytes` begin a UTF-8 character they do
+/// not finish (0 to 3).
+fn unfinished_utf8(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue;
+        }
+        let len = match b {
+            0xf0.. => 4,
+            0xe0.. => 3,
+            0xc0.. => 2,
+            _ => 1,
+        };
+        return if len > back { back } else { 0 };
+    }
+    0
+}
+
 pub(super) fn parser(cols: u16, rows: u16) -> vt100::Parser<Title> {
     let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
     vt100::Parser::new_with_callbacks(nz(rows), nz(cols), 0, Title::default())
@@ -157,7 +176,13 @@ impl Grid {
     ///
     /// Nothing is copied: the parser takes the output in pieces around
     /// each rewrite (it is a stream parser), and only an `ESC` or `ESC [`
-    /// that ends an event is carried to the next (joined with it then).
+    /// or an unfinished UTF-8 character that ends an event is carried to
+    /// the next (joined with it then). `vte` 0.15 keeps an unfinished
+    /// character itself, but when the next piece finishes it and holds a
+    /// further character and then another unfinished one, it swallows that
+    /// further character (`advance_partial_utf8` returns the valid prefix's
+    /// length, not the first character's): `é` cut after its first byte,
+    /// then `x` and half of another `é`, loses the `x`.
     pub(super) fn feed(&mut self, data: &[u8]) {
         self.answers = [None, None, None];
         let joined;
@@ -169,8 +194,10 @@ impl Grid {
         };
         let keep = if input.ends_with(b"\x1b[") {
             2
+        } else if input.ends_with(b"\x1b") {
+            1
         } else {
-            usize::from(input.ends_with(b"\x1b"))
+            unfinished_utf8(input)
         };
         let end = input.len() - keep;
         let finder = memchr::memmem::Finder::new(b"\x1b[");
@@ -304,7 +331,13 @@ impl Grid {
                 head,
                 tail,
             } => {
-                let end = bytes.len().min(at + budget);
+                // A step ends between characters, not inside one (see
+                // `feed` for what `vte` does with a cut character).
+                let mut end = bytes.len().min(at + budget);
+                let most = bytes.len().min(end + 3);
+                while end < most && bytes[end] & 0xc0 == 0x80 {
+                    end += 1;
+                }
                 self.term.process(&bytes[at..end]);
                 if end < bytes.len() {
                     self.loading = Loading::Feeding {

@@ -515,6 +515,44 @@ mod tests {
     }
 
     #[test]
+    fn text_split_anywhere_draws_the_same() {
+        // Two-byte characters beside ASCII, a three- and a four-byte one.
+        let text = "\"\u{7cb}w\u{7cb}x\u{e9}y\u{e9}\u{2500}z\u{1f600}\u{e9}q".as_bytes();
+        for cols in [1, 3, 10] {
+            let mut whole = parser(cols, 3);
+            whole.process(text);
+            for cut in 0..text.len() {
+                for cut2 in cut..text.len() {
+                    let mut g = Grid::new(1, cols, 3, VecDeque::new(), Instant::now());
+                    g.feed(&text[..cut]);
+                    g.feed(&text[cut..cut2]);
+                    g.feed(&text[cut2..]);
+                    assert_eq!(
+                        g.term.screen().contents_formatted(),
+                        whole.screen().contents_formatted(),
+                        "{cols} columns, cut at {cut} and {cut2}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_restored_in_any_steps_draws_the_same() {
+        // What the checkpoint fuzz target found: a step that cut `\u{7cb}`
+        // lost the `w` after it.
+        let bytes =
+            "{\"seq\":4,\"cols\":5,\"rows\":3,\"sizeMs\":0}\nu:4,\"\u{7cb}w\u{7cb}\u{e9}x\u{e9}"
+                .as_bytes()
+                .to_vec();
+        let whole = restored_from(bytes.clone(), 1 << 20).expect("a head");
+        for step in 1..12 {
+            let stepped = restored_from(bytes.clone(), step).expect("a head");
+            assert_eq!(stepped, whole, "steps of {step}");
+        }
+    }
+
+    #[test]
     fn ansi_sys_save_and_restore_split_anywhere() {
         let stream = b"abc\x1b[s\x1b[3;3Hxy\x1b[uDEF\x1b[1mB\x1b[0m";
         let mut whole = parser(10, 4);
