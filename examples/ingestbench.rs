@@ -8,6 +8,7 @@
 //!     ingestbench daemon --socket PATH --pid PID N BYTES
 //!         the same N printers launched as sessions of the daemon at PATH
 //!         (harness `sh`), from the first launch until every one is finished
+//!         (its exit recorded: `GET …/wait?for=exit` on each in turn)
 //!
 //! The printer is `head -c BYTES /dev/zero | tr '\0' x`. Each mode prints one
 //! line: wall seconds, bytes, and the CPU seconds of the reader (bare) or of
@@ -167,18 +168,19 @@ fn daemon(socket: &str, pid: u32, n: usize, bytes: u64) {
             .to_string();
     let (cpu0, sup0) = (cpu_secs(pid), cpu_secs(supervisor));
     let start = Instant::now();
+    let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let (status, answer) = c.call("POST", "/api/v1/sessions", &body);
         assert_eq!(status, 201, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
     }
     let launched = start.elapsed().as_secs_f64();
-    // Every one finished: a cheap question every 5 ms on the same connection.
-    loop {
-        let (_, page) = c.call("GET", "/api/v1/sessions?status=running&limit=1", "");
-        if page.contains("\"sessions\":[]") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // Every one finished, its exit recorded: a held `wait` for each in
+    // turn, answered the moment it is (no polling interval to round to).
+    for id in &ids {
+        let (status, answer) = c.call("GET", &format!("/api/v1/sessions/{id}/wait?for=exit"), "");
+        assert!(status == 200 && answer.contains("\"met\":true"), "{answer}");
     }
     let wall = start.elapsed().as_secs_f64();
     let (cpu, sup) = (cpu_secs(pid) - cpu0, cpu_secs(supervisor) - sup0);
