@@ -1,5 +1,5 @@
-//! Criterion benches for events: ring append and read, journal append and
-//! read, and encoding a 500-event page.
+//! Criterion benches for events: an output's payload (escaping), ring
+//! append and read, journal append and read, and encoding a 500-event page.
 
 use coven::api::events::write_event;
 use coven::api::wire::data_payload;
@@ -19,6 +19,24 @@ fn event(seq: u64, text: &str) -> Event {
 /// A line of terminal output, as harnesses print it.
 fn line() -> String {
     "\u{1b}[32m✓\u{1b}[0m src/session/mod.rs: 42 tests passed in 0.31s\r\n".repeat(4)
+}
+
+/// Escaping 48 KiB of output (a loop turn's event at most) into its
+/// payload: a flood of one letter, coloured test results, source code.
+fn payload(c: &mut Criterion) {
+    let fit = |s: String| s.chars().cycle().take(48 * 1024).collect::<String>();
+    let source = include_str!("../src/session/record.rs").replace('\n', "\r\n");
+    let inputs = [
+        ("flood", "x".repeat(48 * 1024)),
+        ("coloured", fit(line())),
+        ("source", fit(source)),
+    ];
+    let mut g = c.benchmark_group("payload");
+    for (name, text) in &inputs {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(*name, |b| b.iter(|| data_payload(text).len()));
+    }
+    g.finish();
 }
 
 fn ring(c: &mut Criterion) {
@@ -132,5 +150,5 @@ fn journal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring, page, journal);
+criterion_group!(benches, payload, ring, page, journal);
 criterion_main!(benches);
