@@ -25,14 +25,19 @@ fn printer(bytes: u64) -> String {
     format!("head -c {bytes} /dev/zero | tr '\\0' x")
 }
 
+/// CPU seconds of a process's live threads, in nanoseconds from each
+/// thread's schedstat (not /proc/PID/stat's 10 ms ticks, which are half a
+/// millisecond per MB of a 20 MB flood).
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(at) = stat.rfind(')') else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
     };
-    let f: Vec<&str> = stat[at + 2..].split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn self_cpu() -> f64 {
