@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 rounds=${2:-2}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --bin coven --example loadgen --example sessionbench --example floor
 load=target/release/examples/loadgen
 bench=target/release/examples/sessionbench
