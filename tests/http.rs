@@ -5,6 +5,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use support::*;
@@ -664,5 +665,58 @@ fn one_request_per_connection_ends_cleanly() {
         s.write_all(b"GET /api/v1/health HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(read_response(&mut s).unwrap().status, 200);
     }
+    d.assert_alive();
+}
+
+/// Large answers go out with their head at once, or, when the socket takes
+/// only part, the rest follows from the output: pipelined pages of a
+/// session's output that the client leaves unread until the daemon pushes
+/// back all arrive whole and in order.
+#[test]
+fn large_answers_left_unread_arrive_whole_and_in_order() {
+    let d = Daemon::with_sessions("");
+    let id = id_of(&d.launch("sh", "head -c 600000 /dev/zero | tr '\\\\0' x"));
+    d.wait_exit_event(&id);
+    // Pages of different sizes, so that one answer cut short and joined to
+    // the next would not look whole.
+    let paths: Vec<String> = (1..=40)
+        .map(|i| {
+            format!(
+                "/api/v1/sessions/{id}/events?afterSeq=0&limit={}",
+                1 + i % 7
+            )
+        })
+        .collect();
+    let expected: Vec<Vec<u8>> = paths.iter().map(|p| d.get(p).body).collect();
+    assert!(
+        expected.iter().any(|b| b.len() > 64 * 1024),
+        "pages too small to test"
+    );
+    let mut s = d.connect();
+    let mut requests = Vec::new();
+    for p in &paths {
+        requests.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: coven\r\n\r\n").as_bytes());
+    }
+    // Sent without reading: the daemon answers into a socket nobody reads
+    // until its buffer is full.
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&requests).unwrap());
+    wait_for("the daemon to fill the unread socket", || {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        (rc == 0 && queued >= 128 * 1024).then_some(())
+    });
+    for (i, want) in expected.iter().enumerate() {
+        let r = read_response(&mut s).unwrap_or_else(|| panic!("answer {i} missing"));
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body == *want,
+            "answer {i} differs ({} bytes, want {})",
+            r.body.len(),
+            want.len()
+        );
+    }
+    writer.join().unwrap();
     d.assert_alive();
 }

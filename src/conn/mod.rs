@@ -138,6 +138,11 @@ pub const STREAM_BUDGET_BYTES: usize = 64 * 1024;
 /// A stream with nothing to say sends a comment this often.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+/// An answer's body at least this large is sent with its head at once
+/// rather than copied behind it (`Conn::queue_body`); a smaller one is
+/// cheaper to copy, and leaves pipelined answers to go out together.
+const DIRECT_BODY_BYTES: usize = 8 * 1024;
+
 enum State {
     /// Waiting for a complete head; `scanned` bytes were already searched.
     Head { scanned: usize },
@@ -765,12 +770,40 @@ impl<T: Socket> Conn<T> {
             &extra,
         );
         if !head_only {
-            out.extend_from_slice(cx.body);
+            self.queue_body(cx.body, cx.now);
         }
         self.keep_until_exit |= reply.until_exit;
         if persist == Persist::Close {
             self.state = State::Closing;
             self.client_closes = true;
+        }
+    }
+
+    /// Queues an answer's body after its head. A large body behind nothing
+    /// else but its head is sent at once with the head (one `writev`)
+    /// instead of being copied into the output first; what the socket does
+    /// not take is copied (an error, or `WouldBlock`, is met again by
+    /// `flush`, which handles it).
+    fn queue_body(&mut self, body: &[u8], now: Instant) {
+        let head = self.queued();
+        if body.len() < DIRECT_BODY_BYTES || !self.writable || head != self.output.len() {
+            self.output.extend_from_slice(body);
+            return;
+        }
+        let bufs = [io::IoSlice::new(&self.output), io::IoSlice::new(body)];
+        match self.sock.write_vectored(&bufs) {
+            Ok(n) if n >= head => {
+                self.last_active = now;
+                self.output.clear();
+                self.written = 0;
+                self.output.extend_from_slice(&body[n - head..]);
+            }
+            Ok(n) => {
+                self.last_active = now;
+                self.written = n;
+                self.output.extend_from_slice(body);
+            }
+            Err(_) => self.output.extend_from_slice(body),
         }
     }
 
