@@ -32,12 +32,14 @@ pub fn assert_off_loop(what: &str) {
     }
 }
 
-// The assertion exists only in debug builds.
-#[cfg(all(test, debug_assertions))]
+#[cfg(test)]
 mod tests {
+    // The assertion exists only in debug builds.
+    #[cfg(debug_assertions)]
     use super::*;
 
     #[test]
+    #[cfg(debug_assertions)]
     fn a_sync_on_the_loop_thread_is_caught() {
         let dir = tempfile::tempdir().unwrap();
         let caught = std::thread::spawn(move || {
