@@ -114,25 +114,6 @@ impl vt100::Callbacks for Title {
     }
 }
 
-/// How many bytes at the end of `bytes` begin a UTF-8 character they do
-/// not finish (0 to 3).
-fn unfinished_utf8(bytes: &[u8]) -> usize {
-    for back in 1..=bytes.len().min(3) {
-        let b = bytes[bytes.len() - back];
-        if b & 0xc0 == 0x80 {
-            continue;
-        }
-        let len = match b {
-            0xf0.. => 4,
-            0xe0.. => 3,
-            0xc0.. => 2,
-            _ => 1,
-        };
-        return if len > back { back } else { 0 };
-    }
-    0
-}
-
 pub(super) fn parser(cols: u16, rows: u16) -> vt100::Parser<Title> {
     let nz = |n: u16| std::num::NonZeroU16::new(n.max(1)).expect("at least 1");
     vt100::Parser::new_with_callbacks(nz(rows), nz(cols), 0, Title::default())
@@ -176,13 +157,10 @@ impl Grid {
     ///
     /// Nothing is copied: the parser takes the output in pieces around
     /// each rewrite (it is a stream parser), and only an `ESC` or `ESC [`
-    /// or an unfinished UTF-8 character that ends an event is carried to
-    /// the next (joined with it then). `vte` 0.15 keeps an unfinished
-    /// character itself, but when the next piece finishes it and holds a
-    /// further character and then another unfinished one, it swallows that
-    /// further character (`advance_partial_utf8` returns the valid prefix's
-    /// length, not the first character's): `é` cut after its first byte,
-    /// then `x` and half of another `é`, loses the `x`.
+    /// that ends an event is carried to the next (joined with it then).
+    /// An event never ends inside a character (output is read into whole
+    /// characters, `session::complete_utf8_len`), as `vte` needs (see the
+    /// steps of `load`).
     pub(super) fn feed(&mut self, data: &[u8]) {
         self.answers = [None, None, None];
         let joined;
@@ -194,10 +172,8 @@ impl Grid {
         };
         let keep = if input.ends_with(b"\x1b[") {
             2
-        } else if input.ends_with(b"\x1b") {
-            1
         } else {
-            unfinished_utf8(input)
+            usize::from(input.ends_with(b"\x1b"))
         };
         let end = input.len() - keep;
         let finder = memchr::memmem::Finder::new(b"\x1b[");
@@ -331,8 +307,9 @@ impl Grid {
                 head,
                 tail,
             } => {
-                // A step ends between characters, not inside one (see
-                // `feed` for what `vte` does with a cut character).
+                // A step ends between characters, not inside one: `vte`
+                // 0.15 loses the character after one it finishes across
+                // two calls when another unfinished one follows.
                 let mut end = bytes.len().min(at + budget);
                 let most = bytes.len().min(end + 3);
                 while end < most && bytes[end] & 0xc0 == 0x80 {

@@ -515,29 +515,6 @@ mod tests {
     }
 
     #[test]
-    fn text_split_anywhere_draws_the_same() {
-        // Two-byte characters beside ASCII, a three- and a four-byte one.
-        let text = "\"\u{7cb}w\u{7cb}x\u{e9}y\u{e9}\u{2500}z\u{1f600}\u{e9}q".as_bytes();
-        for cols in [1, 3, 10] {
-            let mut whole = parser(cols, 3);
-            whole.process(text);
-            for cut in 0..text.len() {
-                for cut2 in cut..text.len() {
-                    let mut g = Grid::new(1, cols, 3, VecDeque::new(), Instant::now());
-                    g.feed(&text[..cut]);
-                    g.feed(&text[cut..cut2]);
-                    g.feed(&text[cut2..]);
-                    assert_eq!(
-                        g.term.screen().contents_formatted(),
-                        whole.screen().contents_formatted(),
-                        "{cols} columns, cut at {cut} and {cut2}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
     fn a_checkpoint_restored_in_any_steps_draws_the_same() {
         // What the checkpoint fuzz target found: a step that cut `\u{7cb}`
         // lost the `w` after it.
