@@ -66,7 +66,6 @@ impl Event {
     }
 }
 
-/// The RFC 3339 text of a stored event time (20 or 24 bytes).
 /// An event borrowed from where it lies (the ring, or a journal record in
 /// a read buffer): what a page, a stream or a screen reads, with nothing
 /// copied until it is written out.
@@ -107,6 +106,7 @@ impl<'a> EventRef<'a> {
     }
 }
 
+/// The RFC 3339 text of a stored event time (20 or 24 bytes).
 pub fn stamp_bytes(created_at: &[u8; 24]) -> &[u8] {
     if created_at[19] == b'Z' {
         &created_at[..20]

@@ -131,8 +131,8 @@ pub struct Writer {
 /// the loop wrote before submitting any of them was written before any
 /// sync of the batch began: a sync of a file or directory already synced
 /// in the same batch has nothing left to do, and is skipped. The writer's
-/// own changes to a directory (a removal, an atomic write that is not
-/// durable) forget every directory synced before them.
+/// own changes to a directory forget it: an atomic write's rename its
+/// directory (synced again after, if durable), a removal every directory.
 #[derive(Default)]
 struct Synced {
     /// Files by (device, inode): two handles of one file are one file.
@@ -191,7 +191,7 @@ fn run_in(shared: &Shared, ticket: u64, job: Job, synced: &mut Synced) -> io::Re
         } => {
             // Its rename changes the directory; a durable write syncs it
             // after.
-            synced.dirs.retain(|d| durable && *d != dir);
+            synced.dirs.retain(|d| *d != dir);
             crate::journal::write_atomic(&dir, name, &bytes, durable)?;
             if durable {
                 synced.dirs.push(dir);
@@ -512,17 +512,27 @@ mod more_tests {
         }
         w.submit(None, Job::Remove(dir.path().join("nothing")));
         w.submit(None, Job::SyncData(file.try_clone().unwrap()));
+        w.submit(None, Job::SyncDir(dir.path().to_owned()));
+        w.submit(
+            None,
+            Job::WriteAtomic {
+                dir: dir.path().to_owned(),
+                name: "g",
+                bytes: b"x".to_vec(),
+                durable: false,
+            },
+        );
         let last = w.submit(None, Job::SyncDir(dir.path().to_owned()));
         go.send(()).unwrap();
         until(&w, last);
         assert_eq!(
             w.syncs(),
-            3,
-            "the file once, the directory before and after the removal"
+            4,
+            "the file once, the directory before and after the removal, and after the write"
         );
         let again = w.submit(None, Job::SyncData(file.try_clone().unwrap()));
         until(&w, again);
-        assert_eq!(w.syncs(), 4, "a later batch syncs again");
+        assert_eq!(w.syncs(), 5, "a later batch syncs again");
         assert!(w.take_failures().is_empty());
     }
 
