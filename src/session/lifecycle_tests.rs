@@ -77,8 +77,11 @@ fn launch(s: &mut Sessions) -> usize {
 }
 
 /// A terminal stand-in: the master's end (non-blocking) and the harness's.
+/// Close-on-exec from the start: a child another test spawns meanwhile
+/// must not keep the harness's end open, or its EOF never comes.
 fn pipe() -> (OwnedFd, std::fs::File) {
-    let (read, write) = nix::unistd::pipe().unwrap();
+    let (read, write) = std::io::pipe().unwrap();
+    let (read, write) = (OwnedFd::from(read), OwnedFd::from(write));
     let flags = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_GETFL).unwrap();
     nix::fcntl::fcntl(
         &read,
@@ -147,6 +150,13 @@ fn a_launch_runs_prints_ends_and_lets_go() {
             status: 0,
         },
     );
+    // The poller would report the EOF again: a child that another test is
+    // starting holds a copy of the harness's end until its exec closes it.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while s.get(key).unwrap().status == Status::Running && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        s.on_pty(key, true, false);
+    }
     let session = s.get(key).unwrap();
     assert_eq!(session.status, Status::Completed);
     assert_eq!(session.exit_code, Some(0));
